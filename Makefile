@@ -1,0 +1,51 @@
+# FACT Interview Companion — `make run` to try it, `make test` to check it.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+FLASK  := $(VENV)/bin/flask --app app
+PORT   ?= 5000
+STAMP  := $(VENV)/.installed
+
+.PHONY: run setup test lint format translations extract update-translations db demo clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+setup: $(STAMP) translations
+
+translations: $(STAMP)
+	$(VENV)/bin/pybabel compile -q -d translations
+
+extract: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output --omit-header -o translations/messages.pot .
+
+update-translations: extract
+	$(VENV)/bin/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --ignore-obsolete --omit-header
+
+db: setup
+	$(FLASK) db upgrade
+	$(FLASK) guides load
+
+demo: db
+	$(FLASK) seed-demo
+
+run: demo
+	@echo ""
+	@echo "The FACT Interview Companion is at http://127.0.0.1:$(PORT)  (Ctrl+C stops it)"
+	$(FLASK) run --host 127.0.0.1 --port $(PORT)
+
+test: setup
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

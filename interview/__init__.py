@@ -1,0 +1,68 @@
+"""FACT Interview Companion: the application factory."""
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from .config import ROOT, load_config
+
+
+def _secret_key(instance_path: str) -> str:
+    """Return a persistent secret key from a 0600 file in the instance folder."""
+    path = Path(instance_path) / "secret.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Create and configure the app; `test_config` overrides the environment-based settings."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(load_config(app.instance_path))
+    if test_config:
+        app.config.from_mapping(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(app.instance_path)
+
+    from . import (
+        auth,
+        cli,
+        coordinator,
+        crypto,
+        database,
+        errors,
+        i18n,
+        interviews,
+        labels,
+        main,
+        security,
+    )
+    from .extensions import csrf, limiter, migrate
+
+    database.init_app(app)
+    migrate.init_app(app, database.db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    crypto.init_app(app)
+    i18n.init_app(app)
+    auth.init_app(app)
+    security.init_app(app)
+    errors.init_app(app)
+    labels.init_app(app)
+    cli.init_app(app)
+
+    app.register_blueprint(main.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(coordinator.bp)
+    app.register_blueprint(interviews.bp)
+    return app

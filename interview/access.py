@@ -1,0 +1,71 @@
+"""Who may see and change what: plain rules, checked on every route and every object."""
+
+from functools import wraps
+
+from flask import abort
+from flask_login import current_user, login_required
+from sqlalchemy import Select, select
+
+from .extensions import db
+from .models import Interview, Participant, User, participant_interviewers
+
+
+def can_see_participant(user: User, participant: Participant) -> bool:
+    """Admins see all, coordinators their cases, peers the participants assigned to them."""
+    if user.role == "admin":
+        return True
+    if user.role == "coordinator":
+        return participant.case_id in user.case_ids
+    if user.role == "peer":
+        return any(u.id == user.id for u in participant.interviewers)
+    return False
+
+
+def participants_visible_to(user: User) -> Select:
+    """Return a select of the participants the user may see."""
+    stmt = select(Participant)
+    if user.role == "admin":
+        return stmt
+    if user.role == "coordinator":
+        return stmt.where(Participant.case_id.in_(user.case_ids or {-1}))
+    return stmt.join(
+        participant_interviewers, participant_interviewers.c.participant_id == Participant.id
+    ).where(participant_interviewers.c.user_id == user.id)
+
+
+def interviews_visible_to(user: User) -> Select:
+    """Return a select of the interviews the user may see."""
+    visible = participants_visible_to(user).with_only_columns(Participant.id)
+    return select(Interview).where(Interview.participant_id.in_(visible))
+
+
+def participant_or_404(participant_id) -> Participant:
+    """Return a participant the current user may see; anything else is a 404."""
+    participant = db.session.get(Participant, str(participant_id))
+    if participant is None or not can_see_participant(current_user, participant):
+        abort(404)
+    return participant
+
+
+def interview_or_404(interview_id) -> Interview:
+    """Return an interview the current user may see; anything else is a 404."""
+    interview = db.session.get(Interview, str(interview_id))
+    if interview is None or not can_see_participant(current_user, interview.participant):
+        abort(404)
+    return interview
+
+
+def roles_required(*roles: str):
+    """Let only logged-in users with one of the roles through; other roles get a 403."""
+
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapped(*args, **kwargs):
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator

@@ -1,0 +1,108 @@
+"""Command-line tools: users, guide loading and demo data."""
+
+import sys
+
+import click
+from flask import Flask
+from sqlalchemy import select
+
+from . import audit
+from .content import ContentError, load_all
+from .demo import seed_cases, seed_participants, seed_users
+from .extensions import db
+from .models import ROLES, Case, User
+from .passwords import hash_password
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--case", "cases", multiple=True, help="Case code; repeat for several.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_user(username: str, role: str, cases: tuple[str, ...], password_stdin: bool) -> None:
+    """Create a user (or update role, cases and password of an existing one)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 10:
+        raise click.ClickException("The password must be at least 10 characters.")
+    found = []
+    for code in cases:
+        case = db.session.execute(select(Case).where(Case.code == code)).scalar_one_or_none()
+        if case is None:
+            raise click.ClickException(f"No case with code {code}.")
+        found.append(case)
+    user = db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    created = user is None
+    if created:
+        user = User(username=username)
+        db.session.add(user)
+    else:
+        user.session_version += 1
+    user.role = role
+    user.cases = found
+    user.password_hash = hash_password(password)
+    db.session.flush()
+    audit.record("user_created" if created else "user_updated", "user", user.id, role=role)
+    db.session.commit()
+    click.echo(f"{'Created' if created else 'Updated'} {role} {username}.")
+
+
+@click.group("guides")
+def guides() -> None:
+    """Interview guide and consent-form versions."""
+
+
+@guides.command("load")
+def guides_load() -> None:
+    """Load guide, consent-form versions and codebook themes (idempotent)."""
+    try:
+        report = load_all(db.session)
+    except ContentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name in report.added:
+        click.echo(f"loaded {name}")
+    for name in report.unchanged:
+        click.echo(f"unchanged {name}")
+    if report.themes_added:
+        click.echo(f"added {report.themes_added} codebook themes")
+
+
+@click.command("seed-demo")
+@click.option("--reset-passwords", is_flag=True, help="Give the demo users new passwords.")
+def seed_demo(reset_passwords: bool) -> None:
+    """Create demo cases A, B and C, demo users and fictional participants (idempotent)."""
+    try:
+        load_all(db.session)
+    except ContentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    seed_cases()
+    passwords = seed_users(reset_passwords)
+    made = seed_participants()
+    db.session.commit()
+    if made:
+        click.echo(f"Created {made} fictional participants with planned interviews.")
+    if passwords:
+        click.echo("")
+        click.echo("Demo users (these passwords are shown only now; keep them):")
+        for username, password in passwords.items():
+            click.echo(f"  {username:<12} {password}")
+        click.echo("")
+    else:
+        click.echo("Demo data is in place. New passwords: flask seed-demo --reset-passwords")
+
+
+@click.command("init-db")
+def init_db() -> None:
+    """Create every table directly (tests, throwaway stores; else `flask db upgrade`)."""
+    db.create_all()
+    click.echo("Created the tables.")
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands with the app."""
+    app.cli.add_command(create_user)
+    app.cli.add_command(guides)
+    app.cli.add_command(seed_demo)
+    app.cli.add_command(init_db)

@@ -1,0 +1,50 @@
+"""Configuration read from the environment, with safe defaults for a laptop."""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def load_config(instance_path: str) -> dict:
+    """Return the default configuration for an app whose instance folder is given."""
+    instance = Path(instance_path)
+    database_url = os.environ.get("DATABASE_URL") or _sqlite_url(instance / "casestore.db")
+    identity_url = os.environ.get("IDENTITY_DATABASE_URL") or (
+        _sqlite_url(instance / "identity.db") if database_url.startswith("sqlite") else database_url
+    )
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    if database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    if identity_url.startswith("postgresql://"):
+        identity_url = "postgresql+psycopg://" + identity_url[len("postgresql://") :]
+    return {
+        "SECRET_KEY": os.environ.get("SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_BINDS": {"identity": identity_url},
+        "IDENTITY_KEY": os.environ.get("IDENTITY_KEY"),
+        "IDENTITY_KEY_FILE": str(instance / "identity.key"),
+        "BABEL_DEFAULT_LOCALE": "nb",
+        "BABEL_DEFAULT_TIMEZONE": "Europe/Oslo",
+        "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),
+        "LANGUAGES": ("nb", "en"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": os.environ.get("SESSION_COOKIE_SECURE") == "1",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+        "WTF_CSRF_TIME_LIMIT": 12 * 3600,
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": False,
+        "LOGIN_LIMIT": os.environ.get("LOGIN_LIMIT", "10 per 5 minutes"),
+        "ARGON2_TIME_COST": 3,
+        "ARGON2_MEMORY_COST": 65536,
+        "ARGON2_PARALLELISM": 2,
+        "INTERVIEW_DEFAULT_MINUTES": 75,
+    }

@@ -1,0 +1,51 @@
+"""Error pages in the user's language; JSON for the API; never a bare 500."""
+
+from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db
+
+
+def _messages() -> dict[int, str]:
+    return {
+        400: _("Something in the request was not right. Please go back and try again."),
+        403: _("You do not have access to this page."),
+        404: _("We could not find that page, or you do not have access to it."),
+        405: _("That action is not possible here."),
+        413: _("What you sent is too large."),
+        429: _("Too many attempts. Please wait a few minutes and try again."),
+        500: _("Something went wrong on our side. What you had saved is safe."),
+    }
+
+
+def _render(code: int, message: str):
+    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+        return jsonify({"error": message, "status": code}), code
+    return render_template("errors.html", code=code, message=message), code
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers."""
+
+    @app.errorhandler(CSRFError)
+    def _csrf(_err):
+        return _render(
+            400,
+            _(
+                "Your session form has expired. Reload the page and try again; "
+                "nothing saved was lost."
+            ),
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http(err: HTTPException):
+        code = err.code or 500
+        return _render(code, _messages().get(code, err.description or ""))
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        db.session.rollback()
+        app.logger.exception("unhandled error on %s %s", request.method, request.url_rule)
+        return _render(500, _messages()[500])

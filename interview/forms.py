@@ -1,0 +1,203 @@
+"""Flask-WTF forms with translated labels; dynamic note fields are parsed in notes.py."""
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+    TimeField,
+)
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+    ValidationError,
+)
+
+
+class LoginForm(FlaskForm):
+    """Username and password."""
+
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=80)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
+
+
+def language_choices():
+    """Return the interview language choices with translated labels."""
+    return [("nb", _l("Norwegian (Bokmål)")), ("en", _l("English"))]
+
+
+class ParticipantForm(FlaskForm):
+    """Register a participant; name and phone go only to the identity key store."""
+
+    case_id = SelectField(_l("FACT team"), coerce=int, validators=[InputRequired()])
+    preferred_language = SelectField(_l("Interview language"), validators=[InputRequired()])
+    interviewers = SelectMultipleField(
+        _l("Interviewers (one or two)"), coerce=int, validators=[InputRequired()]
+    )
+    name = StringField(
+        _l("Name (optional, kept in the identity key store only)"),
+        validators=[Optional(), Length(max=200)],
+    )
+    phone = StringField(
+        _l("Phone (optional, kept in the identity key store only)"),
+        validators=[
+            Optional(),
+            Length(max=40),
+            Regexp(r"^[0-9 +()-]{5,40}$", message=_l("Write the phone number with digits only.")),
+        ],
+    )
+
+    def validate_interviewers(self, field):
+        """Ask for one or two interviewers."""
+        if not 1 <= len(field.data or []) <= 2:
+            raise ValidationError(_l("Choose one or two interviewers."))
+
+
+class AssignForm(FlaskForm):
+    """Change who interviews a participant."""
+
+    interviewers = SelectMultipleField(
+        _l("Interviewers (one or two)"), coerce=int, validators=[InputRequired()]
+    )
+
+    def validate_interviewers(self, field):
+        """Ask for one or two interviewers."""
+        if not 1 <= len(field.data or []) <= 2:
+            raise ValidationError(_l("Choose one or two interviewers."))
+
+
+def place_choices():
+    """Return the place kinds with translated labels."""
+    return [
+        ("home", _l("The participant's home")),
+        ("cafe", _l("Café or other public place")),
+        ("team_office", _l("The team's office")),
+        ("other", _l("Somewhere else")),
+    ]
+
+
+class PlanInterviewForm(FlaskForm):
+    """Plan an interview: date, time, place and language."""
+
+    day = DateField(_l("Date"), validators=[InputRequired(message=_l("Choose a date."))])
+    at = TimeField(_l("Time"), validators=[InputRequired(message=_l("Choose a time."))])
+    place_kind = SelectField(_l("Place"), validators=[InputRequired()])
+    language = SelectField(_l("Interview language"), validators=[InputRequired()])
+
+
+class CapacityForm(FlaskForm):
+    """The capacity check before consent."""
+
+    understands = BooleanField(_l("The participant understands what the study is about"))
+    can_explain = BooleanField(
+        _l("The participant can say in their own words what taking part means")
+    )
+    not_in_crisis = BooleanField(_l("The participant is not acutely intoxicated or in crisis"))
+    minutes = IntegerField(
+        _l("How long do you expect the visit to take (minutes)?"),
+        default=75,
+        validators=[
+            InputRequired(message=_l("Write the expected length in minutes.")),
+            NumberRange(min=15, max=240, message=_l("Choose between 15 and 240 minutes.")),
+        ],
+    )
+
+
+def reschedule_reason_choices():
+    """Return reasons for rescheduling with translated labels."""
+    return [
+        ("capacity", _l("Not the right day for the participant")),
+        ("participant_asked", _l("The participant asked to move it")),
+        ("practical", _l("Practical reasons")),
+    ]
+
+
+class RescheduleForm(FlaskForm):
+    """Move a planned interview to another day."""
+
+    reason = SelectField(_l("Why"), validators=[InputRequired()])
+    day = DateField(_l("New date (if agreed)"), validators=[Optional()])
+    at = TimeField(_l("New time"), validators=[Optional()])
+
+
+class ConsentForm(FlaskForm):
+    """Consent on the tablet; items are added per form version in the view."""
+
+    method = RadioField(
+        _l("How was consent given?"),
+        choices=[("tablet", _l("Signed here on the tablet")), ("paper", _l("Paper form signed"))],
+        validators=[InputRequired(message=_l("Choose how consent was given."))],
+    )
+    printed_name = StringField(
+        _l("Participant's name in block letters (optional)"),
+        validators=[Optional(), Length(max=200)],
+    )
+    signature = StringField(validators=[Optional(), Length(max=700_000)])
+    paper_form_number = StringField(
+        _l("Paper form number"), validators=[Optional(), Length(max=40)]
+    )
+
+
+def stop_reason_choices():
+    """Return reasons for stopping with translated labels."""
+    return [
+        ("participant_wish", _l("The participant wanted to stop")),
+        ("distress", _l("Distress")),
+        ("practical", _l("Practical reasons")),
+        ("other", _l("Other")),
+    ]
+
+
+class StopForm(FlaskForm):
+    """Stop an interview, with a reason."""
+
+    reason = SelectField(_l("Why is the interview stopping?"), validators=[InputRequired()])
+    comment = TextAreaField(
+        _l("Anything the team should know (no names)"), validators=[Optional(), Length(max=2000)]
+    )
+
+
+class DistressTwoForm(FlaskForm):
+    """Distress protocol stage 2: stop, and with consent contact the team."""
+
+    contact_team = BooleanField(_l("The participant agrees that we contact their FACT team now"))
+    comment = TextAreaField(
+        _l("What happened, briefly (no names)"), validators=[Optional(), Length(max=2000)]
+    )
+
+
+def wellbeing_choices():
+    """Return the wellbeing scale with translated labels."""
+    return [
+        ("1", _l("Very hard")),
+        ("2", _l("Hard")),
+        ("3", _l("Okay")),
+        ("4", _l("Good")),
+        ("5", _l("Very good")),
+    ]
+
+
+class DebriefForm(FlaskForm):
+    """The peer's debrief after the interview."""
+
+    wellbeing = RadioField(
+        _l("How are you after this interview?"),
+        validators=[InputRequired(message=_l("Choose how you are."))],
+    )
+    reflection = TextAreaField(
+        _l("Your reflections: what went well, what was hard?"),
+        validators=[Optional(), Length(max=20000)],
+    )
+    wants_debrief_talk = BooleanField(_l("I would like a debrief talk"))
+    participant_follow_up = BooleanField(_l("The participant needs follow-up from the team"))

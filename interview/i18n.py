@@ -1,0 +1,80 @@
+"""Language choice for the UI, and helpers for bilingual content and Oslo times."""
+
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from flask import Flask, current_app, g, request, session
+from flask_babel import format_date, format_datetime, format_time, get_locale
+from flask_login import current_user
+
+from .extensions import babel, db
+
+OSLO = ZoneInfo("Europe/Oslo")
+
+
+def select_locale() -> str:
+    """Pick the UI language: ?lang=, then the remembered choice, then the user's, then Bokmål."""
+    languages = current_app.config["LANGUAGES"]
+    asked = request.args.get("lang")
+    if asked in languages:
+        return asked
+    remembered = session.get("lang")
+    if remembered in languages:
+        return remembered
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def ui_lang() -> str:
+    """Return the current UI language code."""
+    return str(get_locale() or "nb")
+
+
+def _remember_language() -> None:
+    asked = request.args.get("lang")
+    if asked in current_app.config["LANGUAGES"] and session.get("lang") != asked:
+        session["lang"] = asked
+        if current_user.is_authenticated and current_user.ui_language != asked:
+            current_user.ui_language = asked
+            db.session.commit()
+
+
+def text(value: dict | str | None, lang: str | None = None) -> str:
+    """Return the text in the given language from a {nb, en} table (UI language by default)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    lang = lang or ui_lang()
+    return value.get(lang) or value.get("nb") or ""
+
+
+def oslo_to_utc(day: date, at: time) -> datetime:
+    """Turn a wall-clock date and time in Oslo into a naive UTC datetime for the store."""
+    local = datetime.combine(day, at).replace(tzinfo=OSLO)
+    return local.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+
+
+def utc_to_oslo(value: datetime) -> datetime:
+    """Turn a naive UTC datetime from the store into an aware Oslo datetime."""
+    return value.replace(tzinfo=ZoneInfo("UTC")).astimezone(OSLO)
+
+
+def init_app(app: Flask) -> None:
+    """Set up Flask-Babel and the template helpers."""
+    babel.init_app(app, locale_selector=select_locale, default_timezone="Europe/Oslo")
+    app.before_request(_remember_language)
+
+    @app.context_processor
+    def _helpers():
+        return {
+            "ui_lang": ui_lang,
+            "tr": text,
+            "format_datetime": format_datetime,
+            "format_date": format_date,
+            "format_time": format_time,
+            "other_lang": lambda: "en" if ui_lang() == "nb" else "nb",
+        }
+
+    @app.before_request
+    def _lang_to_g():
+        g.lang = ui_lang()

@@ -1,0 +1,541 @@
+"""The peer's interview, from capacity check and consent through the guide to the debrief."""
+
+import base64
+import binascii
+import io
+import uuid
+from datetime import timedelta
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from . import audit, flow
+from .access import interview_or_404, interviews_visible_to
+from .content import guide_of
+from .crypto import app_key, seal, seal_bytes
+from .extensions import db
+from .forms import (
+    CapacityForm,
+    ConsentForm,
+    DebriefForm,
+    DistressTwoForm,
+    RescheduleForm,
+    StopForm,
+    reschedule_reason_choices,
+    stop_reason_choices,
+    wellbeing_choices,
+)
+from .i18n import oslo_to_utc, utc_to_oslo
+from .models import (
+    Consent,
+    ConsentFormVersion,
+    ConsentSignature,
+    Debrief,
+    Interview,
+    Participant,
+    Theme,
+    utcnow,
+)
+from .notes import apply_notes, parse_section_form
+
+bp = Blueprint("interviews", __name__, url_prefix="/interviews")
+
+MAX_SIGNATURE_BYTES = 500_000
+
+
+def _editable_or_409(interview: Interview) -> None:
+    if interview.participant.status == "withdrawn":
+        abort(409, _("This participant has withdrawn."))
+
+
+@login_required
+def mine():
+    """The interviews the user may see, as today / coming / done."""
+    rows = list(
+        db.session.scalars(
+            interviews_visible_to(current_user)
+            .options(
+                selectinload(Interview.participant).selectinload(Participant.case),
+            )
+            .order_by(Interview.planned_at)
+        )
+    )
+    today = utc_to_oslo(utcnow()).date()
+    groups = {"today": [], "coming": [], "earlier": [], "done": []}
+    for iv in rows:
+        if iv.status in ("completed", "stopped") or iv.participant.status == "withdrawn":
+            groups["done"].append(iv)
+        elif iv.status in ("in_progress", "paused"):
+            groups["today"].append(iv)
+        else:
+            day = utc_to_oslo(iv.planned_at).date()
+            if day == today:
+                groups["today"].append(iv)
+            elif day > today:
+                groups["coming"].append(iv)
+            else:
+                groups["earlier"].append(iv)
+    groups["done"].reverse()
+    return render_template("interviews/mine.html", groups=groups)
+
+
+@login_required
+def overview(interview_id):
+    """An interview's summary and the next step."""
+    interview = interview_or_404(interview_id)
+    guide = guide_of(interview.guide_version)
+    consent = flow.valid_consent(interview.participant)
+    return render_template(
+        "interviews/overview.html", interview=interview, guide=guide, consent=consent
+    )
+
+
+@login_required
+def capacity(interview_id):
+    """Capacity check before consent: go on, or reschedule."""
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if interview.status != "planned":
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    form = CapacityForm(minutes=75)
+    if form.validate_on_submit():
+        if request.form.get("go") == "reschedule":
+            flow.record_event(
+                interview,
+                "capacity_check",
+                current_user,
+                outcome="reschedule",
+                understands=form.understands.data,
+                can_explain=form.can_explain.data,
+                not_in_crisis=form.not_in_crisis.data,
+            )
+            db.session.commit()
+            return redirect(url_for("interviews.reschedule", interview_id=interview.id))
+        if form.understands.data and form.can_explain.data and form.not_in_crisis.data:
+            flow.capacity_ok(interview, current_user, form.minutes.data)
+            db.session.commit()
+            return redirect(url_for("interviews.consent", interview_id=interview.id))
+        form.not_in_crisis.errors = list(form.not_in_crisis.errors) + [
+            _(
+                "All three must be true before you go on. If not, choose "
+                "\u201cFind another day\u201d: that is the right thing to do."
+            )
+        ]
+    status = 400 if request.method == "POST" else 200
+    return render_template("interviews/capacity.html", interview=interview, form=form), status
+
+
+@login_required
+def reschedule(interview_id):
+    """Move a planned interview to another day, recording why."""
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if interview.status != "planned":
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    form = RescheduleForm()
+    form.reason.choices = reschedule_reason_choices()
+    if form.validate_on_submit():
+        if (form.day.data is None) != (form.at.data is None):
+            form.at.errors = list(form.at.errors) + [_("Give both a date and a time, or neither.")]
+        else:
+            new_time = (
+                oslo_to_utc(form.day.data, form.at.data) if form.day.data is not None else None
+            )
+            flow.reschedule(interview, current_user, form.reason.data, new_time)
+            db.session.commit()
+            flash(_("The interview is moved. Thank you for taking care."), "success")
+            return redirect(url_for("interviews.overview", interview_id=interview.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("interviews/reschedule.html", interview=interview, form=form), status
+
+
+def _latest_consent_form() -> ConsentFormVersion:
+    form_version = db.session.scalars(
+        select(ConsentFormVersion).order_by(ConsentFormVersion.version.desc())
+    ).first()
+    if form_version is None:
+        abort(409)
+    return form_version
+
+
+def _decode_signature(data_url: str) -> bytes | None:
+    prefix = "data:image/png;base64,"
+    if not data_url.startswith(prefix):
+        return None
+    try:
+        raw = base64.b64decode(data_url[len(prefix) :], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) > MAX_SIGNATURE_BYTES or not raw.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(raw)) as img:
+            img.load()
+            alpha = img.convert("RGBA").getchannel("A")
+            if alpha.getbbox() is None:
+                return None  # an empty canvas is no signature
+    except Exception:
+        return None
+    return raw
+
+
+@login_required
+def consent(interview_id):
+    """Informed consent in the interview language: every item answered; no consent, no interview."""
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if interview.status == "planned":
+        return redirect(url_for("interviews.capacity", interview_id=interview.id))
+    if flow.valid_consent(interview.participant) is not None:
+        return redirect(url_for("interviews.section", interview_id=interview.id, index=0))
+    form_version = _latest_consent_form()
+    content = form_version.content
+    form = ConsentForm()
+    item_errors: dict[str, str] = {}
+    answers: dict[str, bool] = {}
+    if request.method == "POST" and form.validate():
+        for item in content["items"]:
+            value = request.form.get(f"item-{item['key']}")
+            if value not in ("yes", "no"):
+                item_errors[item["key"]] = _("Answer yes or no.")
+            else:
+                answers[item["key"]] = value == "yes"
+        if answers.get("participate") is False:
+            item_errors["participate"] = _(
+                "Without consent to take part, the interview cannot go ahead. "
+                "Thank the participant, and stop the interview."
+            )
+        signature = None
+        if form.method.data == "tablet":
+            signature = _decode_signature(form.signature.data or "")
+            if signature is None:
+                form.signature.errors = list(form.signature.errors) + [
+                    _("Ask the participant to sign in the box.")
+                ]
+        elif not (form.paper_form_number.data or "").strip():
+            form.paper_form_number.errors = list(form.paper_form_number.errors) + [
+                _("Write the number of the signed paper form.")
+            ]
+        if not item_errors and not form.signature.errors and not form.paper_form_number.errors:
+            record = Consent(
+                id=str(uuid.uuid4()),
+                participant_id=interview.participant_id,
+                interview_id=interview.id,
+                form_version_id=form_version.id,
+                language=interview.language,
+                answers=answers,
+                method=form.method.data,
+                paper_form_number=(form.paper_form_number.data or "").strip() or None,
+                obtained_at=utcnow(),
+                obtained_by_id=current_user.id,
+            )
+            db.session.add(record)
+            interview.participant.consents.append(record)
+            if signature is not None or form.printed_name.data:
+                sig = ConsentSignature(consent_id=record.id, participant_id=record.participant_id)
+                sig.id = str(uuid.uuid4())
+                key = app_key()
+                if form.printed_name.data:
+                    sig.printed_name_enc = seal(
+                        key,
+                        form.printed_name.data.strip(),
+                        f"consent_signature.printed_name.{sig.id}",
+                    )
+                if signature is not None:
+                    sig.signature_enc = seal_bytes(
+                        key, signature, f"consent_signature.signature.{sig.id}"
+                    )
+                db.session.add(sig)
+            if interview.participant.status == "invited":
+                interview.participant.status = "consented"
+            flow.record_event(interview, "start", current_user)
+            audit.record("consent_recorded", "participant", interview.participant_id)
+            db.session.commit()
+            flash(_("Consent is recorded. You can begin the interview."), "success")
+            return redirect(url_for("interviews.section", interview_id=interview.id, index=0))
+    elif request.method == "POST":
+        for item in content["items"]:
+            value = request.form.get(f"item-{item['key']}")
+            if value in ("yes", "no"):
+                answers[item["key"]] = value == "yes"
+    status = 400 if request.method == "POST" else 200
+    return (
+        render_template(
+            "interviews/consent.html",
+            interview=interview,
+            form=form,
+            content=content,
+            form_version=form_version,
+            answers=answers,
+            item_errors=item_errors,
+        ),
+        status,
+    )
+
+
+def _themes_for(interview: Interview, question_themes: tuple[str, ...]) -> list[Theme]:
+    """Order the codebook for a note: question's suggestions, team's staff themes, the rest."""
+    active = list(db.session.scalars(select(Theme).where(Theme.retired.is_(False))))
+    staff = {st.theme_id for st in interview.participant.case.staff_themes}
+
+    def rank(t: Theme):
+        if t.key in question_themes:
+            return (0, question_themes.index(t.key))
+        return (1 if t.id in staff else 2, t.key)
+
+    return sorted(active, key=rank)
+
+
+@login_required
+def section(interview_id, index: int):
+    """One guide section: questions, probes and notes with tags; saving never loses text."""
+    interview = interview_or_404(interview_id)
+    if interview.status == "planned":
+        return redirect(url_for("interviews.capacity", interview_id=interview.id))
+    if flow.valid_consent(interview.participant) is None:
+        if interview.participant.status == "withdrawn":
+            abort(404)
+        return redirect(url_for("interviews.consent", interview_id=interview.id))
+    guide = guide_of(interview.guide_version)
+    if not 0 <= index < len(guide.sections):
+        abort(404)
+    sec = guide.sections[index]
+    keys = [q.key for q in sec.questions]
+    notes = [n for n in interview.notes if n.question_key in keys]
+    all_themes = {t.id: t for t in db.session.scalars(select(Theme))}
+    active_ids = {t.id for t in all_themes.values() if not t.retired}
+    errors: dict[str, str] = {}
+    status = 200
+    if request.method == "POST":
+        _editable_or_409(interview)
+        existing = {n.id: n for n in notes}
+        # a retired theme already on a note may stay on it
+        allowed = active_ids | {t.id for n in notes for t in n.themes}
+        parsed = parse_section_form(request.form, keys, existing, allowed)
+        if parsed.errors:
+            errors = parsed.errors
+            status = 400
+        else:
+            result = apply_notes(interview, parsed.inputs, current_user, all_themes)
+            interview.current_section = index
+            db.session.commit()
+            if result.conflicts:
+                flash(
+                    _(
+                        "Someone else changed a note at the same time. Both texts are kept; "
+                        "look at the note marked \u201ctwo versions\u201d."
+                    ),
+                    "warning",
+                )
+            return redirect(_after_save(interview, index, len(guide.sections)))
+    return (
+        render_template(
+            "interviews/section.html",
+            interview=interview,
+            guide=guide,
+            section=sec,
+            index=index,
+            notes=notes,
+            themes_for=lambda q: _themes_for(interview, q.themes),
+            errors=errors,
+            values=request.form if status == 400 else {},
+            new_id=lambda: str(uuid.uuid4()),
+        ),
+        status,
+    )
+
+
+def _after_save(interview: Interview, index: int, count: int) -> str:
+    go = request.form.get("go", "stay")
+    if go == "next" and index + 1 < count:
+        return url_for("interviews.section", interview_id=interview.id, index=index + 1)
+    if go == "back" and index > 0:
+        return url_for("interviews.section", interview_id=interview.id, index=index - 1)
+    if go == "finish":
+        return url_for("interviews.finish", interview_id=interview.id)
+    if go.startswith("section-") and go[8:].isdigit() and int(go[8:]) < count:
+        return url_for("interviews.section", interview_id=interview.id, index=int(go[8:]))
+    return url_for("interviews.section", interview_id=interview.id, index=index) + "#saved"
+
+
+def _event_view(interview_id, action, message: str):
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    try:
+        action(interview)
+    except flow.FlowError:
+        abort(409, _("That is not possible in the interview's current state."))
+    db.session.commit()
+    if message:
+        flash(message, "info")
+    return interview
+
+
+def _back_to_interview(interview: Interview):
+    if interview.status in ("in_progress", "paused"):
+        return redirect(
+            url_for(
+                "interviews.section", interview_id=interview.id, index=interview.current_section
+            )
+        )
+    return redirect(url_for("interviews.overview", interview_id=interview.id))
+
+
+@login_required
+def pause(interview_id):
+    """Pause the interview."""
+    interview = _event_view(
+        interview_id, lambda iv: flow.pause(iv, current_user), _("The interview is paused.")
+    )
+    return _back_to_interview(interview)
+
+
+@login_required
+def resume(interview_id):
+    """Resume after a pause."""
+    interview = _event_view(
+        interview_id, lambda iv: flow.resume(iv, current_user), _("Welcome back.")
+    )
+    return _back_to_interview(interview)
+
+
+@login_required
+def check_in(interview_id):
+    """Lone-worker safety check-in."""
+    interview = _event_view(
+        interview_id,
+        lambda iv: flow.check_in(iv, current_user),
+        _("Checked in. The coordinator can see that you are safe."),
+    )
+    return _back_to_interview(interview)
+
+
+@login_required
+def distress(interview_id):
+    """Distress protocol stage 1: pause and check in; then resume, stop, or go to stage 2."""
+    interview = interview_or_404(interview_id)
+    if request.method == "POST":
+        interview = _event_view(
+            interview_id, lambda iv: flow.distress_stage_one(iv, current_user), ""
+        )
+        return redirect(url_for("interviews.distress", interview_id=interview.id))
+    if interview.status not in ("in_progress", "paused"):
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    return render_template("interviews/distress.html", interview=interview)
+
+
+@login_required
+def distress_two(interview_id):
+    """Distress protocol stage 2: stop, and with consent contact the team."""
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if interview.status not in ("in_progress", "paused"):
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    form = DistressTwoForm()
+    if form.validate_on_submit():
+        flow.distress_stage_two(
+            interview, current_user, form.contact_team.data, (form.comment.data or "").strip()
+        )
+        db.session.commit()
+        flash(
+            _("The interview is stopped. Take care of the participant, then of yourself."),
+            "info",
+        )
+        return redirect(url_for("interviews.debrief", interview_id=interview.id, follow_up=1))
+    status = 400 if request.method == "POST" else 200
+    return render_template("interviews/distress_two.html", interview=interview, form=form), status
+
+
+@login_required
+def stop(interview_id):
+    """Stop the interview early, with a reason."""
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if interview.status not in ("planned", "in_progress", "paused"):
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    form = StopForm()
+    form.reason.choices = stop_reason_choices()
+    if form.validate_on_submit():
+        flow.stop(interview, current_user, form.reason.data, (form.comment.data or "").strip())
+        db.session.commit()
+        flash(_("The interview is stopped."), "info")
+        return redirect(url_for("interviews.debrief", interview_id=interview.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("interviews/stop.html", interview=interview, form=form), status
+
+
+@login_required
+def finish(interview_id):
+    """The closing: confirm the interview is finished."""
+    interview = interview_or_404(interview_id)
+    guide = guide_of(interview.guide_version)
+    if request.method == "POST":
+        _event_view(interview_id, lambda iv: flow.complete(iv, current_user), "")
+        flash(_("The interview is complete. Thank you."), "success")
+        return redirect(url_for("interviews.debrief", interview_id=interview.id))
+    if interview.status not in ("in_progress", "paused"):
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    return render_template("interviews/finish.html", interview=interview, guide=guide)
+
+
+@login_required
+def debrief(interview_id):
+    """The peer's debrief: wellbeing, reflection, a debrief talk, follow-up for the participant."""
+    interview = interview_or_404(interview_id)
+    if interview.status not in ("completed", "stopped"):
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    existing = interview.debrief
+    form = DebriefForm(obj=existing)
+    form.wellbeing.choices = wellbeing_choices()
+    if request.method == "GET":
+        if existing is not None:
+            form.wellbeing.data = str(existing.wellbeing)
+        elif request.args.get("follow_up"):
+            form.participant_follow_up.data = True
+    if form.validate_on_submit():
+        _editable_or_409(interview)
+        record = existing or Debrief(
+            id=str(uuid.uuid4()), interview_id=interview.id, author_id=current_user.id
+        )
+        record.wellbeing = int(form.wellbeing.data)
+        record.reflection = (form.reflection.data or "").strip()
+        record.wants_debrief_talk = form.wants_debrief_talk.data
+        record.participant_follow_up = form.participant_follow_up.data
+        if existing is None:
+            db.session.add(record)
+        else:
+            record.rev += 1
+        db.session.commit()
+        flash(_("Thank you. Your debrief is saved."), "success")
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("interviews/debrief.html", interview=interview, form=form), status
+
+
+def expected_overdue(interview: Interview, grace_minutes: int = 15) -> bool:
+    """Tell whether a running interview is past its expected end plus grace."""
+    if interview.status not in ("in_progress", "paused") or interview.expected_end_at is None:
+        return False
+    return utcnow() > interview.expected_end_at + timedelta(minutes=grace_minutes)
+
+
+IV = "/<uuid:interview_id>"
+bp.add_url_rule("/", view_func=mine)
+bp.add_url_rule(IV, view_func=overview)
+bp.add_url_rule(IV + "/capacity", view_func=capacity, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/reschedule", view_func=reschedule, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/consent", view_func=consent, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/section/<int:index>", view_func=section, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/pause", view_func=pause, methods=["POST"])
+bp.add_url_rule(IV + "/resume", view_func=resume, methods=["POST"])
+bp.add_url_rule(IV + "/check-in", view_func=check_in, methods=["POST"])
+bp.add_url_rule(IV + "/distress", view_func=distress, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/distress/stage-2", view_func=distress_two, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/stop", view_func=stop, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/finish", view_func=finish, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/debrief", view_func=debrief, methods=["GET", "POST"])

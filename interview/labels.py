@@ -1,0 +1,64 @@
+"""Translated names for the store's codes (statuses, places, events), for templates."""
+
+from flask import Flask
+from flask_babel import lazy_gettext as _l
+
+LABELS = {
+    "participant": {
+        "invited": _l("Invited"),
+        "consented": _l("Consented"),
+        "interviewed": _l("Interviewed"),
+        "withdrawn": _l("Withdrawn"),
+    },
+    "interview": {
+        "planned": _l("Planned"),
+        "in_progress": _l("In progress"),
+        "paused": _l("Paused"),
+        "completed": _l("Completed"),
+        "stopped": _l("Stopped"),
+    },
+    "place": {
+        "home": _l("The participant's home"),
+        "cafe": _l("Café or other public place"),
+        "team_office": _l("The team's office"),
+        "other": _l("Somewhere else"),
+    },
+    "language": {"nb": _l("Norwegian (Bokmål)"), "en": _l("English")},
+    "role": {
+        "peer": _l("Peer co-researcher"),
+        "coordinator": _l("Coordinator"),
+        "admin": _l("Admin"),
+    },
+    "event": {
+        "capacity_check": _l("Capacity check"),
+        "reschedule": _l("Rescheduled"),
+        "start": _l("Interview started"),
+        "pause": _l("Paused"),
+        "resume": _l("Resumed"),
+        "distress_1": _l("Distress protocol, stage 1"),
+        "distress_2": _l("Distress protocol, stage 2"),
+        "stop": _l("Stopped"),
+        "check_in": _l("Safety check-in"),
+        "complete": _l("Completed"),
+    },
+    "polarity": {"inhibits": _l("Inhibits"), "promotes": _l("Promotes")},
+    "method": {"tablet": _l("Signed on the tablet"), "paper": _l("Paper form")},
+    "consent_item": {
+        "participate": _l("Take part"),
+        "audio": _l("Audio recording"),
+        "quotes": _l("Quotes in publications"),
+        "recontact": _l("May be contacted again"),
+    },
+}
+
+
+def label(kind: str, code: str | None) -> str:
+    """Return the translated name of a code, or the code itself when unknown."""
+    if code is None:
+        return ""
+    return str(LABELS.get(kind, {}).get(code, code))
+
+
+def init_app(app: Flask) -> None:
+    """Make `label` available in templates."""
+    app.jinja_env.globals["label"] = label

@@ -1,0 +1,31 @@
+"""The start page and health check."""
+
+from flask import Blueprint, jsonify, redirect, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import text
+
+from .extensions import db
+
+bp = Blueprint("main", __name__)
+
+
+@login_required
+def home():
+    """Send each role to where their work starts."""
+    if current_user.role == "peer":
+        return redirect(url_for("interviews.mine"))
+    return redirect(url_for("coordinator.participants"))
+
+
+def healthz():
+    """Answer 200 when the case store answers."""
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception:
+        db.session.rollback()
+        return jsonify({"status": "unavailable"}), 503
+    return jsonify({"status": "ok"})
+
+
+bp.add_url_rule("/", view_func=home)
+bp.add_url_rule("/healthz", view_func=healthz)
