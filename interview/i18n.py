@@ -64,16 +64,14 @@ def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, default_timezone="Europe/Oslo")
     app.before_request(_remember_language)
 
-    @app.context_processor
-    def _helpers():
-        return {
-            "ui_lang": ui_lang,
-            "tr": text,
-            "format_datetime": format_datetime,
-            "format_date": format_date,
-            "format_time": format_time,
-            "other_lang": lambda: "en" if ui_lang() == "nb" else "nb",
-        }
+    # globals (not a context processor) so imported macros can use them too
+    app.jinja_env.globals.update(
+        ui_lang=ui_lang,
+        tr=text,
+        format_datetime=format_datetime,
+        format_date=format_date,
+        format_time=format_time,
+    )
 
     @app.before_request
     def _lang_to_g():

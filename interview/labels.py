@@ -59,6 +59,15 @@ def label(kind: str, code: str | None) -> str:
     return str(LABELS.get(kind, {}).get(code, code))
 
 
+def error_attrs(field, **attrs) -> dict:
+    """Return a form field's HTML attributes, pointing at its error list when it has errors."""
+    if field.errors:
+        attrs["aria-describedby"] = f"{field.id}-errors"
+        attrs["aria-invalid"] = "true"
+    return attrs
+
+
 def init_app(app: Flask) -> None:
-    """Make `label` available in templates."""
+    """Make `label` and `error_attrs` available in templates."""
     app.jinja_env.globals["label"] = label
+    app.jinja_env.globals["error_attrs"] = error_attrs

@@ -137,8 +137,10 @@ def apply_notes(
             )
             result.created += 1
             continue
-        stale = item.base_rev is not None and item.base_rev != note.rev
-        if not item.text.strip() and not stale and item.base_rev is not None:
+        if item.base_rev is None:
+            continue  # a create arriving again (double submit) applies once
+        stale = item.base_rev != note.rev
+        if not item.text.strip() and not stale:
             db.session.delete(note)
             result.deleted += 1
             continue
