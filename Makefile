@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 setup: $(STAMP) translations
 
 translations: $(STAMP)
-	$(VENV)/bin/pybabel compile -q -d translations
+	$(VENV)/bin/pybabel compile -d translations --statistics
 
 extract: $(STAMP)
 	$(VENV)/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output --omit-header -o translations/messages.pot .

@@ -42,9 +42,7 @@ class ParticipantForm(FlaskForm):
 
     case_id = SelectField(_l("FACT team"), coerce=int, validators=[InputRequired()])
     preferred_language = SelectField(_l("Interview language"), validators=[InputRequired()])
-    interviewers = SelectMultipleField(
-        _l("Interviewers (one or two)"), coerce=int, validators=[InputRequired()]
-    )
+    interviewers = SelectMultipleField(_l("Interviewers (one or two)"), coerce=int)
     name = StringField(
         _l("Name (optional, kept in the identity key store only)"),
         validators=[Optional(), Length(max=200)],
@@ -67,9 +65,7 @@ class ParticipantForm(FlaskForm):
 class AssignForm(FlaskForm):
     """Change who interviews a participant."""
 
-    interviewers = SelectMultipleField(
-        _l("Interviewers (one or two)"), coerce=int, validators=[InputRequired()]
-    )
+    interviewers = SelectMultipleField(_l("Interviewers (one or two)"), coerce=int)
 
     def validate_interviewers(self, field):
         """Ask for one or two interviewers."""

@@ -103,8 +103,12 @@ def test_no_consent_no_interview(client, auth, world, app):
     assert response.headers["Location"].endswith(f"/interviews/{iid}/consent")
     response = client.post(
         f"/interviews/{iid}/consent?lang=en",
-        data={**CONSENT_ALL_YES, "item-participate": "no", "method": "paper",
-              "paper_form_number": "P-1"},
+        data={
+            **CONSENT_ALL_YES,
+            "item-participate": "no",
+            "method": "paper",
+            "paper_form_number": "P-1",
+        },
     )
     assert response.status_code == 400
     assert "Without consent to take part" in response.text
@@ -124,14 +128,22 @@ def test_consent_signed_on_tablet_goes_to_identity_store(client, auth, world, ap
     start_interview(client, iid)
     response = client.post(
         f"/interviews/{iid}/consent",
-        data={**CONSENT_ALL_YES, "method": "tablet", "printed_name": "Test Person",
-              "signature": blank_signature_data_url()},
+        data={
+            **CONSENT_ALL_YES,
+            "method": "tablet",
+            "printed_name": "Test Person",
+            "signature": blank_signature_data_url(),
+        },
     )
     assert response.status_code == 400, "an empty canvas is no signature"
     response = client.post(
         f"/interviews/{iid}/consent",
-        data={**CONSENT_ALL_YES, "method": "tablet", "printed_name": "Test Person",
-              "signature": signature_data_url()},
+        data={
+            **CONSENT_ALL_YES,
+            "method": "tablet",
+            "printed_name": "Test Person",
+            "signature": signature_data_url(),
+        },
     )
     assert response.status_code == 302
     with app.app_context():
@@ -139,15 +151,20 @@ def test_consent_signed_on_tablet_goes_to_identity_store(client, auth, world, ap
         assert consent.method == "tablet"
         assert consent.language == "nb"
         assert consent.answers == {
-            "participate": True, "audio": False, "quotes": True, "recontact": True,
+            "participate": True,
+            "audio": False,
+            "quotes": True,
+            "recontact": True,
         }
         assert get_row(Participant, world.participants["pa"]).status == "consented"
         sig = db.session.scalars(select(ConsentSignature)).one()
         assert sig.consent_id == consent.id
         assert b"Test Person" not in sig.printed_name_enc
         key = app_key()
-        assert open_sealed(key, sig.printed_name_enc,
-                           f"consent_signature.printed_name.{sig.id}") == "Test Person"
+        assert (
+            open_sealed(key, sig.printed_name_enc, f"consent_signature.printed_name.{sig.id}")
+            == "Test Person"
+        )
         png = open_bytes(key, sig.signature_enc, f"consent_signature.signature.{sig.id}")
         assert png.startswith(b"\x89PNG")
 
@@ -161,7 +178,7 @@ def test_whole_interview_with_notes_tags_pause_and_debrief(client, auth, world, 
     page = client.get(f"/interviews/{iid}/section/0")
     assert page.status_code == 200
     # the guide is shown in the interview language (Bokmål here)
-    assert "Introduksjon" in page.text or "lang=\"nb\"" in page.text
+    assert "Introduksjon" in page.text or 'lang="nb"' in page.text
     new_id = re.search(r'name="new-context.services-id" value="([0-9a-f-]+)"', page.text).group(1)
 
     communication = _theme_id(app, "communication")
@@ -186,9 +203,11 @@ def test_whole_interview_with_notes_tags_pause_and_debrief(client, auth, world, 
     # a double submit of the same new note creates it once
     client.post(
         f"/interviews/{iid}/section/0",
-        data={"new-context.services-id": new_id,
-              "new-context.services-text": "Får hjelp med bolig og medisiner.",
-              "go": "stay"},
+        data={
+            "new-context.services-id": new_id,
+            "new-context.services-text": "Får hjelp med bolig og medisiner.",
+            "go": "stay",
+        },
     )
     with app.app_context():
         notes = db.session.scalars(select(Note).where(Note.interview_id == iid)).all()
@@ -235,8 +254,7 @@ def test_whole_interview_with_notes_tags_pause_and_debrief(client, auth, world, 
     assert client.post(f"/interviews/{iid}/finish").status_code == 302
     response = client.post(
         f"/interviews/{iid}/debrief",
-        data={"wellbeing": "2", "reflection": "Tungt tema, men godt.",
-              "wants_debrief_talk": "y"},
+        data={"wellbeing": "2", "reflection": "Tungt tema, men godt.", "wants_debrief_talk": "y"},
     )
     assert response.status_code == 302
     with app.app_context():
@@ -250,7 +268,12 @@ def test_whole_interview_with_notes_tags_pause_and_debrief(client, auth, world, 
         assert debrief.wants_debrief_talk is True
         assert debrief.participant_follow_up is False
     assert _events(app, iid) == [
-        "capacity_check", "start", "pause", "resume", "check_in", "complete",
+        "capacity_check",
+        "start",
+        "pause",
+        "resume",
+        "check_in",
+        "complete",
     ]
 
 
@@ -282,8 +305,11 @@ def test_unknown_theme_or_damaged_id_is_a_400_not_a_500(client, auth, world):
     give_paper_consent(client, iid)
     bad_theme = client.post(
         f"/interviews/{iid}/section/0",
-        data={"new-context.services-id": str(uuid.uuid4()),
-              "new-context.services-text": "x", "new-context.services-theme": "99999"},
+        data={
+            "new-context.services-id": str(uuid.uuid4()),
+            "new-context.services-text": "x",
+            "new-context.services-theme": "99999",
+        },
     )
     assert bad_theme.status_code == 400
     bad_id = client.post(
@@ -300,13 +326,17 @@ def test_stale_edit_keeps_both_texts(client, auth, world, app):
     start_interview(client, iid)
     give_paper_consent(client, iid)
     nid = str(uuid.uuid4())
-    client.post(f"/interviews/{iid}/section/0",
-                data={"new-context.services-id": nid, "new-context.services-text": "Første"})
-    client.post(f"/interviews/{iid}/section/0",
-                data={f"note-{nid}-text": "Andre", f"note-{nid}-rev": "1"})
+    client.post(
+        f"/interviews/{iid}/section/0",
+        data={"new-context.services-id": nid, "new-context.services-text": "Første"},
+    )
+    client.post(
+        f"/interviews/{iid}/section/0", data={f"note-{nid}-text": "Andre", f"note-{nid}-rev": "1"}
+    )
     # a form opened before the edit above still says rev 1
-    client.post(f"/interviews/{iid}/section/0",
-                data={f"note-{nid}-text": "Tredje", f"note-{nid}-rev": "1"})
+    client.post(
+        f"/interviews/{iid}/section/0", data={f"note-{nid}-text": "Tredje", f"note-{nid}-rev": "1"}
+    )
     with app.app_context():
         note = get_row(Note, nid)
         assert note.text == "Andre"
@@ -353,8 +383,9 @@ def test_stop_with_reason(client, auth, world, app):
     give_paper_consent(client, iid)
     bad = client.post(f"/interviews/{iid}/stop", data={"reason": "bored"})
     assert bad.status_code == 400
-    response = client.post(f"/interviews/{iid}/stop",
-                           data={"reason": "participant_wish", "comment": ""})
+    response = client.post(
+        f"/interviews/{iid}/stop", data={"reason": "participant_wish", "comment": ""}
+    )
     assert response.status_code == 302
     with app.app_context():
         assert get_row(Interview, iid).status == "stopped"

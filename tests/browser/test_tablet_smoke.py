@@ -1,0 +1,75 @@
+"""Smoke test in real Chromium on tablet viewports: log in, take consent, save a note."""
+
+import pytest
+from sqlalchemy import select
+
+from interview.extensions import db
+from interview.models import Consent, ConsentSignature, Note
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.mark.parametrize(
+    ("viewport", "lang"),
+    [({"width": 1024, "height": 768}, "nb"), ({"width": 768, "height": 1024}, "en")],
+)
+def test_peer_logs_in_signs_consent_and_saves_a_note(
+    live_server, browser, app, world, tmp_path, viewport, lang
+):
+    context = browser.new_context(viewport=viewport, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+    page.goto(f"{live_server}/login?lang={lang}")
+    assert page.locator("html").get_attribute("lang") == lang
+    page.get_by_label("Brukernavn" if lang == "nb" else "Username").fill("peer_a")
+    page.get_by_label("Passord" if lang == "nb" else "Password").fill(PASSWORD)
+    page.locator("form button[type=submit]").click()
+    page.wait_for_url("**/interviews/")
+
+    interview_id = world.interviews["pa"]
+    page.locator(f"a[href='/interviews/{interview_id}']").first.click()
+    page.locator(f"a[href='/interviews/{interview_id}/capacity']").click()
+    page.locator("#understands").check()
+    page.locator("#can_explain").check()
+    page.locator("#not_in_crisis").check()
+    page.locator("button[value=ok]").click()
+    page.wait_for_url(f"**/interviews/{interview_id}/consent")
+
+    for item in ("participate", "audio", "quotes", "recontact"):
+        page.locator(f"#item-{item}-yes").check()
+    page.locator("#method-0").check()  # signed on the tablet
+    pad = page.locator("#signature-pad")
+    pad.scroll_into_view_if_needed()
+    box = pad.bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 60)
+    page.mouse.down()
+    for step in range(1, 15):
+        page.mouse.move(box["x"] + 20 + step * 20, box["y"] + 60 + (step % 3) * 15)
+    page.mouse.up()
+    page.screenshot(path=str(tmp_path / f"consent-{lang}.png"), full_page=True)
+    page.locator("#consent-form button[type=submit]").click()
+    page.wait_for_url(f"**/interviews/{interview_id}/section/0")
+
+    note_box = page.locator("textarea[name='new-context.services-text']")
+    note_box.fill("Notat skrevet i nettleseren – æøå.")
+    page.locator("textarea[name='new-context.services-text'] ~ .tags input[value=promotes]").check()
+    page.screenshot(path=str(tmp_path / f"section-{lang}.png"), full_page=False)
+    page.locator("button[name=go][value=stay]").last.click()
+    page.wait_for_load_state()
+    assert "Notat skrevet i nettleseren – æøå." in page.content()
+    page.screenshot(path=str(tmp_path / f"saved-{lang}.png"), full_page=True)
+    context.close()
+
+    with app.app_context():
+        note = db.session.scalars(select(Note)).one()
+        assert note.text == "Notat skrevet i nettleseren – æøå."
+        assert note.polarity == "promotes"
+        consent = db.session.scalars(select(Consent)).one()
+        assert consent.method == "tablet"
+        assert db.session.scalars(select(ConsentSignature)).one().signature_enc
+    assert (tmp_path / f"saved-{lang}.png").stat().st_size > 10_000
+    assert errors == [], errors
