@@ -1,4 +1,4 @@
-"""Shared fixtures: an app on a fresh store (SQLite, or PostgreSQL via DATABASE_URL), users, cases."""
+"""Shared fixtures: an app on a fresh store (SQLite, or PostgreSQL via DATABASE_URL)."""
 
 import base64
 import os
