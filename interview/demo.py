@@ -113,7 +113,9 @@ def seed_participants() -> int:
                 guide_version=guide,
                 language=lang,
                 place_kind=("home", "cafe", "team_office")[i % 3],
-                planned_at=oslo_to_utc(day, now_oslo.time().replace(hour=hour, minute=0)),
+                planned_at=oslo_to_utc(
+                    day, now_oslo.time().replace(hour=hour, minute=0, second=0, microsecond=0)
+                ),
                 created_by_id=coordinator.id if coordinator else None,
             )
         )
@@ -126,7 +128,7 @@ def _one_done_interview(guide, form, peer, case) -> None:
     """Give the tour a completed interview with consent, notes, events and a debrief."""
     p = register(case, "nb", [peer], None, None, None)
     p.status = "interviewed"
-    started = utcnow() - timedelta(days=2, hours=3)
+    started = utcnow().replace(second=0, microsecond=0) - timedelta(days=2, hours=3)
     interview = Interview(
         participant=p,
         guide_version=guide,
