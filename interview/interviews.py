@@ -4,7 +4,6 @@ import base64
 import binascii
 import io
 import uuid
-from datetime import timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -515,13 +514,6 @@ def debrief(interview_id):
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     status = 400 if request.method == "POST" else 200
     return render_template("interviews/debrief.html", interview=interview, form=form), status
-
-
-def expected_overdue(interview: Interview, grace_minutes: int = 15) -> bool:
-    """Tell whether a running interview is past its expected end plus grace."""
-    if interview.status not in ("in_progress", "paused") or interview.expected_end_at is None:
-        return False
-    return utcnow() > interview.expected_end_at + timedelta(minutes=grace_minutes)
 
 
 IV = "/<uuid:interview_id>"
