@@ -1,5 +1,7 @@
 """Logging in and out; a session lives only as long as the user's session version."""
 
+from urllib.parse import urlsplit
+
 from flask import (
     Blueprint,
     Flask,
@@ -81,7 +83,11 @@ def login():
 
 def _safe_next() -> str | None:
     target = request.args.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    # browsers drop tabs and newlines and read "\\" as "/", so "/\t/evil" would leave the site
+    if any(ch.isspace() or ord(ch) < 32 or ch == "\\" for ch in target):
+        return None
+    parts = urlsplit(target)
+    if target.startswith("/") and not target.startswith("//") and not parts.netloc:
         return target
     return None
 

@@ -1,10 +1,11 @@
 """Command-line tools: users, guide loading and demo data."""
 
+import re
 import sys
 
 import click
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from . import audit
 from .content import ContentError, load_all
@@ -25,6 +26,11 @@ def create_user(username: str, role: str, cases: tuple[str, ...], password_stdin
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    username = username.strip().lower()
+    if not re.fullmatch(r"[a-z0-9._-]{2,80}", username):
+        raise click.ClickException(
+            "A username is 2 to 80 letters a-z, digits, dots, dashes or underscores."
+        )
     if len(password) < 10:
         raise click.ClickException("The password must be at least 10 characters.")
     found = []
@@ -33,7 +39,10 @@ def create_user(username: str, role: str, cases: tuple[str, ...], password_stdin
         if case is None:
             raise click.ClickException(f"No case with code {code}.")
         found.append(case)
-    user = db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    # usernames are matched without regard to case, as the login does
+    user = db.session.execute(
+        select(User).where(func.lower(User.username) == username)
+    ).scalar_one_or_none()
     created = user is None
     if created:
         user = User(username=username)

@@ -14,6 +14,7 @@ from wtforms import (
     TextAreaField,
     TimeField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     DataRequired,
     InputRequired,
@@ -132,7 +133,10 @@ class ConsentForm(FlaskForm):
 
     method = RadioField(
         _l("How was consent given?"),
-        choices=[("tablet", _l("Signed here on the tablet")), ("paper", _l("Paper form signed"))],
+        choices=[
+            SelectChoice("tablet", _l("Signed here on the tablet")),
+            SelectChoice("paper", _l("Paper form signed")),
+        ],
         validators=[InputRequired(message=_l("Choose how consent was given."))],
     )
     printed_name = StringField(

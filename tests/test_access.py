@@ -370,3 +370,21 @@ def test_coordinator_cannot_register_into_another_case(app, client, auth, world)
     assert response.status_code in (400, 404)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Participant)) == count
+
+
+def test_reassigning_moves_access_with_it(app, client, auth, world):
+    iid = world.interviews["pa"]
+    auth.login("coord_a")
+    response = client.post(
+        f"/participants/{world.participants['pa']}/interviewers",
+        data={"assign-interviewers": [str(world.users["peer_a2"])]},
+    )
+    assert response.status_code == 302
+    auth.logout()
+    auth.login("peer_a")
+    assert client.get(f"/interviews/{iid}").status_code == 404
+    assert iid not in client.get("/interviews/").text
+    auth.logout()
+    auth.login("peer_a2")
+    assert client.get(f"/interviews/{iid}").status_code == 200
+    assert iid in client.get("/interviews/").text

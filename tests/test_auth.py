@@ -247,9 +247,24 @@ def test_hash_with_current_parameters_is_kept(app, client, auth, world):
         "https://evil.example/",
         "/\\evil.example",
         "http:evil.example",
+        # browsers drop tabs and newlines from URLs: "/<TAB>/evil.example" is "//evil.example"
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\r\n/evil.example",
+    ],
+    ids=[
+        "scheme-relative",
+        "scheme-relative-path",
+        "absolute",
+        "backslash",
+        "scheme-only",
+        "tab",
+        "newline",
+        "crlf",
     ],
 )
 def test_next_to_another_site_is_not_followed(client, world, target):
+    """`/login?next=...` never sends the user off the app, and never fails (no 500)."""
     response = client.post(
         "/login", query_string={"next": target}, data={"username": "peer_a", "password": PASSWORD}
     )

@@ -1,0 +1,267 @@
+"""CSRF protection on every state change: form field, header, and the page's meta tag."""
+
+import base64
+import os
+
+import pytest
+from sqlalchemy import func, select
+
+from interview import create_app
+from interview.content import load_all
+from interview.demo import seed_cases
+from interview.extensions import db
+from interview.models import AuditEvent, Case, GuideVersion, Interview, InterviewEvent, User
+from interview.participants import register
+from interview.passwords import hash_password
+from tests.conftest import PASSWORD, csrf_from, get_row
+
+EXPIRED = "Your session form has expired"
+
+
+def _config(tmp_path) -> dict:
+    """The app fixture's configuration (see conftest) with CSRF protection switched on."""
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "WTF_CSRF_ENABLED": True,
+        "RATELIMIT_ENABLED": False,
+        "IDENTITY_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "IDENTITY_KEY_FILE": str(tmp_path / "identity.key"),
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_COST": 8,
+        "ARGON2_PARALLELISM": 1,
+    }
+    if os.environ.get("DATABASE_URL"):
+        from interview.config import load_config
+
+        cfg = load_config(str(tmp_path))
+        config["SQLALCHEMY_DATABASE_URI"] = cfg["SQLALCHEMY_DATABASE_URI"]
+        config["SQLALCHEMY_BINDS"] = cfg["SQLALCHEMY_BINDS"]
+    else:
+        config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'casestore.db'}"
+        config["SQLALCHEMY_BINDS"] = {"identity": f"sqlite:///{tmp_path / 'identity.db'}"}
+    return config
+
+
+@pytest.fixture
+def app(tmp_path):
+    """An app with CSRF on; one peer with one interview under way, one coordinator."""
+    from datetime import timedelta
+
+    from interview.models import utcnow
+
+    application = create_app(_config(tmp_path))
+    with application.app_context():
+        db.drop_all()
+        db.create_all()
+        load_all(db.session)
+        seed_cases()
+        case = db.session.execute(select(Case).where(Case.code == "A")).scalar_one()
+        peer = User(
+            username="peer_a", role="peer", cases=[case], password_hash=hash_password(PASSWORD)
+        )
+        coord = User(
+            username="coord_a",
+            role="coordinator",
+            cases=[case],
+            password_hash=hash_password(PASSWORD),
+        )
+        db.session.add_all([peer, coord])
+        db.session.flush()
+        p = register(case, "nb", [peer], coord, "Test Person")
+        iv = Interview(
+            participant=p,
+            guide_version=db.session.scalars(select(GuideVersion)).first(),
+            language="nb",
+            place_kind="home",
+            planned_at=utcnow() + timedelta(hours=1),
+            status="in_progress",
+            started_at=utcnow(),
+        )
+        db.session.add(iv)
+        db.session.commit()
+        application.config["TEST_INTERVIEW"] = iv.id
+        application.config["TEST_PARTICIPANT"] = p.id
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.drop_all()
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    """A test client of the CSRF-protected app."""
+    return app.test_client()
+
+
+def _login(client, username="peer_a"):
+    token = csrf_from(client.get("/login").text)
+    response = client.post(
+        "/login", data={"username": username, "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 302
+    return response
+
+
+def _logins(app) -> int:
+    with app.app_context():
+        return db.session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "login")
+        )
+
+
+def test_login_without_token_is_refused(app, client):
+    response = client.post("/login?lang=en", data={"username": "peer_a", "password": PASSWORD})
+    assert response.status_code == 400
+    assert EXPIRED in response.text
+    # no session came of it
+    page = client.get("/interviews/")
+    assert page.status_code == 302
+    assert "/login" in page.headers["Location"]
+    assert _logins(app) == 0
+
+
+def test_login_with_a_wrong_token_is_refused(app, client):
+    client.get("/login")
+    response = client.post(
+        "/login?lang=en",
+        data={"username": "peer_a", "password": PASSWORD, "csrf_token": "forged.token.value"},
+    )
+    assert response.status_code == 400
+    assert EXPIRED in response.text
+    assert client.get("/interviews/").status_code == 302
+
+
+def test_login_with_the_meta_token_works(app, client):
+    page = client.get("/login")
+    token = csrf_from(page.text)
+    response = client.post(
+        "/login", data={"username": "peer_a", "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 302
+    assert client.get("/interviews/").status_code == 200
+    assert _logins(app) == 1
+
+
+def test_token_of_another_session_is_refused(app, client):
+    token = csrf_from(app.test_client().get("/login").text)
+    client.get("/login")
+    response = client.post(
+        "/login", data={"username": "peer_a", "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 400
+    assert client.get("/interviews/").status_code == 302
+
+
+def test_every_page_carries_the_meta_tag(app, client):
+    iid = app.config["TEST_INTERVIEW"]
+    pid = app.config["TEST_PARTICIPANT"]
+    # anonymous pages, error pages included
+    for url in ("/login", "/login?lang=en", f"/interviews/{iid}/nope"):
+        page = client.get(url)
+        assert page.status_code in (200, 404), url
+        assert page.mimetype == "text/html"
+        assert csrf_from(page.text)
+    _login(client, "peer_a")
+    for url in (
+        "/interviews/",
+        f"/interviews/{iid}",
+        f"/interviews/{iid}/consent",
+        f"/interviews/{iid}/stop",
+        f"/interviews/{iid}/distress",
+        "/participants/",  # a 403 page
+    ):
+        page = client.get(url)
+        assert page.status_code in (200, 403), url
+        assert page.mimetype == "text/html", url
+        assert csrf_from(page.text), url
+    client2 = app.test_client()
+    _login(client2, "coord_a")
+    for url in ("/participants/", "/participants/new", f"/participants/{pid}"):
+        page = client2.get(url)
+        assert page.status_code == 200, url
+        assert csrf_from(page.text), url
+
+
+def _status_and_events(app):
+    iid = app.config["TEST_INTERVIEW"]
+    with app.app_context():
+        iv = get_row(Interview, iid)
+        events = db.session.scalar(
+            select(func.count())
+            .select_from(InterviewEvent)
+            .where(InterviewEvent.interview_id == iid)
+        )
+        return iv.status, events
+
+
+def test_logged_in_post_without_token_changes_nothing(app, client):
+    _login(client)
+    iid = app.config["TEST_INTERVIEW"]
+    before = _status_and_events(app)
+    assert before[0] == "in_progress"
+    response = client.post(f"/interviews/{iid}/pause?lang=en")
+    assert response.status_code == 400
+    assert EXPIRED in response.text
+    assert _status_and_events(app) == before
+
+
+def test_logged_in_post_with_header_token_works(app, client):
+    _login(client)
+    iid = app.config["TEST_INTERVIEW"]
+    token = csrf_from(client.get(f"/interviews/{iid}").text)
+    response = client.post(f"/interviews/{iid}/pause", headers={"X-CSRFToken": token})
+    assert response.status_code == 302
+    status, events = _status_and_events(app)
+    assert status == "paused"
+    assert events == 1
+
+
+def test_logged_in_post_with_form_token_works(app, client):
+    _login(client)
+    iid = app.config["TEST_INTERVIEW"]
+    token = csrf_from(client.get(f"/interviews/{iid}").text)
+    response = client.post(f"/interviews/{iid}/check-in", data={"csrf_token": token})
+    assert response.status_code == 302
+    assert _status_and_events(app) == ("in_progress", 1)
+
+
+def test_logout_needs_the_token(app, client):
+    _login(client)
+    response = client.post("/logout")
+    assert response.status_code == 400
+    # still logged in: a forged cross-site logout does nothing
+    assert client.get("/interviews/").status_code == 200
+    token = csrf_from(client.get("/interviews/").text)
+    response = client.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 302
+    assert client.get("/interviews/").status_code == 302
+
+
+def test_identity_lookup_needs_the_token(app, client):
+    _login(client, "coord_a")
+    pid = app.config["TEST_PARTICIPANT"]
+    response = client.post(f"/participants/{pid}/identity")
+    assert response.status_code == 400
+    assert "Test Person" not in response.text
+    with app.app_context():
+        views = db.session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "identity_viewed")
+        )
+    assert views == 0
+
+
+def test_csrf_error_as_json_for_api_clients(app, client):
+    _login(client)
+    iid = app.config["TEST_INTERVIEW"]
+    response = client.post(
+        f"/interviews/{iid}/pause?lang=en", headers={"Accept": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.is_json
+    assert EXPIRED in response.get_json()["error"]
+    assert _status_and_events(app)[0] == "in_progress"
