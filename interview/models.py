@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from .extensions import db
 
@@ -169,32 +169,28 @@ class Participant(db.Model):
     )
 
 
-class GuideVersion(db.Model):
+class _VersionedContent:
+    """Columns of an immutable, versioned content file loaded into the store."""
+
+    @declared_attr.directive
+    def __table_args__(cls):  # noqa: N805 - a new constraint object per table
+        return (UniqueConstraint("key", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(80))
+    version: Mapped[int] = mapped_column(Integer)
+    published: Mapped[str] = mapped_column(String(20))
+    checksum: Mapped[str] = mapped_column(String(64))
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    loaded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class GuideVersion(_VersionedContent, db.Model):
     """An immutable, versioned interview guide; the content is the parsed data file."""
 
-    __table_args__ = (UniqueConstraint("key", "version"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(80))
-    version: Mapped[int] = mapped_column(Integer)
-    published: Mapped[str] = mapped_column(String(20))
-    checksum: Mapped[str] = mapped_column(String(64))
-    content: Mapped[dict[str, Any]] = mapped_column(JSON)
-    loaded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class ConsentFormVersion(db.Model):
+class ConsentFormVersion(_VersionedContent, db.Model):
     """An immutable, versioned consent form in both languages."""
-
-    __table_args__ = (UniqueConstraint("key", "version"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(80))
-    version: Mapped[int] = mapped_column(Integer)
-    published: Mapped[str] = mapped_column(String(20))
-    checksum: Mapped[str] = mapped_column(String(64))
-    content: Mapped[dict[str, Any]] = mapped_column(JSON)
-    loaded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Interview(db.Model):

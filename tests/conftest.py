@@ -24,10 +24,8 @@ def _test_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
-@pytest.fixture
-def app(tmp_path):
-    """An app on an empty store with all tables created."""
-    database_url = os.environ.get("DATABASE_URL")
+def make_config(tmp_path, **overrides) -> dict:
+    """The test app's configuration: a fresh store in tmp_path (or DATABASE_URL), cheap hashing."""
     config = {
         "TESTING": True,
         "SECRET_KEY": "test-secret",
@@ -40,7 +38,7 @@ def app(tmp_path):
         "ARGON2_MEMORY_COST": 8,
         "ARGON2_PARALLELISM": 1,
     }
-    if database_url:
+    if os.environ.get("DATABASE_URL"):
         from interview.config import load_config
 
         cfg = load_config(str(tmp_path))
@@ -49,6 +47,14 @@ def app(tmp_path):
     else:
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'casestore.db'}"
         config["SQLALCHEMY_BINDS"] = {"identity": f"sqlite:///{tmp_path / 'identity.db'}"}
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def app(tmp_path):
+    """An app on an empty store with all tables created."""
+    config = make_config(tmp_path)
     application = create_app(config)
     with application.app_context():
         db.drop_all()
@@ -169,4 +175,4 @@ def get_row(model, key):
     return db.session.get(model, key)
 
 
-__all__ = ["PASSWORD", "World", "csrf_from", "get_row", "Participant"]
+__all__ = ["PASSWORD", "World", "csrf_from", "get_row", "make_config", "Participant"]

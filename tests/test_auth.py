@@ -1,8 +1,5 @@
 """Logging in and out: redirects, clear refusals, real logout, Argon2id, throttling."""
 
-import base64
-import os
-
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
@@ -10,35 +7,14 @@ from sqlalchemy import select
 from interview import create_app
 from interview.extensions import db
 from interview.models import User
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, make_config
 
 WRONG = "The username or password is not right"
 
 
 def _config(tmp_path, **overrides) -> dict:
     """The app fixture's configuration (see conftest), with overrides."""
-    config = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret",
-        "WTF_CSRF_ENABLED": False,
-        "RATELIMIT_ENABLED": False,
-        "IDENTITY_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "IDENTITY_KEY_FILE": str(tmp_path / "identity.key"),
-        "ARGON2_TIME_COST": 1,
-        "ARGON2_MEMORY_COST": 8,
-        "ARGON2_PARALLELISM": 1,
-    }
-    if os.environ.get("DATABASE_URL"):
-        from interview.config import load_config
-
-        cfg = load_config(str(tmp_path))
-        config["SQLALCHEMY_DATABASE_URI"] = cfg["SQLALCHEMY_DATABASE_URI"]
-        config["SQLALCHEMY_BINDS"] = cfg["SQLALCHEMY_BINDS"]
-    else:
-        config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'casestore.db'}"
-        config["SQLALCHEMY_BINDS"] = {"identity": f"sqlite:///{tmp_path / 'identity.db'}"}
-    config.update(overrides)
-    return config
+    return make_config(tmp_path, **overrides)
 
 
 def _user_row(app, username: str) -> User:

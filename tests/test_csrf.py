@@ -1,8 +1,5 @@
 """CSRF protection on every state change: form field, header, and the page's meta tag."""
 
-import base64
-import os
-
 import pytest
 from sqlalchemy import func, select
 
@@ -13,34 +10,14 @@ from interview.extensions import db
 from interview.models import AuditEvent, Case, GuideVersion, Interview, InterviewEvent, User
 from interview.participants import register
 from interview.passwords import hash_password
-from tests.conftest import PASSWORD, csrf_from, get_row
+from tests.conftest import PASSWORD, csrf_from, get_row, make_config
 
 EXPIRED = "Your session form has expired"
 
 
 def _config(tmp_path) -> dict:
     """The app fixture's configuration (see conftest) with CSRF protection switched on."""
-    config = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret",
-        "WTF_CSRF_ENABLED": True,
-        "RATELIMIT_ENABLED": False,
-        "IDENTITY_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "IDENTITY_KEY_FILE": str(tmp_path / "identity.key"),
-        "ARGON2_TIME_COST": 1,
-        "ARGON2_MEMORY_COST": 8,
-        "ARGON2_PARALLELISM": 1,
-    }
-    if os.environ.get("DATABASE_URL"):
-        from interview.config import load_config
-
-        cfg = load_config(str(tmp_path))
-        config["SQLALCHEMY_DATABASE_URI"] = cfg["SQLALCHEMY_DATABASE_URI"]
-        config["SQLALCHEMY_BINDS"] = cfg["SQLALCHEMY_BINDS"]
-    else:
-        config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'casestore.db'}"
-        config["SQLALCHEMY_BINDS"] = {"identity": f"sqlite:///{tmp_path / 'identity.db'}"}
-    return config
+    return make_config(tmp_path, WTF_CSRF_ENABLED=True)
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ with create_all, and the migrations must at least agree with the models on the s
 `make run` creates.
 """
 
-import base64
 import logging
-import os
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -18,6 +16,7 @@ from sqlalchemy import inspect, select
 from interview import create_app
 from interview.config import ROOT
 from interview.extensions import db
+from tests.conftest import make_config
 
 MIGRATIONS = str(ROOT / "migrations")
 
@@ -50,21 +49,11 @@ def keep_logging():
 def migrated_app(tmp_path, keep_logging):
     """An app on two fresh SQLite stores built by `flask db upgrade`."""
     application = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test-secret",
-            "WTF_CSRF_ENABLED": False,
-            "RATELIMIT_ENABLED": False,
-            "IDENTITY_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-            "IDENTITY_KEY_FILE": str(tmp_path / "identity.key"),
-            "ARGON2_TIME_COST": 1,
-            "ARGON2_MEMORY_COST": 8,
-            "ARGON2_PARALLELISM": 1,
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'migrated-casestore.db'}",
-            "SQLALCHEMY_BINDS": {
-                "identity": f"sqlite:///{tmp_path / 'migrated-identity.db'}",
-            },
-        }
+        make_config(
+            tmp_path,
+            SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'migrated-casestore.db'}",
+            SQLALCHEMY_BINDS={"identity": f"sqlite:///{tmp_path / 'migrated-identity.db'}"},
+        )
     )
     with application.app_context():
         upgrade(directory=MIGRATIONS)
