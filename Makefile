@@ -19,10 +19,10 @@ translations: $(STAMP)
 	$(VENV)/bin/pybabel compile -d translations --statistics
 
 extract: $(STAMP)
-	$(VENV)/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output --omit-header -o translations/messages.pot .
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output --project=fact-interview-companion --copyright-holder=INNOFACT -o translations/messages.pot .
 
 update-translations: extract
-	$(VENV)/bin/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --ignore-obsolete --omit-header
+	$(VENV)/bin/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --ignore-obsolete
 
 db: setup
 	$(FLASK) db upgrade

@@ -1,5 +1,7 @@
 """Error pages in the user's language; JSON for the API; never a bare 500."""
 
+import traceback
+
 from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -47,5 +49,13 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
         db.session.rollback()
-        app.logger.exception("unhandled error on %s %s", request.method, request.url_rule)
+        # the traceback's frames, but not the exception's message: it may quote what was typed
+        frames = "".join(traceback.format_tb(err.__traceback__))
+        app.logger.error(
+            "unhandled %s on %s %s\n%s",
+            type(err).__name__,
+            request.method,
+            request.url_rule,
+            frames,
+        )
         return _render(500, _messages()[500])

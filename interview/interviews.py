@@ -272,6 +272,10 @@ def consent(interview_id):
             form_version=form_version,
             answers=answers,
             item_errors=item_errors,
+            # a drawn signature survives a rejected submission, so nobody signs twice
+            kept_signature=form.signature.data
+            if form.signature.data and _decode_signature(form.signature.data)
+            else "",
         ),
         status,
     )

@@ -78,6 +78,16 @@ function setupPad() {
   });
   window.addEventListener("resize", resize);
   resize();
+  // A signature kept from a rejected submission is drawn again.
+  if (field.value.startsWith("data:image/png;base64,")) {
+    const img = new Image();
+    img.onload = () => {
+      const rect = canvas.getBoundingClientRect();
+      ctx.drawImage(img, 0, 0, rect.width, rect.height);
+      drawn = true;
+    };
+    img.src = field.value;
+  }
 }
 
 if (canvas && field && form) {
