@@ -10,19 +10,29 @@ def _sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def _psycopg(url: str | None) -> str | None:
+    """Point postgres:// and postgresql:// URLs at the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url and url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 def load_config(instance_path: str) -> dict:
     """Return the default configuration for an app whose instance folder is given."""
     instance = Path(instance_path)
-    database_url = os.environ.get("DATABASE_URL") or _sqlite_url(instance / "casestore.db")
-    identity_url = os.environ.get("IDENTITY_DATABASE_URL") or (
-        _sqlite_url(instance / "identity.db") if database_url.startswith("sqlite") else database_url
+    database_url = _psycopg(os.environ.get("DATABASE_URL")) or _sqlite_url(
+        instance / "casestore.db"
     )
-    if database_url.startswith("postgres://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
-    if database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
-    if identity_url.startswith("postgresql://"):
-        identity_url = "postgresql+psycopg://" + identity_url[len("postgresql://") :]
+    identity_url = _psycopg(os.environ.get("IDENTITY_DATABASE_URL"))
+    if not identity_url:
+        if not database_url.startswith("sqlite"):
+            # the identity key store must be a database of its own, never the case store
+            raise RuntimeError(
+                "DATABASE_URL is set: set IDENTITY_DATABASE_URL to a separate database "
+                "for the identity key store"
+            )
+        identity_url = _sqlite_url(instance / "identity.db")
     return {
         "SECRET_KEY": os.environ.get("SECRET_KEY"),
         "SQLALCHEMY_DATABASE_URI": database_url,
