@@ -46,6 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         labels,
         main,
         security,
+        sync,
     )
     from .extensions import csrf, limiter, migrate
 
@@ -60,6 +61,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     labels.init_app(app)
     cli.init_app(app)
+    sync.init_update_log()
 
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)

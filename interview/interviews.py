@@ -1,8 +1,5 @@
 """The peer's interview, from capacity check and consent through the guide to the debrief."""
 
-import base64
-import binascii
-import io
 import uuid
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -11,10 +8,10 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import audit, flow
+from . import flow
 from .access import interview_or_404, interviews_visible_to
+from .consents import decode_signature, record_consent
 from .content import guide_of
-from .crypto import app_key, seal, seal_bytes
 from .extensions import db
 from .forms import (
     CapacityForm,
@@ -29,11 +26,10 @@ from .forms import (
 )
 from .i18n import oslo_to_utc, utc_to_oslo
 from .models import (
-    Consent,
     ConsentFormVersion,
-    ConsentSignature,
     Debrief,
     Interview,
+    Note,
     Participant,
     Theme,
     utcnow,
@@ -41,8 +37,6 @@ from .models import (
 from .notes import apply_notes, parse_section_form
 
 bp = Blueprint("interviews", __name__, url_prefix="/interviews")
-
-MAX_SIGNATURE_BYTES = 500_000
 
 
 def _editable_or_409(interview: Interview) -> None:
@@ -160,29 +154,6 @@ def _latest_consent_form() -> ConsentFormVersion:
     return form_version
 
 
-def _decode_signature(data_url: str) -> bytes | None:
-    prefix = "data:image/png;base64,"
-    if not data_url.startswith(prefix):
-        return None
-    try:
-        raw = base64.b64decode(data_url[len(prefix) :], validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if len(raw) > MAX_SIGNATURE_BYTES or not raw.startswith(b"\x89PNG\r\n\x1a\n"):
-        return None
-    try:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(raw)) as img:
-            img.load()
-            alpha = img.convert("RGBA").getchannel("A")
-            if alpha.getbbox() is None:
-                return None  # an empty canvas is no signature
-    except Exception:
-        return None
-    return raw
-
-
 @login_required
 def consent(interview_id):
     """Informed consent in the interview language: every item answered; no consent, no interview."""
@@ -211,7 +182,7 @@ def consent(interview_id):
             )
         signature = None
         if form.method.data == "tablet":
-            signature = _decode_signature(form.signature.data or "")
+            signature = decode_signature(form.signature.data or "")
             if signature is None:
                 form.signature.errors = list(form.signature.errors) + [
                     _("Ask the participant to sign in the box.")
@@ -221,39 +192,20 @@ def consent(interview_id):
                 _("Write the number of the signed paper form.")
             ]
         if not item_errors and not form.signature.errors and not form.paper_form_number.errors:
-            record = Consent(
-                id=str(uuid.uuid4()),
-                participant_id=interview.participant_id,
-                interview_id=interview.id,
-                form_version_id=form_version.id,
+            record_consent(
+                interview,
+                current_user,
+                consent_id=str(uuid.uuid4()),
+                form_version=form_version,
                 language=interview.language,
                 answers=answers,
                 method=form.method.data,
                 paper_form_number=(form.paper_form_number.data or "").strip() or None,
+                printed_name=(form.printed_name.data or "").strip() or None,
+                signature=signature,
                 obtained_at=utcnow(),
-                obtained_by_id=current_user.id,
             )
-            db.session.add(record)
-            interview.participant.consents.append(record)
-            if signature is not None or form.printed_name.data:
-                sig = ConsentSignature(consent_id=record.id, participant_id=record.participant_id)
-                sig.id = str(uuid.uuid4())
-                key = app_key()
-                if form.printed_name.data:
-                    sig.printed_name_enc = seal(
-                        key,
-                        form.printed_name.data.strip(),
-                        f"consent_signature.printed_name.{sig.id}",
-                    )
-                if signature is not None:
-                    sig.signature_enc = seal_bytes(
-                        key, signature, f"consent_signature.signature.{sig.id}"
-                    )
-                db.session.add(sig)
-            if interview.participant.status == "invited":
-                interview.participant.status = "consented"
             flow.record_event(interview, "start", current_user)
-            audit.record("consent_recorded", "participant", interview.participant_id)
             db.session.commit()
             flash(_("Consent is recorded. You can begin the interview."), "success")
             return redirect(url_for("interviews.section", interview_id=interview.id, index=0))
@@ -274,7 +226,7 @@ def consent(interview_id):
             item_errors=item_errors,
             # a drawn signature survives a rejected submission, so nobody signs twice
             kept_signature=form.signature.data
-            if form.signature.data and _decode_signature(form.signature.data)
+            if form.signature.data and decode_signature(form.signature.data)
             else "",
         ),
         status,
@@ -309,7 +261,7 @@ def section(interview_id, index: int):
         abort(404)
     sec = guide.sections[index]
     keys = [q.key for q in sec.questions]
-    notes = [n for n in interview.notes if n.question_key in keys]
+    notes = [n for n in interview.notes if n.question_key in keys and n.deleted_at is None]
     all_themes = {t.id: t for t in db.session.scalars(select(Theme))}
     active_ids = {t.id for t in all_themes.values() if not t.retired}
     errors: dict[str, str] = {}
@@ -327,7 +279,19 @@ def section(interview_id, index: int):
             result = apply_notes(interview, parsed.inputs, current_user, all_themes)
             interview.current_section = index
             db.session.commit()
-            if result.conflicts:
+            refused = [r for r in result.results if r.status == "rejected"]
+            if refused:
+                # nothing typed is dropped: the page comes back with the text still in it
+                errors = {"_all": refused[0].reason or ""}
+                status = 400
+                notes = [
+                    n
+                    for n in db.session.scalars(
+                        select(Note).where(Note.interview_id == interview.id)
+                    )
+                    if n.question_key in keys and n.deleted_at is None
+                ]
+            elif result.conflicts:
                 flash(
                     _(
                         "Someone else changed a note at the same time. Both texts are kept; "
@@ -335,7 +299,8 @@ def section(interview_id, index: int):
                     ),
                     "warning",
                 )
-            return redirect(_after_save(interview, index, len(guide.sections)))
+            if status != 400:
+                return redirect(_after_save(interview, index, len(guide.sections)))
     return (
         render_template(
             "interviews/section.html",

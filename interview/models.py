@@ -203,6 +203,8 @@ class Interview(db.Model):
     status: Mapped[str] = mapped_column(String(20), default="planned")
     place_kind: Mapped[str] = mapped_column(String(20), default="other")
     planned_at: Mapped[datetime] = mapped_column(DateTime)
+    # the plan before any reschedule; status and times are folded from events on top of it
+    first_planned_at: Mapped[datetime | None] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
     expected_end_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -253,7 +255,10 @@ class Note(db.Model):
     text: Mapped[str] = mapped_column(Text, default="")
     polarity: Mapped[str | None] = mapped_column(String(10))
     possible_quote: Mapped[bool] = mapped_column(Boolean, default=False)
-    conflict_text: Mapped[str | None] = mapped_column(Text)
+    # the other side's version of fields edited on two tablets at once (see docs/sync.md)
+    conflict: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    field_revs: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
     rev: Mapped[int] = mapped_column(Integer, default=1)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -261,6 +266,11 @@ class Note(db.Model):
 
     interview: Mapped[Interview] = relationship(back_populates="notes")
     themes: Mapped[list[Theme]] = relationship(secondary=note_themes, order_by=Theme.key)
+
+    @property
+    def conflict_text(self) -> str | None:
+        """Return the other version's text when the text is in conflict."""
+        return (self.conflict or {}).get("text")
 
 
 class InterviewEvent(db.Model):
@@ -286,8 +296,11 @@ class Debrief(db.Model):
     reflection: Mapped[str] = mapped_column(Text, default="")
     wants_debrief_talk: Mapped[bool] = mapped_column(Boolean, default=False)
     participant_follow_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    conflict: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    field_revs: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     rev: Mapped[int] = mapped_column(Integer, default=1)
 
     interview: Mapped[Interview] = relationship(back_populates="debrief")
@@ -303,6 +316,50 @@ class AuditEvent(db.Model):
     object_type: Mapped[str | None] = mapped_column(String(40))
     object_id: Mapped[str | None] = mapped_column(String(40))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SyncChange(db.Model):
+    """One change from a tablet (or a form), claimed by its change_id so it applies at most once."""
+
+    change_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(20))
+    record_id: Mapped[str] = mapped_column(String(36))
+    digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(12))
+    rev: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    # kept only while the change waits for the record it refers to
+    waiting_for: Mapped[str | None] = mapped_column(String(36), index=True)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class UpdateLog(db.Model):
+    """A record changed in the store, in commit order: what `updates since cursor` reads."""
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    entity: Mapped[str] = mapped_column(String(20))
+    record_id: Mapped[str] = mapped_column(String(36))
+    participant_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SyncCounter(db.Model):
+    """A single row whose lock orders every write, so a cursor never skips a late commit."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Device(db.Model):
+    """A tablet that syncs: when it last did, and how many changes it said it still holds."""
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    last_sync_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    pending: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class IdentityEntry(db.Model):

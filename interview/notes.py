@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from flask_babel import gettext as _
 
 from .extensions import db
-from .models import POLARITIES, Interview, Note, Theme, User, utcnow
+from .models import POLARITIES, Interview, Note, Theme, User
 
 MAX_NOTE_LENGTH = 20_000
 
@@ -22,6 +22,7 @@ class NoteInput:
     theme_ids: list[int]
     possible_quote: bool
     base_rev: int | None  # None for a new note
+    resolve: bool = False  # the peer has looked at both versions and chosen
 
 
 @dataclass
@@ -74,6 +75,7 @@ def parse_section_form(
                 theme_ids=chosen,
                 possible_quote=form.get(f"{prefix}-quote") == "1",
                 base_rev=base_rev,
+                resolve=form.get(f"{prefix}-resolve") == "1",
             )
         )
 
@@ -104,65 +106,42 @@ def parse_section_form(
 class ApplyResult:
     """How applying a section's notes went."""
 
-    created: int = 0
-    updated: int = 0
-    deleted: int = 0
-    conflicts: int = 0
+    results: list = field(default_factory=list)
+
+    @property
+    def conflicts(self) -> int:
+        """Count the notes whose text or tags were changed elsewhere at the same time."""
+        return sum(1 for r in self.results if r.status == "conflict")
 
 
 def apply_notes(
     interview: Interview, inputs: list[NoteInput], author: User, themes: dict[int, Theme]
 ) -> ApplyResult:
-    """Create, update or delete notes; a stale edit of the text keeps both texts as a conflict."""
-    result = ApplyResult()
+    """Turn the form's notes into changes and apply them with the sync rules (sync.py)."""
+    from .sync import apply_changes, web_change
+
+    changes = []
     for item in inputs:
-        note = db.session.get(Note, item.note_id)
-        if note is not None and note.interview_id != interview.id:
-            continue  # an id that belongs elsewhere never touches that record
-        chosen = [themes[t] for t in item.theme_ids]
-        if note is None:
-            if item.base_rev is not None:
-                continue  # the note was deleted meanwhile; nothing to edit
-            db.session.add(
-                Note(
-                    id=item.note_id,
-                    interview_id=interview.id,
-                    question_key=item.question_key,
-                    text=item.text,
-                    polarity=item.polarity,
-                    themes=chosen,
-                    possible_quote=item.possible_quote,
-                    author_id=author.id,
-                )
-            )
-            result.created += 1
-            continue
+        keys = sorted(themes[t].key for t in item.theme_ids)
         if item.base_rev is None:
-            continue  # a create arriving again (double submit) applies once
-        stale = item.base_rev != note.rev
-        if not item.text.strip() and not stale:
-            db.session.delete(note)
-            result.deleted += 1
-            continue
-        changed = False
-        if item.text != note.text:
-            if stale:
-                note.conflict_text = item.text
-                result.conflicts += 1
-            else:
-                note.text = item.text
-            changed = True
-        if (
-            item.polarity != note.polarity
-            or item.possible_quote != note.possible_quote
-            or sorted(t.id for t in note.themes) != item.theme_ids
-        ):
-            note.polarity = item.polarity
-            note.possible_quote = item.possible_quote
-            note.themes = chosen
-            changed = True
-        if changed:
-            note.rev += 1
-            note.updated_at = utcnow()
-            result.updated += 1
-    return result
+            data = {
+                "interview_id": interview.id,
+                "question_key": item.question_key,
+                "text": item.text,
+                "polarity": item.polarity,
+                "themes": keys,
+                "possible_quote": item.possible_quote,
+            }
+        elif not item.text.strip():
+            data = {"deleted": True}
+        else:
+            data = {
+                "text": item.text,
+                "polarity": item.polarity,
+                "themes": keys,
+                "possible_quote": item.possible_quote,
+            }
+            if item.resolve:
+                data["resolve"] = True
+        changes.append(web_change("note", item.note_id, item.base_rev, data))
+    return ApplyResult(apply_changes(db.session, author, changes, device_id=None))

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 031ee1e19bf1
+Revision ID: ffbdbedb25ea
 Revises: 
-Create Date: 2026-11-23 09:23:45.665260
+Create Date: 2026-11-23 09:46:28.044652
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '031ee1e19bf1'
+revision = 'ffbdbedb25ea'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -59,6 +59,16 @@ def upgrade_():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_guide_version')),
     sa.UniqueConstraint('key', 'version', name=op.f('uq_guide_version_key'))
     )
+    op.create_table('sync_counter',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('value', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sync_counter'))
+    )
+    # the single write-order counter row (see interview/sync.py)
+    op.bulk_insert(
+        sa.table('sync_counter', sa.column('id', sa.Integer), sa.column('value', sa.Integer)),
+        [{'id': 1, 'value': 0}],
+    )
     op.create_table('theme',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('key', sa.String(length=80), nullable=False),
@@ -69,6 +79,17 @@ def upgrade_():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_theme')),
     sa.UniqueConstraint('key', name=op.f('uq_theme_key'))
     )
+    op.create_table('update_log',
+    sa.Column('seq', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('entity', sa.String(length=20), nullable=False),
+    sa.Column('record_id', sa.String(length=36), nullable=False),
+    sa.Column('participant_id', sa.String(length=36), nullable=True),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('seq', name=op.f('pk_update_log'))
+    )
+    with op.batch_alter_table('update_log', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_update_log_participant_id'), ['participant_id'], unique=False)
+
     op.create_table('user',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('username', sa.String(length=80), nullable=False),
@@ -104,6 +125,14 @@ def upgrade_():
     sa.ForeignKeyConstraint(['theme_id'], ['theme.id'], name=op.f('fk_case_staff_theme_theme_id_theme')),
     sa.PrimaryKeyConstraint('case_id', 'theme_id', name=op.f('pk_case_staff_theme'))
     )
+    op.create_table('device',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('last_sync_at', sa.DateTime(), nullable=False),
+    sa.Column('pending', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['user.id'], name=op.f('fk_device_user_id_user')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_device'))
+    )
     op.create_table('participant',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('code', sa.String(length=16), nullable=False),
@@ -120,6 +149,25 @@ def upgrade_():
     with op.batch_alter_table('participant', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_participant_case_id'), ['case_id'], unique=False)
 
+    op.create_table('sync_change',
+    sa.Column('change_id', sa.String(length=36), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=True),
+    sa.Column('device_id', sa.String(length=64), nullable=True),
+    sa.Column('entity', sa.String(length=20), nullable=False),
+    sa.Column('record_id', sa.String(length=36), nullable=False),
+    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('rev', sa.Integer(), nullable=True),
+    sa.Column('reason', sa.String(length=200), nullable=True),
+    sa.Column('waiting_for', sa.String(length=36), nullable=True),
+    sa.Column('payload', sa.JSON(), nullable=True),
+    sa.Column('received_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['user.id'], name=op.f('fk_sync_change_user_id_user')),
+    sa.PrimaryKeyConstraint('change_id', name=op.f('pk_sync_change'))
+    )
+    with op.batch_alter_table('sync_change', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sync_change_waiting_for'), ['waiting_for'], unique=False)
+
     op.create_table('user_case',
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=False),
@@ -135,6 +183,7 @@ def upgrade_():
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('place_kind', sa.String(length=20), nullable=False),
     sa.Column('planned_at', sa.DateTime(), nullable=False),
+    sa.Column('first_planned_at', sa.DateTime(), nullable=True),
     sa.Column('started_at', sa.DateTime(), nullable=True),
     sa.Column('ended_at', sa.DateTime(), nullable=True),
     sa.Column('expected_end_at', sa.DateTime(), nullable=True),
@@ -187,8 +236,11 @@ def upgrade_():
     sa.Column('reflection', sa.Text(), nullable=False),
     sa.Column('wants_debrief_talk', sa.Boolean(), nullable=False),
     sa.Column('participant_follow_up', sa.Boolean(), nullable=False),
+    sa.Column('conflict', sa.JSON(), nullable=True),
+    sa.Column('field_revs', sa.JSON(), nullable=False),
     sa.Column('author_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.Column('rev', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['author_id'], ['user.id'], name=op.f('fk_debrief_author_id_user')),
     sa.ForeignKeyConstraint(['interview_id'], ['interview.id'], name=op.f('fk_debrief_interview_id_interview')),
@@ -217,7 +269,9 @@ def upgrade_():
     sa.Column('text', sa.Text(), nullable=False),
     sa.Column('polarity', sa.String(length=10), nullable=True),
     sa.Column('possible_quote', sa.Boolean(), nullable=False),
-    sa.Column('conflict_text', sa.Text(), nullable=True),
+    sa.Column('conflict', sa.JSON(), nullable=True),
+    sa.Column('field_revs', sa.JSON(), nullable=False),
+    sa.Column('deleted_at', sa.DateTime(), nullable=True),
     sa.Column('rev', sa.Integer(), nullable=False),
     sa.Column('author_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
@@ -261,17 +315,27 @@ def downgrade_():
 
     op.drop_table('interview')
     op.drop_table('user_case')
+    with op.batch_alter_table('sync_change', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sync_change_waiting_for'))
+
+    op.drop_table('sync_change')
     with op.batch_alter_table('participant', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_participant_case_id'))
 
     op.drop_table('participant')
+    op.drop_table('device')
     op.drop_table('case_staff_theme')
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_event_at'))
 
     op.drop_table('audit_event')
     op.drop_table('user')
+    with op.batch_alter_table('update_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_update_log_participant_id'))
+
+    op.drop_table('update_log')
     op.drop_table('theme')
+    op.drop_table('sync_counter')
     op.drop_table('guide_version')
     op.drop_table('consent_form_version')
     op.drop_table('case')

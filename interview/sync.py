@@ -1,0 +1,1189 @@
+"""Sync merge rules: every change applies at most once, each on its own, and no text is lost.
+
+The rules (docs/sync.md tells the whole story):
+- a change is claimed by its `change_id` before it is applied; a replay answers `duplicate`
+  with the rev of the first answer, a reused `change_id` with another payload is `rejected`;
+- each change applies inside its own savepoint, so one bad change never blocks the rest;
+- an edit carries the `base_rev` it was made on; a field changed on both sides since then is a
+  conflict: the store keeps its value, the incoming one is kept beside it and the record is
+  flagged; fields changed on one side only merge;
+- a change whose record (or interview) has not arrived yet waits, and is applied when it does;
+- interview status is not sent: it is folded from the interview's events in time order, so
+  events converge whatever order they arrive in.
+"""
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .access import can_see_participant
+from .extensions import db
+from .models import (
+    EVENT_KINDS,
+    LANGUAGES,
+    PLACE_KINDS,
+    POLARITIES,
+    Consent,
+    ConsentFormVersion,
+    Debrief,
+    Device,
+    GuideVersion,
+    Interview,
+    InterviewEvent,
+    Note,
+    Participant,
+    SyncChange,
+    SyncCounter,
+    Theme,
+    UpdateLog,
+    User,
+    utcnow,
+)
+
+ENTITIES = ("interview", "note", "consent", "event", "debrief")
+MAX_TEXT = 20_000
+MAX_CHANGES = 500
+NOTE_FIELDS = ("text", "polarity", "themes", "possible_quote", "deleted")
+DEBRIEF_FIELDS = ("wellbeing", "reflection", "wants_debrief_talk", "participant_follow_up")
+STOP_REASONS = ("participant_wish", "distress", "practical", "other", "declined")
+RESCHEDULE_REASONS = ("capacity", "participant_asked", "practical")
+
+
+class EnvelopeError(ValueError):
+    """The request body is not a sync envelope; the reason is safe to show."""
+
+
+class Reject(Exception):
+    """A change that cannot be applied; the reason is safe to show."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One validated change from a tablet."""
+
+    change_id: str
+    entity: str
+    id: str
+    base_rev: int | None
+    recorded_at: datetime
+    data: dict[str, Any]
+
+    def digest(self) -> str:
+        """Return a fingerprint of everything but the change_id, to spot a reused change_id."""
+        body = {
+            "entity": self.entity,
+            "id": self.id,
+            "base_rev": self.base_rev,
+            "recorded_at": self.recorded_at.isoformat(),
+            "data": self.data,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def as_payload(self) -> dict[str, Any]:
+        """Return the change as JSON-able data (kept while it waits for its record)."""
+        return {
+            "change_id": self.change_id,
+            "entity": self.entity,
+            "id": self.id,
+            "base_rev": self.base_rev,
+            "recorded_at": self.recorded_at.isoformat(),
+            "data": self.data,
+        }
+
+
+@dataclass
+class Result:
+    """The answer for one change."""
+
+    change_id: str
+    status: str
+    rev: int | None = None
+    reason: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the result as the envelope names it."""
+        out: dict[str, Any] = {"change_id": self.change_id, "status": self.status, "rev": self.rev}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass
+class Envelope:
+    """A parsed sync request."""
+
+    device_id: str
+    cursor: int | None
+    pending: int | None
+    changes: list[Any] = field(default_factory=list)
+
+
+# --- parsing ----------------------------------------------------------------------------
+
+
+def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def parse_envelope(body: Any) -> Envelope:
+    """Check the fixed envelope; the changes inside are checked one by one later."""
+    if not isinstance(body, dict):
+        raise EnvelopeError("the body must be a JSON object")
+    device_id = body.get("device_id")
+    if not _is_uuid(device_id):
+        raise EnvelopeError("device_id must be a UUID")
+    cursor = body.get("cursor")
+    if cursor is not None and (
+        not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0
+    ):
+        raise EnvelopeError("cursor must be a non-negative integer or null")
+    pending = body.get("pending")
+    if pending is not None and (
+        not isinstance(pending, int) or isinstance(pending, bool) or pending < 0
+    ):
+        raise EnvelopeError("pending must be a non-negative integer")
+    changes = body.get("changes", [])
+    if not isinstance(changes, list):
+        raise EnvelopeError("changes must be a list")
+    if len(changes) > MAX_CHANGES:
+        raise EnvelopeError(f"at most {MAX_CHANGES} changes per request")
+    return Envelope(device_id.lower(), cursor, pending, changes)
+
+
+def _parse_time(value: Any) -> datetime:
+    if not isinstance(value, str) or len(value) > 40:
+        raise Reject("recorded_at must be an ISO-8601 time")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Reject("recorded_at must be an ISO-8601 time") from exc
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def parse_change(raw: Any) -> Change:
+    """Check one change's frame (not yet its data); raise Reject with a reason."""
+    if not isinstance(raw, dict):
+        raise Reject("a change must be an object")
+    if not _is_uuid(raw.get("change_id")):
+        raise Reject("change_id must be a UUID")
+    entity = raw.get("entity")
+    if entity not in ENTITIES:
+        raise Reject("unknown entity")
+    if not _is_uuid(raw.get("id")):
+        raise Reject("id must be a UUID")
+    base_rev = raw.get("base_rev")
+    if base_rev is not None and (
+        not isinstance(base_rev, int) or isinstance(base_rev, bool) or base_rev < 1
+    ):
+        raise Reject("base_rev must be a positive integer or null")
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        raise Reject("data must be an object")
+    return Change(
+        change_id=raw["change_id"].lower(),
+        entity=entity,
+        id=raw["id"].lower(),
+        base_rev=base_rev,
+        recorded_at=_parse_time(raw.get("recorded_at")),
+        data=data,
+    )
+
+
+# --- small checks -----------------------------------------------------------------------
+
+
+def _text(data: dict, key: str, required: bool = False, limit: int = MAX_TEXT) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise Reject(f"{key} is required")
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise Reject(f"{key} must be text of at most {limit} characters")
+    return value
+
+
+def _bool(data: dict, key: str) -> bool | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise Reject(f"{key} must be true or false")
+    return value
+
+
+def _choice(data: dict, key: str, choices, required: bool = False):
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if value not in choices:
+        raise Reject(f"{key} must be one of {', '.join(map(str, choices))}")
+    return value
+
+
+def _int(data: dict, key: str, low: int, high: int, required: bool = False) -> int | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise Reject(f"{key} must be a whole number from {low} to {high}")
+    return value
+
+
+def _unknown_keys(data: dict, allowed) -> None:
+    extra = set(data) - set(allowed)
+    if extra:
+        raise Reject("unknown fields: " + ", ".join(sorted(extra)))
+
+
+# --- the pure merge rule ----------------------------------------------------------------
+
+
+def merge_fields(
+    current: dict[str, Any], field_revs: dict[str, int], base_rev: int, incoming: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split an edit into fields to apply and fields in conflict.
+
+    A field merges when it is unchanged on the server since `base_rev` (its last change is at
+    or before the rev the edit was made on); it conflicts when the server changed it too, to
+    another value. Equal values are neither.
+    """
+    applied: dict[str, Any] = {}
+    conflicts: dict[str, Any] = {}
+    for name, value in incoming.items():
+        if current.get(name) == value:
+            continue
+        if field_revs.get(name, 0) <= base_rev:
+            applied[name] = value
+        else:
+            conflicts[name] = value
+    return applied, conflicts
+
+
+# --- interview state folded from events -------------------------------------------------
+
+
+@dataclass
+class FoldedState:
+    """The interview fields that follow from its events."""
+
+    status: str = "planned"
+    started_at: datetime | None = None
+    expected_end_at: datetime | None = None
+    ended_at: datetime | None = None
+    planned_at: datetime | None = None
+    completed: bool = False
+
+
+def fold_events(events: list[tuple[datetime, str, str, dict]], planned_at: datetime) -> FoldedState:
+    """Fold (recorded_at, id, kind, data) events, in time order, into the interview's state."""
+    state = FoldedState(planned_at=planned_at)
+    for at, _id, kind, data in sorted(events, key=lambda e: (e[0], e[1])):
+        if kind == "capacity_check" and data.get("outcome") == "ok":
+            if state.status == "planned":
+                state.status = "in_progress"
+                state.started_at = at
+                state.expected_end_at = at + timedelta(minutes=int(data.get("minutes") or 75))
+        elif kind == "reschedule":
+            if state.status == "planned" and data.get("new_time"):
+                state.planned_at = _parse_time(data["new_time"])
+        elif kind in ("pause", "distress_1"):
+            if state.status == "in_progress":
+                state.status = "paused"
+        elif kind == "resume":
+            if state.status == "paused":
+                state.status = "in_progress"
+        elif kind in ("stop", "distress_2"):
+            if state.status in ("planned", "in_progress", "paused"):
+                state.status = "stopped"
+                state.ended_at = at
+        elif kind == "complete":
+            if state.status in ("in_progress", "paused"):
+                state.status = "completed"
+                state.ended_at = at
+                state.completed = True
+    return state
+
+
+def refold_interview(session: Session, interview: Interview, base_planned_at=None) -> None:
+    """Set the interview's status and times from all its events."""
+    session.flush()
+    rows = session.execute(
+        select(
+            InterviewEvent.recorded_at,
+            InterviewEvent.id,
+            InterviewEvent.kind,
+            InterviewEvent.data,
+        ).where(InterviewEvent.interview_id == interview.id)
+    ).all()
+    original = _original_planned_at(session, interview)
+    state = fold_events([tuple(r) for r in rows], original)
+    changed = (
+        interview.status != state.status
+        or interview.started_at != state.started_at
+        or interview.ended_at != state.ended_at
+        or interview.planned_at != state.planned_at
+        or interview.expected_end_at != state.expected_end_at
+    )
+    if changed:
+        interview.status = state.status
+        interview.started_at = state.started_at
+        interview.expected_end_at = state.expected_end_at
+        interview.ended_at = state.ended_at
+        interview.planned_at = state.planned_at
+        interview.rev = (interview.rev or 1) + 1
+        interview.updated_at = utcnow()
+    participant = interview.participant
+    if state.completed and participant.status in ("invited", "consented"):
+        participant.status = "interviewed"
+
+
+def _original_planned_at(session: Session, interview: Interview) -> datetime:
+    """The plan before any reschedule: kept on the interview as `first_planned_at`."""
+    if interview.first_planned_at is None:
+        interview.first_planned_at = interview.planned_at
+    return interview.first_planned_at
+
+
+# --- applying one change ----------------------------------------------------------------
+
+
+@dataclass
+class Applied:
+    """How one change went, before it is written down."""
+
+    status: str
+    rev: int | None = None
+    reason: str | None = None
+    waiting_for: str | None = None
+    created: str | None = None  # the id of a record this change created
+
+
+class Waiting(Exception):
+    """The record this change refers to has not arrived yet."""
+
+    def __init__(self, record_id: str):
+        super().__init__(record_id)
+        self.record_id = record_id
+
+
+def _interview_for(session: Session, user: User, interview_id: Any) -> Interview:
+    if not _is_uuid(interview_id):
+        raise Reject("interview_id must be a UUID")
+    interview = session.get(Interview, interview_id)
+    if interview is None:
+        raise Waiting(interview_id)
+    _check_access(user, interview.participant)
+    return interview
+
+
+def _check_access(user: User, participant: Participant) -> None:
+    if not can_see_participant(user, participant):
+        raise Reject("not allowed for this participant")
+    if participant.status == "withdrawn":
+        raise Reject("the participant has withdrawn; this change was not kept")
+
+
+def _themes_by_key(session: Session, keys: list[str]) -> list[Theme]:
+    if not keys:
+        return []
+    found = list(session.scalars(select(Theme).where(Theme.key.in_(keys))))
+    if len(found) != len(set(keys)):
+        raise Reject("a theme is not in the codebook")
+    return sorted(found, key=lambda t: t.key)
+
+
+def _note_values(note: Note) -> dict[str, Any]:
+    return {
+        "text": note.text,
+        "polarity": note.polarity,
+        "themes": sorted(t.key for t in note.themes),
+        "possible_quote": note.possible_quote,
+        "deleted": note.deleted_at is not None,
+    }
+
+
+def _note_input(data: dict, creating: bool) -> dict[str, Any]:
+    allowed = (
+        ("interview_id", "question_key", *NOTE_FIELDS) if creating else (*NOTE_FIELDS, "resolve")
+    )
+    _unknown_keys(data, allowed)
+    values: dict[str, Any] = {}
+    text = _text(data, "text", required=creating)
+    if text is not None:
+        values["text"] = text
+    if "polarity" in data:
+        values["polarity"] = _choice(data, "polarity", POLARITIES)
+    if "themes" in data:
+        themes = data["themes"]
+        if (
+            not isinstance(themes, list)
+            or len(themes) > 60
+            or not all(isinstance(t, str) and len(t) <= 80 for t in themes)
+        ):
+            raise Reject("themes must be a list of theme keys")
+        values["themes"] = sorted(set(themes))
+    quote = _bool(data, "possible_quote")
+    if quote is not None:
+        values["possible_quote"] = quote
+    deleted = _bool(data, "deleted")
+    if deleted is not None:
+        values["deleted"] = deleted
+    return values
+
+
+def apply_note(session: Session, user: User, change: Change) -> Applied:
+    """Create, edit, delete or resolve a note."""
+    note = session.get(Note, change.id)
+    if change.base_rev is None:
+        values = _note_input(change.data, creating=True)
+        if note is not None:
+            # the same note created again (a form sent twice): the first one's tags stand, and
+            # a different text is kept beside it as a conflict version, so no words are lost
+            _check_access(user, note.interview.participant)
+            if values["text"] == note.text:
+                return Applied("applied", note.rev)
+            return _edit_note(session, user, note, -1, {"text": values["text"]}, resolve=False)
+        interview = _interview_for(session, user, change.data.get("interview_id"))
+        question_key = _text(change.data, "question_key", required=True, limit=120)
+        from .content import guide_of
+
+        if question_key not in guide_of(interview.guide_version).question_keys:
+            raise Reject("question_key is not in this interview's guide")
+        note = Note(
+            id=change.id,
+            interview_id=interview.id,
+            question_key=question_key,
+            text=values["text"],
+            polarity=values.get("polarity"),
+            possible_quote=bool(values.get("possible_quote")),
+            themes=_themes_by_key(session, values.get("themes", [])),
+            deleted_at=change.recorded_at if values.get("deleted") else None,
+            author_id=user.id,
+            created_at=change.recorded_at,
+            updated_at=change.recorded_at,
+            rev=1,
+            field_revs={},
+        )
+        session.add(note)
+        session.flush()
+        return Applied("applied", note.rev, created=note.id)
+    if note is None:
+        raise Waiting(change.id)
+    _check_access(user, note.interview.participant)
+    values = _note_input(change.data, creating=False)
+    return _edit_note(
+        session, user, note, change.base_rev, values, bool(change.data.get("resolve"))
+    )
+
+
+def _edit_note(
+    session: Session, user: User, note: Note, base_rev: int, values: dict, resolve: bool
+) -> Applied:
+    current = _note_values(note)
+    if resolve:
+        if base_rev != note.rev:
+            # someone changed the note while this resolution was being made: look again
+            applied, conflicts = merge_fields(current, note.field_revs or {}, base_rev, values)
+        else:
+            applied, conflicts = {k: v for k, v in values.items() if current.get(k) != v}, {}
+    else:
+        applied, conflicts = merge_fields(current, note.field_revs or {}, base_rev, values)
+    if not applied and not conflicts and not (resolve and note.conflict and base_rev == note.rev):
+        return Applied("applied", note.rev)
+    new_rev = note.rev + 1
+    revs = dict(note.field_revs or {})
+    for name, value in applied.items():
+        revs[name] = new_rev
+        if name == "themes":
+            note.themes = _themes_by_key(session, value)
+        elif name == "deleted":
+            note.deleted_at = utcnow() if value else None
+        else:
+            setattr(note, name, value)
+    if conflicts:
+        kept = dict(note.conflict or {})
+        kept.update(conflicts)
+        kept["by"] = user.id
+        kept["at"] = utcnow().isoformat()
+        if conflicts.get("deleted") is False and note.deleted_at is not None:
+            # deleted on one side, edited on the other: bring the words back, flagged
+            note.deleted_at = None
+            revs["deleted"] = new_rev
+        note.conflict = kept
+    elif resolve and base_rev == note.rev:
+        note.conflict = None
+    if note.deleted_at is not None and "text" in conflicts:
+        note.deleted_at = None
+    note.field_revs = revs
+    note.rev = new_rev
+    note.updated_at = utcnow()
+    return Applied("conflict" if conflicts else "applied", note.rev)
+
+
+def apply_event(session: Session, user: User, change: Change) -> Applied:
+    """Append an interview event (immutable) and fold the interview's state again."""
+    if change.base_rev is not None:
+        raise Reject("events cannot be edited")
+    existing = session.get(InterviewEvent, change.id)
+    if existing is not None:
+        return Applied("applied", existing.rev)
+    data = change.data
+    _unknown_keys(data, ("interview_id", "kind", "details"))
+    kind = _choice(data, "kind", EVENT_KINDS, required=True)
+    details = data.get("details") or {}
+    if not isinstance(details, dict):
+        raise Reject("details must be an object")
+    details = _event_details(kind, details)
+    interview = _interview_for(session, user, data.get("interview_id"))
+    session.add(
+        InterviewEvent(
+            id=change.id,
+            interview_id=interview.id,
+            kind=kind,
+            data=details,
+            recorded_at=change.recorded_at,
+            recorded_by_id=user.id,
+            rev=1,
+        )
+    )
+    refold_interview(session, interview)
+    return Applied("applied", 1, created=change.id)
+
+
+def _event_details(kind: str, details: dict) -> dict:
+    if kind == "capacity_check":
+        _unknown_keys(
+            details, ("outcome", "minutes", "understands", "can_explain", "not_in_crisis")
+        )
+        out = {"outcome": _choice(details, "outcome", ("ok", "reschedule"), required=True)}
+        minutes = _int(details, "minutes", 15, 240)
+        if minutes is not None:
+            out["minutes"] = minutes
+        for name in ("understands", "can_explain", "not_in_crisis"):
+            flag = _bool(details, name)
+            if flag is not None:
+                out[name] = flag
+        return out
+    if kind == "reschedule":
+        _unknown_keys(details, ("reason", "new_time"))
+        new_time = details.get("new_time")
+        if new_time is not None:
+            new_time = _parse_time(new_time).isoformat()
+        return {
+            "reason": _choice(details, "reason", RESCHEDULE_REASONS, required=True),
+            "new_time": new_time,
+        }
+    if kind == "stop":
+        _unknown_keys(details, ("reason", "comment"))
+        return {
+            "reason": _choice(details, "reason", STOP_REASONS, required=True),
+            "comment": _text(details, "comment", limit=2000) or "",
+        }
+    if kind == "distress_2":
+        _unknown_keys(details, ("contact_team", "comment"))
+        return {
+            "contact_team": bool(_bool(details, "contact_team")),
+            "comment": _text(details, "comment", limit=2000) or "",
+        }
+    _unknown_keys(details, ())
+    return {}
+
+
+def apply_consent(session: Session, user: User, change: Change) -> Applied:
+    """Record a consent (immutable); the signature goes to the identity key store."""
+    if change.base_rev is not None:
+        raise Reject("a consent cannot be edited; record a withdrawal instead")
+    existing = session.get(Consent, change.id)
+    if existing is not None:
+        return Applied("applied", existing.rev)
+    data = change.data
+    _unknown_keys(
+        data,
+        (
+            "interview_id",
+            "form_version",
+            "language",
+            "answers",
+            "method",
+            "paper_form_number",
+            "signature",
+            "printed_name",
+        ),
+    )
+    interview = _interview_for(session, user, data.get("interview_id"))
+    language = _choice(data, "language", LANGUAGES, required=True)
+    version = _int(data, "form_version", 1, 10_000, required=True)
+    form_version = session.scalars(
+        select(ConsentFormVersion).where(ConsentFormVersion.version == version)
+    ).first()
+    if form_version is None:
+        raise Reject("unknown consent form version")
+    answers = data.get("answers")
+    keys = [item["key"] for item in form_version.content["items"]]
+    if (
+        not isinstance(answers, dict)
+        or set(answers) != set(keys)
+        or not all(isinstance(v, bool) for v in answers.values())
+    ):
+        raise Reject("every consent item must be answered yes or no")
+    if not answers.get("participate"):
+        raise Reject("without consent to take part there is no consent to record")
+    method = _choice(data, "method", ("tablet", "paper"), required=True)
+    paper_number = _text(data, "paper_form_number", limit=40)
+    printed_name = _text(data, "printed_name", limit=200)
+    signature = None
+    if method == "tablet":
+        from .consents import decode_signature
+
+        signature = decode_signature(_text(data, "signature", limit=700_000) or "")
+        if signature is None:
+            raise Reject("a signature drawn on the tablet is required")
+    elif not (paper_number or "").strip():
+        raise Reject("the number of the signed paper form is required")
+    from .consents import record_consent
+
+    record = record_consent(
+        interview,
+        user,
+        consent_id=change.id,
+        form_version=form_version,
+        language=language,
+        answers=answers,
+        method=method,
+        paper_form_number=(paper_number or "").strip() or None,
+        printed_name=(printed_name or "").strip() or None,
+        signature=signature,
+        obtained_at=change.recorded_at,
+    )
+    return Applied("applied", record.rev, created=change.id)
+
+
+def apply_debrief(session: Session, user: User, change: Change) -> Applied:
+    """Create or edit the peer's debrief; reflections edited on two tablets keep both texts."""
+    data = change.data
+    debrief = session.get(Debrief, change.id)
+    if change.base_rev is None and debrief is None:
+        _unknown_keys(data, ("interview_id", *DEBRIEF_FIELDS))
+        interview = _interview_for(session, user, data.get("interview_id"))
+        if interview.debrief is not None:
+            raise Reject("this interview already has a debrief; edit that one")
+        if interview.status not in ("completed", "stopped"):
+            raise Reject("the debrief comes after the interview has ended")
+        debrief = Debrief(
+            id=change.id,
+            interview_id=interview.id,
+            wellbeing=_int(data, "wellbeing", 1, 5, required=True),
+            reflection=_text(data, "reflection") or "",
+            wants_debrief_talk=bool(_bool(data, "wants_debrief_talk")),
+            participant_follow_up=bool(_bool(data, "participant_follow_up")),
+            author_id=user.id,
+            rev=1,
+            field_revs={},
+            created_at=change.recorded_at,
+            updated_at=change.recorded_at,
+        )
+        session.add(debrief)
+        session.flush()
+        return Applied("applied", 1, created=debrief.id)
+    if debrief is None:
+        raise Waiting(change.id)
+    _check_access(user, debrief.interview.participant)
+    _unknown_keys(data, ("interview_id", *DEBRIEF_FIELDS))
+    values: dict[str, Any] = {}
+    if "wellbeing" in data:
+        values["wellbeing"] = _int(data, "wellbeing", 1, 5, required=True)
+    if "reflection" in data:
+        values["reflection"] = _text(data, "reflection") or ""
+    for name in ("wants_debrief_talk", "participant_follow_up"):
+        if name in data:
+            values[name] = bool(_bool(data, name))
+    current = {name: getattr(debrief, name) for name in DEBRIEF_FIELDS}
+    base = change.base_rev or 1
+    applied, conflicts = merge_fields(current, debrief.field_revs or {}, base, values)
+    if not applied and not conflicts:
+        return Applied("applied", debrief.rev)
+    new_rev = debrief.rev + 1
+    revs = dict(debrief.field_revs or {})
+    for name, value in applied.items():
+        setattr(debrief, name, value)
+        revs[name] = new_rev
+    # a yes on either side wins for the two flags: nobody's call for help is lost
+    for name in ("wants_debrief_talk", "participant_follow_up"):
+        if conflicts.pop(name, False) is True:
+            setattr(debrief, name, True)
+            revs[name] = new_rev
+    if conflicts:
+        kept = dict(debrief.conflict or {})
+        kept.update(conflicts)
+        debrief.conflict = kept
+    debrief.field_revs = revs
+    debrief.rev = new_rev
+    debrief.updated_at = utcnow()
+    return Applied("conflict" if conflicts else "applied", debrief.rev)
+
+
+def apply_interview(session: Session, user: User, change: Change) -> Applied:
+    """Create an interview planned on a tablet, or move its place in the guide."""
+    data = change.data
+    interview = session.get(Interview, change.id)
+    if change.base_rev is None and interview is None:
+        _unknown_keys(data, ("participant_id", "language", "planned_at", "place_kind"))
+        participant_id = data.get("participant_id")
+        if not _is_uuid(participant_id):
+            raise Reject("participant_id must be a UUID")
+        participant = session.get(Participant, participant_id)
+        if participant is None:
+            raise Reject("not allowed for this participant")
+        _check_access(user, participant)
+        guide = session.scalars(select(GuideVersion).order_by(GuideVersion.version.desc())).first()
+        if guide is None:
+            raise Reject("no interview guide is loaded")
+        planned = _parse_time(data.get("planned_at"))
+        interview = Interview(
+            id=change.id,
+            participant=participant,
+            guide_version=guide,
+            language=_choice(data, "language", LANGUAGES, required=True),
+            place_kind=_choice(data, "place_kind", PLACE_KINDS) or "other",
+            planned_at=planned,
+            first_planned_at=planned,
+            created_by_id=user.id,
+            rev=1,
+        )
+        session.add(interview)
+        session.flush()
+        return Applied("applied", 1, created=interview.id)
+    if interview is None:
+        raise Waiting(change.id)
+    _check_access(user, interview.participant)
+    _unknown_keys(data, ("current_section",))
+    section = _int(data, "current_section", 0, 100)
+    if section is not None and section != interview.current_section:
+        interview.current_section = section
+        interview.rev += 1
+        interview.updated_at = utcnow()
+    return Applied("applied", interview.rev)
+
+
+APPLIERS: dict[str, Callable[[Session, User, Change], Applied]] = {
+    "note": apply_note,
+    "event": apply_event,
+    "consent": apply_consent,
+    "debrief": apply_debrief,
+    "interview": apply_interview,
+}
+
+
+# --- the batch --------------------------------------------------------------------------
+
+
+def lock_writes(session: Session) -> None:
+    """Take the write order lock first, so batches never deadlock and cursors never skip."""
+    done = session.execute(
+        update(SyncCounter).where(SyncCounter.id == 1).values(value=SyncCounter.value)
+    )
+    if done.rowcount == 0:
+        ensure_counter(session)
+        session.execute(
+            update(SyncCounter).where(SyncCounter.id == 1).values(value=SyncCounter.value)
+        )
+
+
+def apply_changes(
+    session: Session, user: User, raw_changes: list[Any], device_id: str | None = None
+) -> list[Result]:
+    """Apply a batch of raw changes one by one, each atomically; the caller commits."""
+    lock_writes(session)
+    results = []
+    for raw in raw_changes:
+        results.append(_apply_one(session, user, raw, device_id))
+    return results
+
+
+def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) -> Result:
+    change_id = raw.get("change_id") if isinstance(raw, dict) else None
+    try:
+        change = parse_change(raw)
+    except Reject as exc:
+        return Result(str(change_id) if change_id else "", "rejected", None, str(exc))
+    digest = change.digest()
+    known = session.get(SyncChange, change.change_id)
+    if known is not None:
+        return _replay(known, digest)
+    savepoint = session.begin_nested()
+    try:
+        claim = SyncChange(
+            change_id=change.change_id,
+            user_id=user.id,
+            device_id=device_id,
+            entity=change.entity,
+            record_id=change.id,
+            digest=digest,
+            status="claimed",
+        )
+        session.add(claim)
+        session.flush()
+    except IntegrityError:
+        # the same change arrived at the same moment on another connection and won
+        savepoint.rollback()
+        session.expire_all()
+        known = session.get(SyncChange, change.change_id)
+        if known is None:
+            return Result(change.change_id, "rejected", None, "please send this change again")
+        return _replay(known, digest)
+    try:
+        outcome = _run(session, user, change)
+    except Reject as exc:
+        savepoint.rollback()
+        return _record_rejection(session, user, change, digest, device_id, str(exc))
+    except Exception:
+        savepoint.rollback()
+        return Result(change.change_id, "rejected", None, "the server could not apply this change")
+    claim.status = outcome.status
+    claim.rev = outcome.rev
+    claim.reason = outcome.reason
+    claim.waiting_for = outcome.waiting_for
+    claim.payload = change.as_payload() if outcome.waiting_for else None
+    session.flush()
+    savepoint.commit()
+    if outcome.created:
+        release_waiting(session, outcome.created)
+    return Result(change.change_id, outcome.status, outcome.rev, outcome.reason)
+
+
+def _run(session: Session, user: User, change: Change) -> Applied:
+    try:
+        return APPLIERS[change.entity](session, user, change)
+    except Waiting as waiting:
+        if user.role not in ("peer", "coordinator", "admin"):
+            raise Reject("not allowed") from None
+        # kept, and applied when the record it refers to arrives (see docs/sync.md)
+        return Applied(
+            "applied", None, "kept until the record it belongs to arrives", waiting.record_id
+        )
+
+
+def _replay(known: SyncChange, digest: str) -> Result:
+    if known.digest != digest:
+        return Result(known.change_id, "rejected", None, "change_id reused with another payload")
+    if known.status == "rejected":
+        return Result(known.change_id, "rejected", None, known.reason)
+    return Result(known.change_id, "duplicate", known.rev, None)
+
+
+def _record_rejection(session, user, change, digest, device_id, reason) -> Result:
+    savepoint = session.begin_nested()
+    try:
+        session.add(
+            SyncChange(
+                change_id=change.change_id,
+                user_id=user.id,
+                device_id=device_id,
+                entity=change.entity,
+                record_id=change.id,
+                digest=digest,
+                status="rejected",
+                reason=reason[:200],
+            )
+        )
+        session.flush()
+        savepoint.commit()
+    except IntegrityError:
+        savepoint.rollback()
+    return Result(change.change_id, "rejected", None, reason)
+
+
+def release_waiting(session: Session, record_id: str) -> None:
+    """Apply the changes that were waiting for a record that has now arrived."""
+    waiting = list(
+        session.scalars(
+            select(SyncChange)
+            .where(SyncChange.waiting_for == record_id)
+            .order_by(SyncChange.received_at)
+        )
+    )
+    waiting.sort(key=lambda c: (c.payload or {}).get("recorded_at", ""))
+    for held in waiting:
+        user = session.get(User, held.user_id)
+        change = parse_change(held.payload)
+        savepoint = session.begin_nested()
+        try:
+            outcome = _run(session, user, change)
+        except Reject as exc:
+            savepoint.rollback()
+            held.status, held.rev, held.reason = "rejected", None, str(exc)[:200]
+            held.waiting_for, held.payload = None, None
+            continue
+        except Exception:
+            savepoint.rollback()
+            continue  # stays waiting; tried again when anything else arrives for it
+        held.status, held.rev, held.reason = outcome.status, outcome.rev, outcome.reason
+        held.waiting_for = outcome.waiting_for
+        held.payload = change.as_payload() if outcome.waiting_for else None
+        savepoint.commit()
+        if outcome.created:
+            release_waiting(session, outcome.created)
+
+
+# --- form posts use the same rules ------------------------------------------------------
+
+
+def web_change(entity: str, record_id: str, base_rev: int | None, data: dict) -> dict:
+    """Build a change for a plain form post, so forms and tablets share one set of rules."""
+    return {
+        "change_id": str(uuid.uuid4()),
+        "entity": entity,
+        "id": record_id,
+        "base_rev": base_rev,
+        "recorded_at": utcnow().isoformat() + "Z",
+        "data": data,
+    }
+
+
+# --- updates since a cursor -------------------------------------------------------------
+
+
+def _take_seqs(connection, count: int) -> int:
+    """Reserve `count` sequence numbers under the counter's row lock; return the last one."""
+    row = connection.execute(
+        update(SyncCounter)
+        .where(SyncCounter.id == 1)
+        .values(value=SyncCounter.value + count)
+        .returning(SyncCounter.value)
+    ).first()
+    if row is None:
+        connection.execute(SyncCounter.__table__.insert().values(id=1, value=count))
+        return count
+    return row[0]
+
+
+def _participant_of(session: Session, obj) -> str | None:
+    if isinstance(obj, Participant):
+        return obj.id
+    if isinstance(obj, Interview | Consent):
+        return obj.participant_id
+    interview = session.get(Interview, obj.interview_id) if obj.interview_id else None
+    return interview.participant_id if interview else None
+
+
+TRACKED = {
+    Note: "note",
+    InterviewEvent: "event",
+    Consent: "consent",
+    Debrief: "debrief",
+    Interview: "interview",
+    Participant: "participant",
+}
+
+
+def _log_updates(session: Session, _flush_context, _instances) -> None:
+    touched = []
+    for obj in list(session.new) + list(session.dirty):
+        entity = TRACKED.get(type(obj))
+        if entity is None or (obj not in session.new and not session.is_modified(obj)):
+            continue
+        touched.append((entity, obj))
+    if not touched:
+        return
+    last = _take_seqs(session.connection(), len(touched))
+    first = last - len(touched) + 1
+    for offset, (entity, obj) in enumerate(touched):
+        session.add(
+            UpdateLog(
+                seq=first + offset,
+                entity=entity,
+                record_id=str(obj.id),
+                participant_id=_participant_of(session, obj),
+            )
+        )
+
+
+def init_update_log() -> None:
+    """Log every change to tracked records, from forms and tablets alike."""
+    if not event.contains(Session, "before_flush", _log_updates):
+        event.listen(Session, "before_flush", _log_updates)
+
+
+def serialize(entity: str, record) -> dict[str, Any]:
+    """Return a record as the tablet keeps it."""
+    if entity == "note":
+        return {
+            "entity": "note",
+            "id": record.id,
+            "rev": record.rev,
+            "data": {
+                "interview_id": record.interview_id,
+                "question_key": record.question_key,
+                "text": record.text,
+                "polarity": record.polarity,
+                "themes": sorted(t.key for t in record.themes),
+                "possible_quote": record.possible_quote,
+                "deleted": record.deleted_at is not None,
+                "conflict": record.conflict,
+                "updated_at": record.updated_at.isoformat() + "Z",
+            },
+        }
+    if entity == "interview":
+        return {
+            "entity": "interview",
+            "id": record.id,
+            "rev": record.rev,
+            "data": {
+                "participant_id": record.participant_id,
+                "participant_code": record.participant.code,
+                "status": record.status,
+                "language": record.language,
+                "planned_at": record.planned_at.isoformat() + "Z",
+                "current_section": record.current_section,
+                "expected_end_at": record.expected_end_at.isoformat() + "Z"
+                if record.expected_end_at
+                else None,
+                "participant_status": record.participant.status,
+            },
+        }
+    if entity == "event":
+        return {
+            "entity": "event",
+            "id": record.id,
+            "rev": record.rev,
+            "data": {
+                "interview_id": record.interview_id,
+                "kind": record.kind,
+                "recorded_at": record.recorded_at.isoformat() + "Z",
+            },
+        }
+    if entity == "consent":
+        return {
+            "entity": "consent",
+            "id": record.id,
+            "rev": record.rev,
+            "data": {
+                "participant_id": record.participant_id,
+                "interview_id": record.interview_id,
+                "kind": record.kind,
+                "answers": record.answers,
+            },
+        }
+    if entity == "debrief":
+        return {
+            "entity": "debrief",
+            "id": record.id,
+            "rev": record.rev,
+            "data": {
+                "interview_id": record.interview_id,
+                "wellbeing": record.wellbeing,
+                "reflection": record.reflection,
+                "wants_debrief_talk": record.wants_debrief_talk,
+                "participant_follow_up": record.participant_follow_up,
+                "conflict": record.conflict,
+            },
+        }
+    return {
+        "entity": "participant",
+        "id": record.id,
+        "rev": 1,
+        "data": {"code": record.code, "status": record.status},
+    }
+
+
+MODELS = {
+    "note": Note,
+    "interview": Interview,
+    "event": InterviewEvent,
+    "consent": Consent,
+    "debrief": Debrief,
+    "participant": Participant,
+}
+MAX_UPDATES = 1000
+
+
+def updates_since(session: Session, user: User, cursor: int | None) -> tuple[list[dict], int]:
+    """Return what changed since the cursor in records the user may see, and the new cursor."""
+    stmt = select(UpdateLog).order_by(UpdateLog.seq)
+    if cursor:
+        stmt = stmt.where(UpdateLog.seq > cursor)
+    rows = list(session.scalars(stmt.limit(MAX_UPDATES * 4)))
+    new_cursor = rows[-1].seq if rows else (cursor or _current_seq(session))
+    seen: dict[tuple[str, str], UpdateLog] = {}
+    visible_cache: dict[str, bool] = {}
+    for row in rows:
+        if row.participant_id is None:
+            continue
+        if row.participant_id not in visible_cache:
+            participant = session.get(Participant, row.participant_id)
+            visible_cache[row.participant_id] = bool(
+                participant and can_see_participant(user, participant)
+            )
+        if visible_cache[row.participant_id]:
+            seen[(row.entity, row.record_id)] = row
+        if len(seen) >= MAX_UPDATES:
+            new_cursor = row.seq
+            break
+    out = []
+    for (entity, record_id), _row in sorted(seen.items(), key=lambda kv: kv[1].seq):
+        record = session.get(MODELS[entity], record_id)
+        if record is None:
+            out.append({"entity": entity, "id": record_id, "rev": None, "data": {"gone": True}})
+            continue
+        out.append(serialize(entity, record))
+    return out, new_cursor
+
+
+def _current_seq(session: Session) -> int:
+    value = session.execute(select(SyncCounter.value).where(SyncCounter.id == 1)).scalar()
+    return value or 0
+
+
+def record_device(session: Session, user: User, device_id: str, pending: int | None) -> None:
+    """Remember when a tablet last synced and how many changes it still holds."""
+    device = session.get(Device, device_id)
+    if device is None:
+        device = Device(id=device_id, user_id=user.id)
+        session.add(device)
+    device.user_id = user.id
+    device.last_sync_at = utcnow()
+    if pending is not None:
+        device.pending = pending
+
+
+def ensure_counter(session: Session) -> None:
+    """Create the write-order counter row once (the migration also creates it)."""
+    if session.get(SyncCounter, 1) is None:
+        savepoint = session.begin_nested()
+        try:
+            session.add(SyncCounter(id=1, value=0))
+            session.flush()
+            savepoint.commit()
+        except IntegrityError:
+            savepoint.rollback()
+
+
+__all__ = [
+    "Change",
+    "Envelope",
+    "EnvelopeError",
+    "Reject",
+    "Result",
+    "apply_changes",
+    "db",
+    "fold_events",
+    "merge_fields",
+    "parse_change",
+    "parse_envelope",
+    "serialize",
+    "updates_since",
+]
