@@ -35,6 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
 
     from . import (
+        api,
         auth,
         cli,
         coordinator,
@@ -67,4 +68,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(coordinator.bp)
     app.register_blueprint(interviews.bp)
+    app.register_blueprint(api.bp)
     return app

@@ -13,7 +13,6 @@ from .forms import AssignForm, ParticipantForm, PlanInterviewForm, language_choi
 from .i18n import oslo_to_utc, ui_lang
 from .models import Case, GuideVersion, Interview, Participant, User
 from .participants import get_identity, register
-from .sync import release_waiting
 
 bp = Blueprint("coordinator", __name__, url_prefix="/participants")
 
@@ -177,7 +176,6 @@ def plan_interview(participant_id: str):
         )
         db.session.add(interview)
         db.session.flush()
-        release_waiting(db.session, interview.id)
         audit.record("interview_planned", "interview", interview.id)
         db.session.commit()
         flash(_("The interview is planned."), "success")

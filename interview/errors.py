@@ -22,9 +22,13 @@ def _messages() -> dict[int, str]:
     }
 
 
-def _render(code: int, message: str):
+CODES = {400: "bad_request", 401: "login", 403: "forbidden", 404: "not_found", 413: "too_large"}
+
+
+def _render(code: int, message: str, kind: str | None = None):
     if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
-        return jsonify({"error": message, "status": code}), code
+        body = {"error": message, "status": code, "code": kind or CODES.get(code, "error")}
+        return jsonify(body), code
     return render_template("errors.html", code=code, message=message), code
 
 
@@ -39,6 +43,7 @@ def init_app(app: Flask) -> None:
                 "Your session form has expired. Reload the page and try again; "
                 "nothing saved was lost."
             ),
+            "csrf",
         )
 
     @app.errorhandler(HTTPException)

@@ -485,7 +485,65 @@ def debrief(interview_id):
     return render_template("interviews/debrief.html", interview=interview, form=form), status
 
 
+def _conflicted_notes():
+    visible = interviews_visible_to(current_user).with_only_columns(Interview.id)
+    return list(
+        db.session.scalars(
+            select(Note)
+            .where(Note.conflict.is_not(None), Note.interview_id.in_(visible))
+            .options(selectinload(Note.interview).selectinload(Interview.participant))
+            .order_by(Note.updated_at)
+        )
+    )
+
+
+@login_required
+def conflicts():
+    """Notes edited in two places at once: both versions side by side, to choose or merge."""
+    notes = [n for n in _conflicted_notes() if n.conflict]
+    return render_template("interviews/conflicts.html", notes=notes)
+
+
+@login_required
+def resolve_conflict(note_id):
+    """Resolve a conflict: keep this version, take the other, or save a merged text."""
+    from .sync import apply_changes, web_change
+
+    note = db.session.get(Note, str(note_id))
+    if note is None or note.conflict is None:
+        abort(404)
+    interview_or_404(note.interview_id)
+    _editable_or_409(note.interview)
+    choice = request.form.get("choice")
+    try:
+        base_rev = int(request.form.get("rev", ""))
+    except ValueError:
+        abort(400)
+    data: dict = {"resolve": True}
+    if choice == "other":
+        for name in ("text", "polarity", "themes", "possible_quote"):
+            if name in note.conflict:
+                data[name] = note.conflict[name]
+    elif choice == "merged":
+        merged = (request.form.get("text") or "").replace("\r\n", "\n")
+        if not merged.strip() or len(merged) > 20_000:
+            flash(_("Write the merged text before saving it."), "warning")
+            return redirect(url_for("interviews.conflicts") + f"#note-{note.id}")
+        data["text"] = merged
+    elif choice != "mine":
+        abort(400)
+    results = apply_changes(db.session, current_user, [web_change("note", note.id, base_rev, data)])
+    db.session.commit()
+    if results[0].status == "applied":
+        flash(_("The note is saved. Thank you for sorting it out."), "success")
+    else:
+        flash(_("The note changed again meanwhile. Look at both versions once more."), "warning")
+    return redirect(url_for("interviews.conflicts"))
+
+
 IV = "/<uuid:interview_id>"
+bp.add_url_rule("/conflicts", view_func=conflicts)
+bp.add_url_rule("/conflicts/<uuid:note_id>", view_func=resolve_conflict, methods=["POST"])
 bp.add_url_rule("/", view_func=mine)
 bp.add_url_rule(IV, view_func=overview)
 bp.add_url_rule(IV + "/capacity", view_func=capacity, methods=["GET", "POST"])

@@ -1,6 +1,8 @@
 """The start page and health check."""
 
-from flask import Blueprint, jsonify, redirect, url_for
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import text
 
@@ -27,5 +29,14 @@ def healthz():
     return jsonify({"status": "ok"})
 
 
+def service_worker():
+    """Serve the service worker from the site root so it may control every page."""
+    path = Path(current_app.static_folder) / "js" / "sw.js"
+    response = Response(path.read_text(encoding="utf-8"), mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 bp.add_url_rule("/", view_func=home)
+bp.add_url_rule("/sw.js", view_func=service_worker)
 bp.add_url_rule("/healthz", view_func=healthz)

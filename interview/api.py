@@ -1,0 +1,154 @@
+"""The tablet's API: sync, the session check, the offline manifest and the OpenAPI document."""
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Blueprint, Response, jsonify, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from . import audit
+from .access import interviews_visible_to
+from .content import guide_of
+from .extensions import db
+from .i18n import ui_lang
+from .models import Interview, Participant, utcnow
+from .sync import EnvelopeError, apply_changes, parse_envelope, record_device, updates_since
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+OFFLINE_DAYS = 14
+
+
+def _error(status: int, message: str, code: str):
+    return jsonify({"error": message, "code": code, "status": status}), status
+
+
+def _require_login():
+    if not current_user.is_authenticated:
+        return _error(401, _("Please log in again. Your changes are kept on this tablet."), "login")
+    return None
+
+
+def sync():
+    """Apply a batch of changes and answer with results, a cursor and what changed since."""
+    refused = _require_login()
+    if refused:
+        return refused
+    if not request.is_json:
+        return _error(400, "send the changes as application/json", "envelope")
+    body = request.get_json(silent=True)
+    if body is None:
+        return _error(400, "the body is not valid JSON", "envelope")
+    try:
+        envelope = parse_envelope(body)
+    except EnvelopeError as exc:
+        return _error(400, str(exc), "envelope")
+    results = apply_changes(db.session, current_user, envelope.changes, envelope.device_id)
+    record_device(db.session, current_user, envelope.device_id, envelope.pending)
+    if envelope.changes:
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        audit.record("sync_batch", "device", envelope.device_id, **counts)
+    db.session.commit()
+    updates, cursor = updates_since(db.session, current_user, envelope.cursor)
+    return jsonify(
+        {"results": [r.as_json() for r in results], "cursor": cursor, "updates": updates}
+    )
+
+
+def session_info():
+    """Tell the tablet who is logged in, with a fresh CSRF token; 401 when nobody is."""
+    refused = _require_login()
+    if refused:
+        return refused
+    return jsonify(
+        {
+            "user": current_user.username,
+            "user_id": current_user.id,
+            "role": current_user.role,
+            "lang": ui_lang(),
+            "csrf_token": generate_csrf(),
+        }
+    )
+
+
+def _interview_pages(interview: Interview) -> list[str]:
+    guide = guide_of(interview.guide_version)
+    pages = [
+        url_for("interviews.overview", interview_id=interview.id),
+        url_for("interviews.capacity", interview_id=interview.id),
+        url_for("interviews.reschedule", interview_id=interview.id),
+        url_for("interviews.consent", interview_id=interview.id),
+        url_for("interviews.distress", interview_id=interview.id),
+        url_for("interviews.distress_two", interview_id=interview.id),
+        url_for("interviews.stop", interview_id=interview.id),
+        url_for("interviews.finish", interview_id=interview.id),
+        url_for("interviews.debrief", interview_id=interview.id),
+    ]
+    pages += [
+        url_for("interviews.section", interview_id=interview.id, index=i)
+        for i in range(len(guide.sections))
+    ]
+    return pages
+
+
+def offline_manifest():
+    """List the pages a tablet needs to run the user's coming interviews without a network."""
+    refused = _require_login()
+    if refused:
+        return refused
+    horizon = utcnow() + timedelta(days=OFFLINE_DAYS)
+    rows = db.session.scalars(
+        interviews_visible_to(current_user)
+        .where(
+            Interview.status.in_(("planned", "in_progress", "paused")),
+            Interview.planned_at <= horizon,
+        )
+        .join(Participant, Participant.id == Interview.participant_id)
+        .where(Participant.status != "withdrawn")
+        .options(selectinload(Interview.participant), selectinload(Interview.guide_version))
+        .order_by(Interview.planned_at)
+    )
+    interviews = [
+        {
+            "id": iv.id,
+            "code": iv.participant.code,
+            "planned_at": iv.planned_at.isoformat() + "Z",
+            "language": iv.language,
+            "pages": _interview_pages(iv),
+        }
+        for iv in rows
+    ]
+    shell = [
+        url_for("interviews.mine"),
+        url_for("interviews.conflicts"),
+        url_for("static", filename="css/app.css"),
+        url_for("static", filename="js/offline.js"),
+        url_for("static", filename="js/store.js"),
+        url_for("static", filename="js/signature.js"),
+        url_for("static", filename="icons/icon.svg"),
+    ]
+    return jsonify({"shell": shell, "interviews": interviews, "lang": ui_lang()})
+
+
+def openapi():
+    """Serve the OpenAPI 3.1 document kept in the repository."""
+    return Response(OPENAPI.read_text(encoding="utf-8"), mimetype="application/json")
+
+
+def openapi_document() -> dict:
+    """Return the parsed OpenAPI document (for tests and docs)."""
+    return json.loads(OPENAPI.read_text(encoding="utf-8"))
+
+
+bp.add_url_rule("/sync", view_func=sync, methods=["POST"])
+bp.add_url_rule("/session", view_func=session_info)
+bp.add_url_rule("/offline", view_func=offline_manifest)
+bp.add_url_rule("/openapi.json", view_func=openapi)
