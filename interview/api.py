@@ -8,7 +8,6 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
-from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from . import audit

@@ -93,8 +93,8 @@ def new_participant():
                 form.preferred_language.data,
                 interviewers,
                 current_user,
-                form.name.data.strip() or None,
-                form.phone.data.strip() or None,
+                (form.name.data or "").strip() or None,
+                (form.phone.data or "").strip() or None,
             )
             audit.record("participant_registered", "participant", participant.id)
             db.session.commit()

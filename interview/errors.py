@@ -2,7 +2,7 @@
 
 import traceback
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -16,6 +16,7 @@ def _messages() -> dict[int, str]:
         403: _("You do not have access to this page."),
         404: _("We could not find that page, or you do not have access to it."),
         405: _("That action is not possible here."),
+        409: _("That is not possible in the interview's current state."),
         413: _("What you sent is too large."),
         429: _("Too many attempts. Please wait a few minutes and try again."),
         500: _("Something went wrong on our side. What you had saved is safe."),
@@ -32,8 +33,17 @@ def _render(code: int, message: str, kind: str | None = None):
     return render_template("errors.html", code=code, message=message), code
 
 
+def _refuse_nul_bytes():
+    # PostgreSQL cannot store a NUL character; a form carrying one is malformed, not a crash
+    for values in (request.args, request.form):
+        for value in values.values():
+            if "\x00" in value:
+                abort(400)
+
+
 def init_app(app: Flask) -> None:
     """Register the error handlers."""
+    app.before_request(_refuse_nul_bytes)
 
     @app.errorhandler(CSRFError)
     def _csrf(_err):

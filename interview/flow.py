@@ -105,4 +105,6 @@ def distress_stage_two(interview: Interview, user: User, contact_team: bool, com
 def complete(interview: Interview, user: User) -> None:
     """Close a finished interview; the participant counts as interviewed."""
     _require(interview, "in_progress", "paused")
+    if valid_consent(interview.participant) is None:
+        raise FlowError("no consent")
     record_event(interview, "complete", user)

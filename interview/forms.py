@@ -26,6 +26,33 @@ from wtforms.validators import (
 )
 
 
+class LocalDateField(DateField):
+    """A date field whose parse error is ours (translated) and which keeps years sensible."""
+
+    def process_formdata(self, valuelist):
+        """Parse the date; a malformed or far-off date gets a message in the user's language."""
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            self.data = None
+            raise ValueError(_l("Write a date like 2026-11-23.")) from None
+        if self.data is not None and not 2000 <= self.data.year <= 2100:
+            self.data = None
+            raise ValueError(_l("Choose a date between the years 2000 and 2100."))
+
+
+class LocalTimeField(TimeField):
+    """A time field whose parse error is translated."""
+
+    def process_formdata(self, valuelist):
+        """Parse the time; a malformed one gets a message in the user's language."""
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            self.data = None
+            raise ValueError(_l("Write a time like 13:30.")) from None
+
+
 class LoginForm(FlaskForm):
     """Username and password."""
 
@@ -87,8 +114,8 @@ def place_choices():
 class PlanInterviewForm(FlaskForm):
     """Plan an interview: date, time, place and language."""
 
-    day = DateField(_l("Date"), validators=[InputRequired(message=_l("Choose a date."))])
-    at = TimeField(_l("Time"), validators=[InputRequired(message=_l("Choose a time."))])
+    day = LocalDateField(_l("Date"), validators=[InputRequired(message=_l("Choose a date."))])
+    at = LocalTimeField(_l("Time"), validators=[InputRequired(message=_l("Choose a time."))])
     place_kind = SelectField(_l("Place"), validators=[InputRequired()])
     language = SelectField(_l("Interview language"), validators=[InputRequired()])
 
@@ -124,8 +151,8 @@ class RescheduleForm(FlaskForm):
     """Move a planned interview to another day."""
 
     reason = SelectField(_l("Why"), validators=[InputRequired()])
-    day = DateField(_l("New date (if agreed)"), validators=[Optional()])
-    at = TimeField(_l("New time"), validators=[Optional()])
+    day = LocalDateField(_l("New date (if agreed)"), validators=[Optional()])
+    at = LocalTimeField(_l("New time"), validators=[Optional()])
 
 
 class ConsentForm(FlaskForm):
@@ -150,8 +177,9 @@ class ConsentForm(FlaskForm):
 
 
 def stop_reason_choices():
-    """Return reasons for stopping with translated labels."""
+    """Return reasons for stopping with translated labels; no reason is chosen for the peer."""
     return [
+        ("", _l("Choose a reason")),
         ("participant_wish", _l("The participant wanted to stop")),
         ("distress", _l("Distress")),
         ("practical", _l("Practical reasons")),
@@ -162,7 +190,10 @@ def stop_reason_choices():
 class StopForm(FlaskForm):
     """Stop an interview, with a reason."""
 
-    reason = SelectField(_l("Why is the interview stopping?"), validators=[InputRequired()])
+    reason = SelectField(
+        _l("Why is the interview stopping?"),
+        validators=[DataRequired(message=_l("Choose a reason."))],
+    )
     comment = TextAreaField(
         _l("Anything the team should know (no names)"), validators=[Optional(), Length(max=2000)]
     )

@@ -163,6 +163,9 @@ def consent(interview_id):
         return redirect(url_for("interviews.capacity", interview_id=interview.id))
     if flow.valid_consent(interview.participant) is not None:
         return redirect(url_for("interviews.section", interview_id=interview.id, index=0))
+    if interview.status not in ("in_progress", "paused"):
+        # a stopped or finished interview takes no new consent
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
     form_version = _latest_consent_form()
     content = form_version.content
     form = ConsentForm()
@@ -328,12 +331,44 @@ def _after_save(interview: Interview, index: int, count: int) -> str:
         return url_for("interviews.finish", interview_id=interview.id)
     if go.startswith("section-") and go[8:].isdigit() and int(go[8:]) < count:
         return url_for("interviews.section", interview_id=interview.id, index=int(go[8:]))
+    # the safety bar on this page submits the notes form first, so nothing typed is lost
+    here = url_for("interviews.section", interview_id=interview.id, index=index)
+    steps = {
+        "pause": (flow.pause, "paused", _("The interview is paused.")),
+        "resume": (flow.resume, "in_progress", _("Welcome back.")),
+        "check_in": (
+            flow.check_in,
+            None,
+            _("Checked in. The coordinator can see that you are safe."),
+        ),
+    }
+    if go in steps:
+        action, done, message = steps[go]
+        if interview.status != done:
+            try:
+                action(interview, current_user)
+            except flow.FlowError:
+                return here
+            db.session.commit()
+        flash(message, "info")
+        return here
+    if go == "distress":
+        try:
+            flow.distress_stage_one(interview, current_user)
+            db.session.commit()
+        except flow.FlowError:
+            return here
+        return url_for("interviews.distress", interview_id=interview.id)
+    if go == "stop":
+        return url_for("interviews.stop", interview_id=interview.id)
     return url_for("interviews.section", interview_id=interview.id, index=index) + "#saved"
 
 
-def _event_view(interview_id, action, message: str):
+def _event_view(interview_id, action, message: str, already: tuple[str, ...] = ()):
     interview = interview_or_404(interview_id)
     _editable_or_409(interview)
+    if interview.status in already:
+        return interview  # a second tap on a slow network: the step has been taken already
     try:
         action(interview)
     except flow.FlowError:
@@ -358,7 +393,10 @@ def _back_to_interview(interview: Interview):
 def pause(interview_id):
     """Pause the interview."""
     interview = _event_view(
-        interview_id, lambda iv: flow.pause(iv, current_user), _("The interview is paused.")
+        interview_id,
+        lambda iv: flow.pause(iv, current_user),
+        _("The interview is paused."),
+        already=("paused",),
     )
     return _back_to_interview(interview)
 
@@ -367,7 +405,10 @@ def pause(interview_id):
 def resume(interview_id):
     """Resume after a pause."""
     interview = _event_view(
-        interview_id, lambda iv: flow.resume(iv, current_user), _("Welcome back.")
+        interview_id,
+        lambda iv: flow.resume(iv, current_user),
+        _("Welcome back."),
+        already=("in_progress",),
     )
     return _back_to_interview(interview)
 
@@ -443,7 +484,11 @@ def finish(interview_id):
     interview = interview_or_404(interview_id)
     guide = guide_of(interview.guide_version)
     if request.method == "POST":
-        _event_view(interview_id, lambda iv: flow.complete(iv, current_user), "")
+        if flow.valid_consent(interview.participant) is None:
+            return redirect(url_for("interviews.consent", interview_id=interview.id))
+        _event_view(
+            interview_id, lambda iv: flow.complete(iv, current_user), "", already=("completed",)
+        )
         flash(_("The interview is complete. Thank you."), "success")
         return redirect(url_for("interviews.debrief", interview_id=interview.id))
     if interview.status not in ("in_progress", "paused"):
@@ -457,7 +502,7 @@ def debrief(interview_id):
     interview = interview_or_404(interview_id)
     if interview.status not in ("completed", "stopped"):
         return redirect(url_for("interviews.overview", interview_id=interview.id))
-    existing = interview.debrief
+    existing = interview.debrief_of(current_user.id)
     form = DebriefForm(obj=existing)
     form.wellbeing.choices = wellbeing_choices()
     if request.method == "GET":

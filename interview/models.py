@@ -222,7 +222,11 @@ class Interview(db.Model):
     events: Mapped[list["InterviewEvent"]] = relationship(
         back_populates="interview", order_by="InterviewEvent.recorded_at"
     )
-    debrief: Mapped["Debrief | None"] = relationship(back_populates="interview")
+    debriefs: Mapped[list["Debrief"]] = relationship(back_populates="interview")
+
+    def debrief_of(self, user_id: int) -> "Debrief | None":
+        """Return this interviewer's own debrief (each peer writes their own)."""
+        return next((d for d in self.debriefs if d.author_id == user_id), None)
 
 
 class Consent(db.Model):
@@ -288,10 +292,12 @@ class InterviewEvent(db.Model):
 
 
 class Debrief(db.Model):
-    """The peer's reflection and wellbeing after an interview."""
+    """The peer's reflection and wellbeing after an interview; one per interviewer."""
+
+    __table_args__ = (UniqueConstraint("interview_id", "author_id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
-    interview_id: Mapped[str] = mapped_column(ForeignKey("interview.id"), unique=True)
+    interview_id: Mapped[str] = mapped_column(ForeignKey("interview.id"), index=True)
     wellbeing: Mapped[int] = mapped_column(Integer)
     reflection: Mapped[str] = mapped_column(Text, default="")
     wants_debrief_talk: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -303,7 +309,7 @@ class Debrief(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     rev: Mapped[int] = mapped_column(Integer, default=1)
 
-    interview: Mapped[Interview] = relationship(back_populates="debrief")
+    interview: Mapped[Interview] = relationship(back_populates="debriefs")
 
 
 class AuditEvent(db.Model):

@@ -213,7 +213,7 @@ def _text(data: dict, key: str, required: bool = False, limit: int = MAX_TEXT) -
         if required:
             raise Reject(f"{key} is required")
         return None
-    if not isinstance(value, str) or len(value) > limit:
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
         raise Reject(f"{key} must be text of at most {limit} characters")
     return value
 
@@ -679,8 +679,8 @@ def apply_debrief(session: Session, user: User, change: Change) -> Applied:
     if change.base_rev is None and debrief is None:
         _unknown_keys(data, ("interview_id", *DEBRIEF_FIELDS))
         interview = _interview_for(session, user, data.get("interview_id"))
-        if interview.debrief is not None:
-            raise Reject("this interview already has a debrief; edit that one")
+        if interview.debrief_of(user.id) is not None:
+            raise Reject("you already wrote a debrief for this interview; edit that one")
         if interview.status not in ("completed", "stopped"):
             raise Reject("the debrief comes after the interview has ended")
         debrief = Debrief(
@@ -702,6 +702,8 @@ def apply_debrief(session: Session, user: User, change: Change) -> Applied:
     if debrief is None:
         raise Waiting(change.id)
     _check_access(user, debrief.interview.participant)
+    if debrief.author_id != user.id:
+        raise Reject("a debrief is changed only by the one who wrote it")
     _unknown_keys(data, ("interview_id", *DEBRIEF_FIELDS))
     values: dict[str, Any] = {}
     if "wellbeing" in data:

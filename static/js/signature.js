@@ -13,6 +13,8 @@ function setupMethodToggle() {
     const chosen = form.querySelector("input[name=method]:checked");
     tablet.hidden = chosen ? chosen.value !== "tablet" : false;
     paper.hidden = chosen ? chosen.value !== "paper" : false;
+    // the pad measures itself; a pad shown after being hidden must measure again
+    window.dispatchEvent(new Event("resize"));
   };
   radios.forEach((r) => r.addEventListener("change", update));
   update();
@@ -26,6 +28,7 @@ function setupPad() {
   const resize = () => {
     // Match the bitmap to the displayed size so strokes land under the finger.
     const rect = canvas.getBoundingClientRect();
+    if (rect.width === 0 || rect.height === 0) return; // hidden: measure when shown
     const ratio = window.devicePixelRatio || 1;
     const snapshot = drawn ? canvas.toDataURL("image/png") : null;
     canvas.width = Math.round(rect.width * ratio);

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: ffbdbedb25ea
+Revision ID: 39cf52bf11f2
 Revises: 
-Create Date: 2026-11-23 09:46:28.044652
+Create Date: 2026-11-23 11:16:44.562447
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'ffbdbedb25ea'
+revision = '39cf52bf11f2'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -245,8 +245,11 @@ def upgrade_():
     sa.ForeignKeyConstraint(['author_id'], ['user.id'], name=op.f('fk_debrief_author_id_user')),
     sa.ForeignKeyConstraint(['interview_id'], ['interview.id'], name=op.f('fk_debrief_interview_id_interview')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_debrief')),
-    sa.UniqueConstraint('interview_id', name=op.f('uq_debrief_interview_id'))
+    sa.UniqueConstraint('interview_id', 'author_id', name=op.f('uq_debrief_interview_id'))
     )
+    with op.batch_alter_table('debrief', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_debrief_interview_id'), ['interview_id'], unique=False)
+
     op.create_table('interview_event',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('interview_id', sa.String(length=36), nullable=False),
@@ -304,6 +307,9 @@ def downgrade_():
         batch_op.drop_index(batch_op.f('ix_interview_event_interview_id'))
 
     op.drop_table('interview_event')
+    with op.batch_alter_table('debrief', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_debrief_interview_id'))
+
     op.drop_table('debrief')
     with op.batch_alter_table('consent', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consent_participant_id'))
