@@ -3,6 +3,7 @@
 import uuid
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -221,6 +222,7 @@ def consent(interview_id):
     return (
         render_template(
             "interviews/consent.html",
+            said=_participant_words(interview.language),
             interview=interview,
             form=form,
             content=content,
@@ -234,6 +236,23 @@ def consent(interview_id):
         ),
         status,
     )
+
+
+def _participant_words(lang: str) -> dict[str, str]:
+    """The consent form's words the participant reads, in the interview language."""
+    with force_locale(lang):
+        return {
+            "answers": _("Your answers"),
+            "required": _("required to take part"),
+            "yes": _("Yes"),
+            "no": _("No"),
+            "signature": _("Signature"),
+            "sign_hint": _("Sign with a finger or a stylus in the box."),
+            "clear": _("Clear signature"),
+            "printed_name": _("Your name in block letters (optional)"),
+            "withdrawing": _("About withdrawing"),
+            "contact": _("Contact"),
+        }
 
 
 def _themes_for(interview: Interview, question_themes: tuple[str, ...]) -> list[Theme]:

@@ -200,3 +200,16 @@ def test_stop_needs_a_chosen_reason(client, auth, world, app):
     assert "Choose a reason." in response.text
     with app.app_context():
         assert get_row(Interview, iid).status == "in_progress"
+
+
+def test_consent_words_the_participant_reads_follow_the_interview_language(client, auth, world):
+    auth.login("peer_a2")
+    iid = world.interviews["pa2"]  # an English interview
+    start_interview(client, iid)
+    page = client.get(f"/interviews/{iid}/consent?lang=nb").text
+    assert '<html lang="nb">' in page
+    assert '<label for="item-participate-yes">Yes</label>' in page
+    assert "Your answers" in page and "Dine svar" not in page
+    assert "Sign with a finger" in page
+    # the peer's own controls stay in the peer's language
+    assert "Hvordan ble samtykket gitt?" in page
