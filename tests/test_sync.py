@@ -1,0 +1,182 @@
+"""The sync rules (DESIGN §4): pure merge functions and POST /api/v1/sync."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from interview.extensions import db
+from interview.models import Note, Participant, SyncChange
+from interview.sync import fold_events, merge_fields
+from tests.conftest import get_row
+from tests.helpers import give_paper_consent, start_interview
+
+
+def test_merge_applies_one_sided_fields_and_flags_two_sided_ones():
+    current = {"text": "server", "polarity": "inhibits", "possible_quote": False}
+    revs = {"text": 3, "polarity": 1}
+    applied, conflicts = merge_fields(
+        current, revs, 2, {"text": "tablet", "polarity": "promotes", "possible_quote": False}
+    )
+    assert applied == {"polarity": "promotes"}
+    assert conflicts == {"text": "tablet"}
+
+
+def test_fold_is_order_independent():
+    t = datetime(2030, 1, 1, 10, 0)
+    events = [
+        (t.replace(minute=0), "a", "capacity_check", {"outcome": "ok", "minutes": 60}),
+        (t.replace(minute=10), "b", "pause", {}),
+        (t.replace(minute=20), "c", "resume", {}),
+        (t.replace(minute=50), "d", "complete", {}),
+    ]
+    forward = fold_events(events, t)
+    backward = fold_events(list(reversed(events)), t)
+    assert forward == backward
+    assert forward.status == "completed"
+    assert forward.expected_end_at == t.replace(hour=11)
+
+
+def _note_change(iid, note_id, text, base_rev=None, change_id=None, **extra):
+    data = {"text": text, **extra}
+    if base_rev is None:
+        data.update(interview_id=iid, question_key="context.services")
+    return {
+        "change_id": change_id or str(uuid.uuid4()),
+        "entity": "note",
+        "id": note_id,
+        "base_rev": base_rev,
+        "recorded_at": "2026-11-23T10:00:00Z",
+        "data": data,
+    }
+
+
+def _sync(client, changes, cursor=None):
+    return client.post(
+        "/api/v1/sync",
+        json={"device_id": str(uuid.uuid4()), "cursor": cursor, "changes": changes},
+    )
+
+
+def _ready(client, auth, world):
+    auth.login("peer_a")
+    iid = world.interviews["pa"]
+    start_interview(client, iid)
+    give_paper_consent(client, iid)
+    return iid
+
+
+def test_replay_is_duplicate_with_the_same_rev_and_reuse_is_rejected(client, auth, world, app):
+    iid = _ready(client, auth, world)
+    change = _note_change(iid, str(uuid.uuid4()), "Første notat")
+    first = _sync(client, [change]).get_json()["results"][0]
+    again = _sync(client, [change]).get_json()["results"][0]
+    assert first["status"] == "applied" and first["rev"] == 1
+    assert again == {"change_id": change["change_id"], "status": "duplicate", "rev": 1}
+    reused = dict(change, data=dict(change["data"], text="Noe annet"))
+    answer = _sync(client, [reused]).get_json()["results"][0]
+    assert answer["status"] == "rejected" and "reused" in answer["reason"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Note)) == 1
+
+
+def test_stale_edit_keeps_both_texts_and_one_bad_change_blocks_nothing(client, auth, world, app):
+    iid = _ready(client, auth, world)
+    nid = str(uuid.uuid4())
+    _sync(client, [_note_change(iid, nid, "A")])
+    results = _sync(
+        client,
+        [
+            _note_change(iid, nid, "B fra nettbrett 1", base_rev=1),
+            {"change_id": "not-a-uuid", "entity": "note"},
+            _note_change(iid, nid, "C fra nettbrett 2", base_rev=1),
+        ],
+    ).get_json()["results"]
+    assert [r["status"] for r in results] == ["applied", "rejected", "conflict"]
+    with app.app_context():
+        note = get_row(Note, nid)
+        assert note.text == "B fra nettbrett 1"
+        assert note.conflict["text"] == "C fra nettbrett 2"
+    assert "C fra nettbrett 2" in client.get("/interviews/conflicts").text
+    # resolving is itself a change: keep the other version
+    response = client.post(f"/interviews/conflicts/{nid}", data={"choice": "other", "rev": "3"})
+    assert response.status_code == 302
+    with app.app_context():
+        note = get_row(Note, nid)
+        assert note.text == "C fra nettbrett 2" and note.conflict is None
+
+
+def test_edit_before_create_and_note_before_interview_converge(client, auth, world, app):
+    auth.login("peer_a")
+    nid, new_iid = str(uuid.uuid4()), str(uuid.uuid4())
+    edit = _note_change(new_iid, nid, "redigert", base_rev=1)
+    create = _note_change(new_iid, nid, "opprettet")
+    interview = {
+        "change_id": str(uuid.uuid4()),
+        "entity": "interview",
+        "id": new_iid,
+        "base_rev": None,
+        "recorded_at": "2026-11-23T09:00:00Z",
+        "data": {
+            "participant_id": world.participants["pa"],
+            "language": "nb",
+            "planned_at": "2026-11-23T09:00:00Z",
+            "place_kind": "cafe",
+        },
+    }
+    statuses = [r["status"] for r in _sync(client, [edit, create, interview]).get_json()["results"]]
+    assert statuses == ["applied", "applied", "applied"]
+    with app.app_context():
+        note = get_row(Note, nid)
+        assert note.interview_id == new_iid
+        assert note.text == "redigert" and note.rev == 2
+        assert (
+            db.session.scalars(select(SyncChange).where(SyncChange.waiting_for.is_not(None))).all()
+            == []
+        )
+
+
+def test_no_access_and_withdrawn_are_rejected_and_create_nothing(client, auth, world, app):
+    auth.login("peer_b")
+    iid = world.interviews["pa"]
+    answer = _sync(client, [_note_change(iid, str(uuid.uuid4()), "fremmed")]).get_json()
+    assert answer["results"][0]["status"] == "rejected"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Note)) == 0
+        get_row(Participant, world.participants["pb"]).status = "withdrawn"
+        db.session.commit()
+    answer = _sync(
+        client, [_note_change(world.interviews["pb"], str(uuid.uuid4()), "sent")]
+    ).get_json()
+    assert answer["results"][0]["status"] == "rejected"
+    assert "withdrawn" in answer["results"][0]["reason"]
+
+
+def test_updates_since_cursor_show_another_tablets_notes(app, world, auth, client):
+    iid = _ready(client, auth, world)
+    cursor = _sync(client, []).get_json()["cursor"]
+    other = app.test_client()
+    other.post("/login", data={"username": "coord_a", "password": "correct horse battery"})
+    nid = str(uuid.uuid4())
+    assert _sync(other, [_note_change(iid, nid, "fra koordinator")]).status_code == 200
+    body = _sync(client, [], cursor=cursor).get_json()
+    assert body["cursor"] > cursor
+    assert any(u["id"] == nid and u["data"]["text"] == "fra koordinator" for u in body["updates"])
+    # peer_b sees none of it
+    stranger = app.test_client()
+    stranger.post("/login", data={"username": "peer_b", "password": "correct horse battery"})
+    assert all(u["id"] != nid for u in _sync(stranger, [], cursor=cursor).get_json()["updates"])
+
+
+def test_bad_requests_get_json_answers_never_500(client, auth, world):
+    assert _sync(client, []).status_code == 401
+    assert _sync(client, []).get_json()["code"] == "login"
+    auth.login("peer_a")
+    bad = client.post("/api/v1/sync", data="{nope", content_type="application/json")
+    assert bad.status_code == 400 and bad.get_json()["code"] == "envelope"
+    assert client.post("/api/v1/sync", json={"device_id": "x"}).status_code == 400
+    assert client.post("/api/v1/sync", json=[1, 2]).status_code == 400
+    huge = "x" * (3 * 1024 * 1024)
+    assert (
+        client.post("/api/v1/sync", data=huge, content_type="application/json").status_code == 413
+    )
