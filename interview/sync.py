@@ -25,7 +25,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .access import can_see_participant
-from .extensions import db
 from .models import (
     EVENT_KINDS,
     LANGUAGES,
@@ -318,7 +317,7 @@ def fold_events(events: list[tuple[datetime, str, str, dict]], planned_at: datet
     return state
 
 
-def refold_interview(session: Session, interview: Interview, base_planned_at=None) -> None:
+def refold_interview(session: Session, interview: Interview) -> None:
     """Set the interview's status and times from all its events."""
     session.flush()
     rows = session.execute(
@@ -1181,7 +1180,6 @@ __all__ = [
     "Reject",
     "Result",
     "apply_changes",
-    "db",
     "fold_events",
     "merge_fields",
     "parse_change",
