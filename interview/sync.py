@@ -49,6 +49,7 @@ from .models import (
 
 ENTITIES = ("interview", "note", "consent", "event", "debrief")
 MAX_TEXT = 20_000
+CONFLICT_SEPARATOR = "\n\n———\n\n"
 MAX_CHANGES = 500
 NOTE_FIELDS = ("text", "polarity", "themes", "possible_quote", "deleted")
 DEBRIEF_FIELDS = ("wellbeing", "reflection", "wants_debrief_talk", "participant_follow_up")
@@ -515,7 +516,11 @@ def _edit_note(
             setattr(note, name, value)
     if conflicts:
         kept = dict(note.conflict or {})
+        earlier = kept.get("text")
         kept.update(conflicts)
+        if "text" in conflicts and earlier and earlier != conflicts["text"]:
+            # a third version while two are waiting: keep every text, one after the other
+            kept["text"] = earlier + CONFLICT_SEPARATOR + conflicts["text"]
         kept["by"] = user.id
         kept["at"] = utcnow().isoformat()
         if conflicts.get("deleted") is False and note.deleted_at is not None:
@@ -729,7 +734,10 @@ def apply_debrief(session: Session, user: User, change: Change) -> Applied:
             revs[name] = new_rev
     if conflicts:
         kept = dict(debrief.conflict or {})
+        earlier = kept.get("reflection")
         kept.update(conflicts)
+        if "reflection" in conflicts and earlier and earlier != conflicts["reflection"]:
+            kept["reflection"] = earlier + CONFLICT_SEPARATOR + conflicts["reflection"]
         debrief.conflict = kept
     debrief.field_revs = revs
     debrief.rev = new_rev
