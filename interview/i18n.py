@@ -3,7 +3,7 @@
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, g, request, session
+from flask import Flask, current_app, g, request, session, url_for
 from flask_babel import format_date, format_datetime, format_time, get_locale
 from flask_login import current_user
 
@@ -48,6 +48,14 @@ def text(value: dict | str | None, lang: str | None = None) -> str:
     return value.get(lang) or value.get("nb") or ""
 
 
+def lang_url(lang: str) -> str:
+    """Return this page's address in another UI language, keeping its other parameters."""
+    if request.endpoint and request.method == "GET":
+        args = {k: v for k, v in request.args.items() if k != "lang"}
+        return url_for(request.endpoint, **(request.view_args or {}), **args, lang=lang)
+    return f"?lang={lang}"
+
+
 def oslo_to_utc(day: date, at: time) -> datetime:
     """Turn a wall-clock date and time in Oslo into a naive UTC datetime for the store."""
     local = datetime.combine(day, at).replace(tzinfo=OSLO)
@@ -67,6 +75,7 @@ def init_app(app: Flask) -> None:
     # globals (not a context processor) so imported macros can use them too
     app.jinja_env.globals.update(
         ui_lang=ui_lang,
+        lang_url=lang_url,
         tr=text,
         format_datetime=format_datetime,
         format_date=format_date,

@@ -99,3 +99,9 @@ def test_times_are_stored_in_utc_and_shown_in_oslo(client, auth, world, app):
     assert "1. juli 2030, 09:15" in page.text
     page = client.get(f"/participants/{world.participants['pa']}?lang=en")
     assert "Jul 1, 2030, 9:15" in page.text
+
+
+def test_language_link_keeps_the_page_and_its_parameters(client, auth, world):
+    auth.login("coord_a")
+    page = client.get("/participants/?case=A").text
+    assert 'href="/participants/?case=A&amp;lang=en"' in page
