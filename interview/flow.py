@@ -6,6 +6,7 @@ the same way whether an event came from a form post or a tablet that was offline
 
 from .extensions import db
 from .models import Consent, Interview, InterviewEvent, Participant, User, new_uuid, utcnow
+from .sync import refold_interview
 
 EDITABLE = ("in_progress", "paused", "completed", "stopped")
 
@@ -27,8 +28,6 @@ def valid_consent(participant: Participant) -> Consent | None:
 
 def record_event(interview: Interview, kind: str, user: User | None, **data) -> InterviewEvent:
     """Append an event to the interview and fold its state again."""
-    from .sync import refold_interview
-
     event = InterviewEvent(
         id=new_uuid(),
         interview_id=interview.id,

@@ -25,6 +25,8 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from .labels import LABELS
+
 
 class LocalDateField(DateField):
     """A date field whose parse error is ours (translated) and which keeps years sensible."""
@@ -62,7 +64,7 @@ class LoginForm(FlaskForm):
 
 def language_choices():
     """Return the interview language choices with translated labels."""
-    return [("nb", _l("Norwegian (Bokmål)")), ("en", _l("English"))]
+    return list(LABELS["language"].items())
 
 
 class ParticipantForm(FlaskForm):
@@ -103,12 +105,7 @@ class AssignForm(FlaskForm):
 
 def place_choices():
     """Return the place kinds with translated labels."""
-    return [
-        ("home", _l("The participant's home")),
-        ("cafe", _l("Café or other public place")),
-        ("team_office", _l("The team's office")),
-        ("other", _l("Somewhere else")),
-    ]
+    return list(LABELS["place"].items())
 
 
 class PlanInterviewForm(FlaskForm):

@@ -36,6 +36,7 @@ from .models import (
     utcnow,
 )
 from .notes import apply_notes, parse_section_form
+from .sync import apply_changes, web_change
 
 bp = Blueprint("interviews", __name__, url_prefix="/interviews")
 
@@ -255,9 +256,10 @@ def _participant_words(lang: str) -> dict[str, str]:
         }
 
 
-def _themes_for(interview: Interview, question_themes: tuple[str, ...]) -> list[Theme]:
+def _themes_for(
+    interview: Interview, question_themes: tuple[str, ...], active: list[Theme]
+) -> list[Theme]:
     """Order the codebook for a note: question's suggestions, team's staff themes, the rest."""
-    active = list(db.session.scalars(select(Theme).where(Theme.retired.is_(False))))
     staff = {st.theme_id for st in interview.participant.case.staff_themes}
 
     def rank(t: Theme):
@@ -331,7 +333,9 @@ def section(interview_id, index: int):
             section=sec,
             index=index,
             notes=notes,
-            themes_for=lambda q: _themes_for(interview, q.themes),
+            themes_for=lambda q: _themes_for(
+                interview, q.themes, [t for t in all_themes.values() if not t.retired]
+            ),
             errors=errors,
             values=request.form if status == 400 else {},
             new_id=lambda: str(uuid.uuid4()),
@@ -571,8 +575,6 @@ def conflicts():
 @login_required
 def resolve_conflict(note_id):
     """Resolve a conflict: keep this version, take the other, or save a merged text."""
-    from .sync import apply_changes, web_change
-
     note = db.session.get(Note, str(note_id))
     if note is None or note.conflict is None:
         abort(404)

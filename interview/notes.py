@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 
 from .extensions import db
 from .models import POLARITIES, Interview, Note, Theme, User
+from .sync import apply_changes, web_change
 
 MAX_NOTE_LENGTH = 20_000
 
@@ -118,8 +119,6 @@ def apply_notes(
     interview: Interview, inputs: list[NoteInput], author: User, themes: dict[int, Theme]
 ) -> ApplyResult:
     """Turn the form's notes into changes and apply them with the sync rules (sync.py)."""
-    from .sync import apply_changes, web_change
-
     changes = []
     for item in inputs:
         keys = sorted(themes[t].key for t in item.theme_ids)

@@ -25,6 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .access import can_see_participant
+from .consents import decode_signature, record_consent
+from .content import guide_of
 from .models import (
     EVENT_KINDS,
     LANGUAGES,
@@ -329,7 +331,7 @@ def refold_interview(session: Session, interview: Interview) -> None:
             InterviewEvent.data,
         ).where(InterviewEvent.interview_id == interview.id)
     ).all()
-    original = _original_planned_at(session, interview)
+    original = _original_planned_at(interview)
     state = fold_events([tuple(r) for r in rows], original)
     changed = (
         interview.status != state.status
@@ -351,7 +353,7 @@ def refold_interview(session: Session, interview: Interview) -> None:
         participant.status = "interviewed"
 
 
-def _original_planned_at(session: Session, interview: Interview) -> datetime:
+def _original_planned_at(interview: Interview) -> datetime:
     """The plan before any reschedule: kept on the interview as `first_planned_at`."""
     if interview.first_planned_at is None:
         interview.first_planned_at = interview.planned_at
@@ -459,8 +461,6 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
             return _edit_note(session, user, note, -1, {"text": values["text"]}, resolve=False)
         interview = _interview_for(session, user, change.data.get("interview_id"))
         question_key = _text(change.data, "question_key", required=True, limit=120)
-        from .content import guide_of
-
         if question_key not in guide_of(interview.guide_version).question_keys:
             raise Reject("question_key is not in this interview's guide")
         note = Note(
@@ -651,15 +651,11 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
     printed_name = _text(data, "printed_name", limit=200)
     signature = None
     if method == "tablet":
-        from .consents import decode_signature
-
         signature = decode_signature(_text(data, "signature", limit=700_000) or "")
         if signature is None:
             raise Reject("a signature drawn on the tablet is required")
     elif not (paper_number or "").strip():
         raise Reject("the number of the signed paper form is required")
-    from .consents import record_consent
-
     record = record_consent(
         interview,
         user,
@@ -1027,86 +1023,63 @@ def init_update_log() -> None:
         event.listen(Session, "before_flush", _log_updates)
 
 
-def serialize(entity: str, record) -> dict[str, Any]:
-    """Return a record as the tablet keeps it."""
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def _record_data(entity: str, r) -> dict[str, Any]:
     if entity == "note":
         return {
-            "entity": "note",
-            "id": record.id,
-            "rev": record.rev,
-            "data": {
-                "interview_id": record.interview_id,
-                "question_key": record.question_key,
-                "text": record.text,
-                "polarity": record.polarity,
-                "themes": sorted(t.key for t in record.themes),
-                "possible_quote": record.possible_quote,
-                "deleted": record.deleted_at is not None,
-                "conflict": record.conflict,
-                "updated_at": record.updated_at.isoformat() + "Z",
-            },
+            "interview_id": r.interview_id,
+            "question_key": r.question_key,
+            "text": r.text,
+            "polarity": r.polarity,
+            "themes": sorted(t.key for t in r.themes),
+            "possible_quote": r.possible_quote,
+            "deleted": r.deleted_at is not None,
+            "conflict": r.conflict,
+            "updated_at": _iso(r.updated_at),
         }
     if entity == "interview":
         return {
-            "entity": "interview",
-            "id": record.id,
-            "rev": record.rev,
-            "data": {
-                "participant_id": record.participant_id,
-                "participant_code": record.participant.code,
-                "status": record.status,
-                "language": record.language,
-                "planned_at": record.planned_at.isoformat() + "Z",
-                "current_section": record.current_section,
-                "expected_end_at": record.expected_end_at.isoformat() + "Z"
-                if record.expected_end_at
-                else None,
-                "participant_status": record.participant.status,
-            },
+            "participant_id": r.participant_id,
+            "participant_code": r.participant.code,
+            "status": r.status,
+            "language": r.language,
+            "planned_at": _iso(r.planned_at),
+            "current_section": r.current_section,
+            "expected_end_at": _iso(r.expected_end_at),
+            "participant_status": r.participant.status,
         }
     if entity == "event":
         return {
-            "entity": "event",
-            "id": record.id,
-            "rev": record.rev,
-            "data": {
-                "interview_id": record.interview_id,
-                "kind": record.kind,
-                "recorded_at": record.recorded_at.isoformat() + "Z",
-            },
+            "interview_id": r.interview_id,
+            "kind": r.kind,
+            "recorded_at": _iso(r.recorded_at),
         }
     if entity == "consent":
         return {
-            "entity": "consent",
-            "id": record.id,
-            "rev": record.rev,
-            "data": {
-                "participant_id": record.participant_id,
-                "interview_id": record.interview_id,
-                "kind": record.kind,
-                "answers": record.answers,
-            },
+            "participant_id": r.participant_id,
+            "interview_id": r.interview_id,
+            "kind": r.kind,
+            "answers": r.answers,
         }
     if entity == "debrief":
         return {
-            "entity": "debrief",
-            "id": record.id,
-            "rev": record.rev,
-            "data": {
-                "interview_id": record.interview_id,
-                "wellbeing": record.wellbeing,
-                "reflection": record.reflection,
-                "wants_debrief_talk": record.wants_debrief_talk,
-                "participant_follow_up": record.participant_follow_up,
-                "conflict": record.conflict,
-            },
+            "interview_id": r.interview_id,
+            "wellbeing": r.wellbeing,
+            "reflection": r.reflection,
+            "wants_debrief_talk": r.wants_debrief_talk,
+            "participant_follow_up": r.participant_follow_up,
+            "conflict": r.conflict,
         }
-    return {
-        "entity": "participant",
-        "id": record.id,
-        "rev": 1,
-        "data": {"code": record.code, "status": record.status},
-    }
+    return {"code": r.code, "status": r.status}
+
+
+def serialize(entity: str, record) -> dict[str, Any]:
+    """Return a record as the tablet keeps it."""
+    rev = 1 if entity == "participant" else record.rev
+    return {"entity": entity, "id": record.id, "rev": rev, "data": _record_data(entity, record)}
 
 
 MODELS = {
@@ -1148,6 +1121,8 @@ def updates_since(session: Session, user: User, cursor: int | None) -> tuple[lis
         if record is None:
             out.append({"entity": entity, "id": record_id, "rev": None, "data": {"gone": True}})
             continue
+        if entity == "debrief" and user.role == "peer" and record.author_id != user.id:
+            continue  # a peer's debrief is theirs and the coordinators', not their co-peer's
         out.append(serialize(entity, record))
     return out, new_cursor
 

@@ -180,3 +180,23 @@ def test_bad_requests_get_json_answers_never_500(client, auth, world):
     assert (
         client.post("/api/v1/sync", data=huge, content_type="application/json").status_code == 413
     )
+
+
+def test_a_co_peers_debrief_is_not_sent_to_my_tablet(app, world, auth, client):
+    with app.app_context():
+        from interview.models import User
+
+        participant = get_row(Participant, world.participants["pa"])
+        participant.interviewers.append(db.session.get(User, world.users["peer_a2"]))
+        db.session.commit()
+    iid = _ready(client, auth, world)
+    client.post(f"/interviews/{iid}/finish")
+    client.post(f"/interviews/{iid}/debrief", data={"wellbeing": "1", "reflection": "Privat"})
+    other = app.test_client()
+    other.post("/login", data={"username": "peer_a2", "password": "correct horse battery"})
+    updates = _sync(other, []).get_json()["updates"]
+    assert any(u["entity"] == "interview" for u in updates)  # control: they do get updates
+    assert all(u["entity"] != "debrief" for u in updates)
+    coordinator = app.test_client()
+    coordinator.post("/login", data={"username": "coord_a", "password": "correct horse battery"})
+    assert any(u["entity"] == "debrief" for u in _sync(coordinator, []).get_json()["updates"])
