@@ -48,6 +48,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         main,
         security,
         sync,
+        tablet,
     )
     from .extensions import csrf, limiter, migrate
 
@@ -61,6 +62,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
     labels.init_app(app)
+    tablet.init_app(app)
     cli.init_app(app)
     sync.init_update_log()
 

@@ -128,6 +128,7 @@ def offline_manifest():
     shell = [
         url_for("interviews.mine"),
         url_for("interviews.conflicts"),
+        url_for("main.offline_page"),
         url_for("static", filename="css/app.css"),
         url_for("static", filename="js/offline.js"),
         url_for("static", filename="js/store.js"),

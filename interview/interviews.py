@@ -41,6 +41,11 @@ from .sync import apply_changes, web_change
 bp = Blueprint("interviews", __name__, url_prefix="/interviews")
 
 
+def offline_copy() -> bool:
+    """True when the tablet fetches a page to keep for offline use (no redirects by state)."""
+    return request.method == "GET" and request.headers.get("X-Offline-Copy") == "1"
+
+
 def _editable_or_409(interview: Interview) -> None:
     if interview.participant.status == "withdrawn":
         abort(409, _("This participant has withdrawn."))
@@ -93,7 +98,7 @@ def capacity(interview_id):
     """Capacity check before consent: go on, or reschedule."""
     interview = interview_or_404(interview_id)
     _editable_or_409(interview)
-    if interview.status != "planned":
+    if interview.status != "planned" and not offline_copy():
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     form = CapacityForm(minutes=75)
     if form.validate_on_submit():
@@ -128,7 +133,7 @@ def reschedule(interview_id):
     """Move a planned interview to another day, recording why."""
     interview = interview_or_404(interview_id)
     _editable_or_409(interview)
-    if interview.status != "planned":
+    if interview.status != "planned" and not offline_copy():
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     form = RescheduleForm()
     form.reason.choices = reschedule_reason_choices()
@@ -161,11 +166,13 @@ def consent(interview_id):
     """Informed consent in the interview language: every item answered; no consent, no interview."""
     interview = interview_or_404(interview_id)
     _editable_or_409(interview)
-    if interview.status == "planned":
+    if offline_copy():
+        pass  # the tablet's copy: the tablet decides from its own state which page to show
+    elif interview.status == "planned":
         return redirect(url_for("interviews.capacity", interview_id=interview.id))
-    if flow.valid_consent(interview.participant) is not None:
+    elif flow.valid_consent(interview.participant) is not None:
         return redirect(url_for("interviews.section", interview_id=interview.id, index=0))
-    if interview.status not in ("in_progress", "paused"):
+    elif interview.status not in ("in_progress", "paused"):
         # a stopped or finished interview takes no new consent
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     form_version = _latest_consent_form()
@@ -274,11 +281,16 @@ def _themes_for(
 def section(interview_id, index: int):
     """One guide section: questions, probes and notes with tags; saving never loses text."""
     interview = interview_or_404(interview_id)
-    if interview.status == "planned":
+    if (
+        interview.participant.status == "withdrawn"
+        and flow.valid_consent(interview.participant) is None
+    ):
+        abort(404)
+    if offline_copy():
+        pass
+    elif interview.status == "planned":
         return redirect(url_for("interviews.capacity", interview_id=interview.id))
-    if flow.valid_consent(interview.participant) is None:
-        if interview.participant.status == "withdrawn":
-            abort(404)
+    elif flow.valid_consent(interview.participant) is None:
         return redirect(url_for("interviews.consent", interview_id=interview.id))
     guide = guide_of(interview.guide_version)
     if not 0 <= index < len(guide.sections):
@@ -456,7 +468,7 @@ def distress(interview_id):
             interview_id, lambda iv: flow.distress_stage_one(iv, current_user), ""
         )
         return redirect(url_for("interviews.distress", interview_id=interview.id))
-    if interview.status not in ("in_progress", "paused"):
+    if interview.status not in ("in_progress", "paused") and not offline_copy():
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     return render_template("interviews/distress.html", interview=interview)
 
@@ -466,7 +478,7 @@ def distress_two(interview_id):
     """Distress protocol stage 2: stop, and with consent contact the team."""
     interview = interview_or_404(interview_id)
     _editable_or_409(interview)
-    if interview.status not in ("in_progress", "paused"):
+    if interview.status not in ("in_progress", "paused") and not offline_copy():
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     form = DistressTwoForm()
     if form.validate_on_submit():
@@ -488,7 +500,7 @@ def stop(interview_id):
     """Stop the interview early, with a reason."""
     interview = interview_or_404(interview_id)
     _editable_or_409(interview)
-    if interview.status not in ("planned", "in_progress", "paused"):
+    if interview.status not in ("planned", "in_progress", "paused") and not offline_copy():
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     form = StopForm()
     form.reason.choices = stop_reason_choices()
@@ -514,7 +526,7 @@ def finish(interview_id):
         )
         flash(_("The interview is complete. Thank you."), "success")
         return redirect(url_for("interviews.debrief", interview_id=interview.id))
-    if interview.status not in ("in_progress", "paused"):
+    if interview.status not in ("in_progress", "paused") and not offline_copy():
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     return render_template("interviews/finish.html", interview=interview, guide=guide)
 
@@ -523,7 +535,7 @@ def finish(interview_id):
 def debrief(interview_id):
     """The peer's debrief: wellbeing, reflection, a debrief talk, follow-up for the participant."""
     interview = interview_or_404(interview_id)
-    if interview.status not in ("completed", "stopped"):
+    if interview.status not in ("completed", "stopped") and not offline_copy():
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     existing = interview.debrief_of(current_user.id)
     form = DebriefForm(obj=existing)

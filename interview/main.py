@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, url_for
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import text
 
@@ -37,6 +37,12 @@ def service_worker():
     return response
 
 
+def offline_page():
+    """The page the tablet shows for an address it has not kept, when there is no network."""
+    return render_template("offline.html")
+
+
 bp.add_url_rule("/", view_func=home)
+bp.add_url_rule("/offline", view_func=offline_page)
 bp.add_url_rule("/sw.js", view_func=service_worker)
 bp.add_url_rule("/healthz", view_func=healthz)

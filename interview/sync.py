@@ -1072,6 +1072,7 @@ def _record_data(entity: str, r) -> dict[str, Any]:
             "wants_debrief_talk": r.wants_debrief_talk,
             "participant_follow_up": r.participant_follow_up,
             "conflict": r.conflict,
+            "author_id": r.author_id,
         }
     return {"code": r.code, "status": r.status}
 

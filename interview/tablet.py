@@ -1,0 +1,83 @@
+"""What the tablet's scripts need from the server: translated strings and an interview's state."""
+
+from flask import Flask
+from flask_babel import gettext as _
+
+from . import flow
+from .content import guide_of
+from .labels import LABELS
+from .models import Interview
+
+
+def tablet_strings() -> dict[str, str | dict]:
+    """Return the words the tablet's scripts show, in the UI language."""
+    return {
+        "saved_local": _("Saved on this tablet"),
+        "waiting": _("Saved on this tablet – %(n)s changes waiting"),
+        "waiting_one": _("Saved on this tablet – 1 change waiting"),
+        "all_saved": _("All saved to the case store"),
+        "syncing": _("Sending to the case store…"),
+        "offline": _("No network. Saved on this tablet – %(n)s changes waiting"),
+        "login": _("Log in again to send %(n)s changes. They are kept on this tablet."),
+        "conflict": _("A note has two versions: look at it"),
+        "storage_full": _(
+            "The tablet's storage is full: this change is not saved on the tablet. "
+            "Keep the page open and free some space, or connect to the network."
+        ),
+        "storage_error": _("The tablet could not save this change: %(error)s"),
+        "server_error": _("The case store did not answer. Your changes are kept on this tablet."),
+        "rejected": _("%(n)s changes were refused by the case store: %(reason)s"),
+        "logout_waiting": _(
+            "%(n)s changes are not yet in the case store. If you log out now they stay on "
+            "this tablet and are sent when you log in again. Log out?"
+        ),
+        "prepare_done": _("Ready offline: %(n)s interviews."),
+        "prepare_failed": _("Could not prepare for offline use. Try again with a network."),
+        "preparing": _("Getting the interviews ready for offline use…"),
+        "persist_denied": _(
+            "The browser may clear this tablet's storage when space runs low. "
+            "Sync often, or add the app to the home screen."
+        ),
+        "ready_offline": _("Ready offline"),
+        "not_offline": _("Not ready offline"),
+        "need_all_three": _(
+            "All three must be true before you go on. If not, choose "
+            "\u201cFind another day\u201d: that is the right thing to do."
+        ),
+        "minutes_range": _("Give a number of minutes between 15 and 240."),
+        "answer_every_item": _("Answer yes or no."),
+        "need_participate": _(
+            "Without consent to take part, the interview cannot go ahead. "
+            "Thank the participant, and stop the interview."
+        ),
+        "need_signature": _("Ask the participant to sign in the box."),
+        "need_paper_number": _("Write the number of the signed paper form."),
+        "need_reason": _("Choose a reason."),
+        "need_both": _("Give both a date and a time, or neither."),
+        "need_wellbeing": _("Choose how you are doing."),
+        "too_long": _(
+            "This note is too long (at most %(n)d characters). Split it into two notes.",
+            n=20_000,
+        ),
+        "note": _("Note"),
+        "status": {code: str(label) for code, label in LABELS["interview"].items()},
+    }
+
+
+def has_consent(interview: Interview) -> bool:
+    """Whether the interview's participant has a consent in force."""
+    return flow.valid_consent(interview.participant) is not None
+
+
+def guide_section_count(interview: Interview) -> int:
+    """How many sections the interview's guide has."""
+    return len(guide_of(interview.guide_version).sections)
+
+
+def init_app(app: Flask) -> None:
+    """Make the helpers available to templates."""
+    app.jinja_env.globals.update(
+        tablet_strings=tablet_strings,
+        has_consent=has_consent,
+        guide_section_count=guide_section_count,
+    )

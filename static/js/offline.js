@@ -1,0 +1,946 @@
+// The tablet side of the interview: every change is saved in IndexedDB with its outbox entry
+// (store.js), the outbox drains to POST /api/v1/sync, and the pages are shown from the tablet's
+// own state, so an interview runs the same with or without a network. Without IndexedDB the
+// plain forms post to the server as before.
+
+import * as store from "./store.js";
+
+const CACHE = "fact-pages-v1";
+const SYNC_EVERY_MS = 30000;
+const BATCH = 200;
+const MAX_TEXT = 20000;
+
+const stringsEl = document.getElementById("tablet-strings");
+const strings = stringsEl ? JSON.parse(stringsEl.textContent) : {};
+const userId = document.body.dataset.userId || null;
+const ctxEl = document.getElementById("interview-context");
+const ctx = ctxEl ? { ...ctxEl.dataset } : null;
+const pageName = document.body.dataset.page || "";
+
+const state = {
+  ready: false,
+  csrf: document.querySelector("meta[name=csrf-token]")?.content || "",
+  role: null,
+  session: "unknown", // ok | login
+  network: navigator.onLine ? "online" : "offline",
+  storage: null, // the last storage error, shown until a save works again
+  serverError: false,
+  syncing: null,
+  lastSyncOk: false,
+  batch: BATCH,
+};
+
+function fmt(text, values) {
+  return String(text || "").replace(/%\((\w+)\)[sd]/g, (_, name) => String(values[name] ?? ""));
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// --- the status line ------------------------------------------------------------------------
+
+const bar = document.getElementById("sync-bar");
+const statusEl = document.getElementById("sync-status");
+
+function placeStatus() {
+  // in the interview the status sits in the sticky safety bar, so it is always in sight
+  const safety = document.querySelector(".safety-bar");
+  if (bar && safety) {
+    bar.classList.add("in-safety-bar");
+    safety.appendChild(bar);
+  }
+  if (bar) bar.hidden = false;
+}
+
+function showStatus(kind, text, link) {
+  if (!statusEl) return;
+  statusEl.dataset.state = kind;
+  statusEl.textContent = text;
+  if (link) {
+    statusEl.append(" ");
+    const a = document.createElement("a");
+    a.href = link.href;
+    a.textContent = link.text;
+    statusEl.append(a);
+  }
+}
+
+async function updateStatus() {
+  if (!state.ready || !userId) return;
+  let waiting = 0;
+  let conflicts = 0;
+  let rejected = [];
+  try {
+    waiting = (await store.outboxOf(userId)).length;
+    conflicts = (await store.allRecords()).filter((r) => (r.entity === "note" || r.entity === "debrief") && r.data && r.data.conflict && !r.data.deleted).length;
+    rejected = await store.rejectedOf(userId);
+  } catch (error) {
+    showStatus("error", fmt(strings.storage_error, { error: error.name || String(error) }));
+    return;
+  }
+  if (state.storage) {
+    showStatus("full", state.storage.name === "QuotaExceededError" ? strings.storage_full : fmt(strings.storage_error, { error: state.storage.name || String(state.storage) }));
+  } else if (state.session === "login" && waiting) {
+    const next = encodeURIComponent(location.pathname);
+    showStatus("login", fmt(strings.login, { n: waiting }), { href: `/login?next=${next}`, text: "→" });
+  } else if (conflicts) {
+    showStatus("conflict", strings.conflict, { href: "/interviews/conflicts", text: "→" });
+  } else if (rejected.length) {
+    showStatus("error", fmt(strings.rejected, { n: rejected.length, reason: rejected[0].reason }));
+  } else if (waiting && (!navigator.onLine || state.network === "offline")) {
+    showStatus("offline", fmt(strings.offline, { n: waiting }));
+  } else if (waiting) {
+    showStatus("waiting", waiting === 1 ? strings.waiting_one : fmt(strings.waiting, { n: waiting }));
+  } else if (state.serverError) {
+    showStatus("error", strings.server_error);
+  } else if (state.lastSyncOk) {
+    showStatus("saved", strings.all_saved);
+  } else {
+    showStatus("saved", strings.saved_local);
+  }
+}
+
+function storageFailed(error) {
+  state.storage = error;
+  updateStatus();
+}
+
+// --- talking to the case store ---------------------------------------------------------------
+
+class Stop extends Error {
+  constructor(kind, detail) {
+    super(kind);
+    this.kind = kind;
+    this.detail = detail;
+  }
+}
+
+async function request(url, options = {}, ms = 20000) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), ms);
+  try {
+    return await fetch(url, { credentials: "same-origin", ...options, signal: controller.signal });
+  } catch {
+    throw new Stop("offline");
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function refreshSession() {
+  const response = await request("/api/v1/session", { headers: { Accept: "application/json" } });
+  if (response.status === 401) throw new Stop("login");
+  if (!response.ok) throw new Stop("error");
+  const info = await response.json();
+  state.csrf = info.csrf_token;
+  state.role = info.role;
+  state.session = "ok";
+  if (String(info.user_id) !== String(userId)) throw new Stop("login");
+  document.querySelectorAll("input[name=csrf_token]").forEach((input) => (input.value = info.csrf_token));
+  return info;
+}
+
+async function post(body, retried = false) {
+  const response = await request("/api/v1/sync", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": state.csrf, Accept: "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (response.status === 401) throw new Stop("login");
+  if (response.status === 413) throw new Stop("too_large");
+  if (response.status === 400 || response.status === 403) {
+    const answer = await response.json().catch(() => ({}));
+    if (answer.code === "csrf" && !retried) {
+      await refreshSession();
+      return post(body, true);
+    }
+    throw new Stop(answer.code === "csrf" ? "login" : "error", answer.error);
+  }
+  if (!response.ok) throw new Stop("error");
+  return response.json();
+}
+
+// Send the outbox until nothing sendable is left; take in what others changed.
+async function drain() {
+  if (!navigator.onLine) {
+    state.network = "offline";
+    return;
+  }
+  if (state.session !== "ok") await refreshSession();
+  const device = await store.deviceId();
+  for (let round = 0; round < 50; round += 1) {
+    const { batch, total } = await store.takeBatch(userId, state.batch);
+    const cursor = await store.getMeta(`cursor:${userId}`);
+    let answer;
+    try {
+      answer = await post({ device_id: device, cursor: cursor ?? null, pending: total, changes: batch.map(store.asChange) });
+    } catch (error) {
+      if (error.kind === "too_large" && state.batch > 1) {
+        state.batch = Math.max(1, Math.floor(state.batch / 2));
+        continue;
+      }
+      throw error;
+    }
+    state.network = "online";
+    state.batch = BATCH;
+    await store.applyAnswer({ userId, batch, results: answer.results, updates: answer.updates, cursor: answer.cursor });
+    const more = answer.updates.length >= 1000;
+    if (!batch.length && !more) break;
+  }
+  state.lastSyncOk = true;
+  state.serverError = false;
+  await dropFinished();
+}
+
+function syncNow() {
+  if (!state.ready || !userId) return Promise.resolve();
+  if (!state.syncing) {
+    const run = async () => {
+      try {
+        showStatus("syncing", strings.syncing);
+        await drain();
+      } catch (error) {
+        if (error instanceof Stop) {
+          if (error.kind === "login") state.session = "login";
+          else if (error.kind === "offline") state.network = "offline";
+          else state.serverError = true;
+          state.lastSyncOk = false;
+        } else if (error && error.name === "QuotaExceededError") {
+          state.storage = error;
+        } else {
+          state.serverError = true;
+          console.warn("sync stopped", error && error.name);
+        }
+      }
+    };
+    const locked = navigator.locks ? () => navigator.locks.request("fact-sync", run) : run;
+    state.syncing = locked().finally(async () => {
+      state.syncing = null;
+      await updateStatus();
+      document.dispatchEvent(new CustomEvent("tablet:synced"));
+    });
+  }
+  return state.syncing;
+}
+
+let soon = null;
+function syncSoon(ms = 1500) {
+  clearTimeout(soon);
+  soon = setTimeout(() => syncNow(), ms);
+}
+
+// Wait for a sync at most `ms`, so a page change never hangs on a weak network.
+async function syncBriefly(ms = 2500) {
+  if (!navigator.onLine) return;
+  await Promise.race([syncNow(), sleep(ms)]);
+}
+
+// Synced data of finished interviews leaves the tablet (nothing waiting, debrief written).
+async function dropFinished() {
+  const records = await store.allRecords();
+  const mine = (r) => r.entity === "debrief" && r.data && (String(r.data.author_id) === String(userId) || !r.from_server);
+  for (const iv of records.filter((r) => r.entity === "interview")) {
+    if (!["completed", "stopped"].includes(iv.data.status)) continue;
+    if (ctx && ctx.interviewId === iv.id) continue; // the peer is looking at it
+    if ((await store.pendingFor(iv.id)).length) continue;
+    const debriefed = records.some((r) => mine(r) && r.data.interview_id === iv.id);
+    if (state.role === "peer" && !debriefed) continue;
+    await store.dropInterview(iv.id);
+    await dropPages(iv.id);
+  }
+}
+
+async function dropPages(interviewId) {
+  if (!("caches" in window)) return;
+  const cache = await caches.open(CACHE);
+  for (const req of await cache.keys()) {
+    if (new URL(req.url).pathname.startsWith(`/interviews/${interviewId}`)) await cache.delete(req);
+  }
+}
+
+// --- the interview's state, as this tablet knows it -------------------------------------------
+
+function fold(status, data) {
+  const kind = data.kind;
+  if (kind === "capacity_check" && data.details && data.details.outcome === "ok" && status === "planned") return "in_progress";
+  if ((kind === "pause" || kind === "distress_1") && status === "in_progress") return "paused";
+  if (kind === "resume" && status === "paused") return "in_progress";
+  if ((kind === "stop" || kind === "distress_2") && ["planned", "in_progress", "paused"].includes(status)) return "stopped";
+  if (kind === "complete" && ["in_progress", "paused"].includes(status)) return "completed";
+  return status;
+}
+
+async function localState() {
+  const record = await store.getRecord("interview", ctx.interviewId);
+  const fromStore = record && Number(record.rev) >= Number(ctx.rev || 0);
+  let status = fromStore ? record.data.status : ctx.status;
+  let section = Number(ctx.currentSection || 0);
+  if (record && record.data.current_section != null) section = Number(record.data.current_section);
+  const records = await store.recordsOf(ctx.interviewId);
+  const consented =
+    ctx.consented === "1" || records.some((r) => r.entity === "consent" && r.data.kind !== "withdrawal" && r.data.answers && r.data.answers.participate);
+  for (const entry of await store.pendingFor(ctx.interviewId)) {
+    if (entry.entity === "event") status = fold(status, entry.data);
+  }
+  return { status, section, consented };
+}
+
+function phaseOf(st) {
+  if (st.status === "planned") return "planned";
+  if (st.status === "completed" || st.status === "stopped") return "over";
+  return st.consented ? "running" : "consent";
+}
+
+function showState(st) {
+  document.querySelectorAll("[data-show-when]").forEach((el) => {
+    el.hidden = !el.dataset.showWhen.split(" ").includes(st.status);
+  });
+  document.querySelectorAll("[data-status-badge]").forEach((el) => {
+    const badge = document.createElement("span");
+    badge.className = `badge badge-${st.status}`;
+    badge.textContent = (strings.status || {})[st.status] || st.status;
+    el.replaceChildren(badge);
+  });
+  const phase = phaseOf(st);
+  document.querySelectorAll("[data-phase]").forEach((el) => {
+    el.hidden = !el.dataset.phase.split(" ").includes(phase);
+  });
+  document.querySelectorAll("[data-current-section-link]").forEach((el) => {
+    el.href = `${ctx.base}/section/${st.section}`;
+  });
+}
+
+// Show the page that fits the tablet's state, as the server would by redirecting.
+function guard(st) {
+  const base = ctx.base;
+  const running = ["in_progress", "paused"].includes(st.status);
+  const over = ["completed", "stopped"].includes(st.status);
+  let target = null;
+  if (pageName === "section") {
+    if (st.status === "planned") target = `${base}/capacity`;
+    else if (!st.consented) target = running ? `${base}/consent` : base;
+  } else if (pageName === "consent") {
+    if (st.status === "planned") target = `${base}/capacity`;
+    else if (st.consented) target = `${base}/section/0`;
+    else if (!running) target = base;
+  } else if (pageName === "capacity" || pageName === "reschedule") {
+    if (st.status !== "planned") target = base;
+  } else if (["finish", "distress", "distress_two"].includes(pageName)) {
+    if (!running) target = base;
+  } else if (pageName === "stop") {
+    if (!running && st.status !== "planned") target = base;
+  } else if (pageName === "debrief") {
+    if (!over) target = base;
+  }
+  if (!target) return false;
+  // never bounce between two pages that disagree
+  const key = "tablet-guard";
+  const last = JSON.parse(sessionStorage.getItem(key) || "{}");
+  if (last.from === target && Date.now() - last.at < 5000) return false;
+  sessionStorage.setItem(key, JSON.stringify({ from: location.pathname, at: Date.now() }));
+  location.replace(target);
+  return true;
+}
+
+async function go(url) {
+  await syncBriefly();
+  location.assign(url);
+}
+
+function recordEvent(kind, details = {}) {
+  return store.saveImmutable({
+    entity: "event",
+    id: store.uuid(),
+    interviewId: ctx.interviewId,
+    userId,
+    data: { interview_id: ctx.interviewId, kind, details },
+  });
+}
+
+function saveSection(index) {
+  return store.saveEditable({
+    entity: "interview",
+    id: ctx.interviewId,
+    interviewId: ctx.interviewId,
+    userId,
+    values: { current_section: index },
+    createData: {},
+    known: { rev: Number(ctx.rev || 1), base: { current_section: Number(ctx.currentSection || 0) } },
+  });
+}
+
+function formAlert(form, message) {
+  let alert = form.querySelector(".form-alert");
+  if (!alert) {
+    alert = document.createElement("p");
+    alert.className = "banner error form-alert";
+    alert.setAttribute("role", "alert");
+    alert.tabIndex = -1;
+    form.prepend(alert);
+  }
+  alert.textContent = message;
+  alert.focus();
+}
+
+// --- notes on a guide section ----------------------------------------------------------------
+
+function noteValues(el) {
+  const checked = el.querySelector("input[type=radio]:checked");
+  return {
+    text: el.querySelector("textarea").value.replace(/\r\n/g, "\n"),
+    polarity: checked && checked.value ? checked.value : null,
+    themes: [...el.querySelectorAll("input[data-key]:checked")].map((i) => i.dataset.key).sort(),
+    possible_quote: el.querySelector("input[type=checkbox][id$='-quote']").checked,
+  };
+}
+
+function fillNote(el, data) {
+  el.querySelector("textarea").value = data.deleted ? "" : data.text || "";
+  el.querySelectorAll("input[type=radio]").forEach((r) => (r.checked = (r.value || null) === (data.polarity || null)));
+  const themes = new Set(data.themes || []);
+  el.querySelectorAll("input[data-key]").forEach((c) => (c.checked = themes.has(c.dataset.key)));
+  if (themes.size) el.querySelector("details.themes")?.setAttribute("open", "");
+  el.querySelector("input[type=checkbox][id$='-quote']").checked = !!data.possible_quote;
+}
+
+let slotCounter = 0;
+
+function renameSlot(el, fromPrefix, toPrefix) {
+  el.querySelectorAll("[id],[for],[name],[aria-describedby]").forEach((node) => {
+    for (const attr of ["id", "for", "name", "aria-describedby"]) {
+      const value = node.getAttribute(attr);
+      if (value && value.includes(fromPrefix)) node.setAttribute(attr, value.split(fromPrefix).join(toPrefix));
+    }
+  });
+}
+
+function freshSlot(template) {
+  const el = template.cloneNode(true);
+  slotCounter += 1;
+  const prefix = `new-${el.dataset.question}`;
+  renameSlot(el, prefix, `${prefix}-${slotCounter}`);
+  el.dataset.noteId = store.uuid();
+  el.dataset.new = "";
+  el.dataset.rev = "";
+  const hidden = el.querySelector("input[type=hidden][name$='-id']");
+  if (hidden) hidden.value = el.dataset.noteId;
+  return el;
+}
+
+function initSection(form) {
+  const templates = {};
+  const timers = new Map();
+  const base = new WeakMap();
+
+  form.querySelectorAll(".note[data-new]").forEach((slot) => {
+    templates[slot.dataset.question] = slot.cloneNode(true);
+    // a kept page carries the same id for its empty box on every load: never reuse it
+    slot.replaceWith(freshSlot(templates[slot.dataset.question]));
+  });
+  form.querySelectorAll(".note:not([data-new])").forEach((el) => base.set(el, noteValues(el)));
+
+  const noteEls = () => [...form.querySelectorAll(".note[data-note-id]")];
+  const questions = new Set(Object.keys(templates));
+
+  async function overlay({ initial }) {
+    const records = (await store.recordsOf(ctx.interviewId)).filter((r) => r.entity === "note");
+    const pending = new Set((await store.pendingFor(ctx.interviewId)).map((e) => e.record_key));
+    const byId = new Map(records.map((r) => [r.id, r]));
+    const shown = new Set();
+    for (const el of noteEls()) {
+      if ("new" in el.dataset) continue;
+      const record = byId.get(el.dataset.noteId);
+      shown.add(el.dataset.noteId);
+      if (!record) continue;
+      const busy = timers.has(el) || el.contains(document.activeElement);
+      const ours = pending.has(record.key);
+      if (ours && !initial) continue; // what is on screen is newer than the store's copy
+      if (!ours && busy) {
+        // typing now: only note that the store has caught up when it has our words
+        if (record.rev != null && record.data.text === el.querySelector("textarea").value) el.dataset.rev = record.rev;
+        continue;
+      }
+      if (ours || record.rev == null || Number(record.rev) >= Number(el.dataset.rev || 0)) {
+        if (record.data.deleted && !ours) {
+          el.remove();
+          continue;
+        }
+        fillNote(el, record.data);
+        el.classList.toggle("conflict", !!record.data.conflict);
+        if (record.rev != null && !ours) el.dataset.rev = record.rev;
+      }
+    }
+    const missing = records
+      .filter((r) => !shown.has(r.id) && questions.has(r.data.question_key) && !r.data.deleted)
+      .sort((a, b) => String(a.created_local || a.data.updated_at || "").localeCompare(String(b.created_local || b.data.updated_at || "")));
+    for (const record of missing) {
+      const slot = form.querySelector(`.note[data-new][data-question="${CSS.escape(record.data.question_key)}"]`);
+      if (!slot) continue;
+      const el = freshSlot(templates[record.data.question_key]);
+      delete el.dataset.new;
+      el.dataset.noteId = record.id;
+      el.dataset.rev = record.rev ?? "";
+      const label = el.querySelector("label");
+      if (label && label.firstChild) label.firstChild.textContent = strings.note;
+      fillNote(el, record.data);
+      slot.before(el);
+    }
+  }
+
+  async function save(el) {
+    clearTimeout(timers.get(el));
+    timers.delete(el);
+    if (!el.isConnected) return;
+    const values = noteValues(el);
+    const isNew = "new" in el.dataset;
+    if (isNew && !values.text.trim()) return; // an empty box is not a note yet
+    if (values.text.length > MAX_TEXT) {
+      formAlert(form, strings.too_long);
+      return;
+    }
+    const deleted = !isNew && !values.text.trim();
+    const seen = el.dataset.rev === "" ? null : Number(el.dataset.rev);
+    try {
+      await store.saveEditable({
+        entity: "note",
+        id: el.dataset.noteId,
+        interviewId: ctx.interviewId,
+        userId,
+        values: { ...values, deleted },
+        createData: { interview_id: ctx.interviewId, question_key: el.dataset.question },
+        seenRev: seen,
+        known: isNew || seen === null ? null : { rev: seen, base: { ...base.get(el), deleted: false } },
+      });
+    } catch (error) {
+      storageFailed(error);
+      throw error;
+    }
+    state.storage = null;
+    if (isNew) delete el.dataset.new;
+    if (deleted && seen === null) el.dataset.new = ""; // never sent: it is an empty box again
+    updateStatus();
+    syncSoon();
+  }
+
+  const schedule = (event) => {
+    const el = event.target.closest(".note[data-note-id]");
+    if (!el) return;
+    clearTimeout(timers.get(el));
+    timers.set(el, setTimeout(() => save(el).catch(() => {}), 500));
+    showStatus("saved", strings.saved_local);
+  };
+  form.addEventListener("input", schedule);
+  form.addEventListener("change", schedule);
+  form.addEventListener("focusout", (event) => {
+    const el = event.target.closest(".note[data-note-id]");
+    if (el && timers.has(el)) save(el).catch(() => {});
+  });
+
+  async function flushAll() {
+    for (const el of [...timers.keys()]) await save(el);
+  }
+  const flushQuietly = () => flushAll().catch(() => {});
+  window.addEventListener("pagehide", flushQuietly);
+  document.addEventListener("visibilitychange", () => document.visibilityState === "hidden" && flushQuietly());
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const submitter = event.submitter;
+    const goTo = (submitter && submitter.value) || "stay";
+    try {
+      await flushAll();
+    } catch {
+      return; // the storage error is on screen, and the words are still in the boxes
+    }
+    const index = Number(ctx.section);
+    const count = Number(ctx.sections);
+    const base = ctx.base;
+    try {
+      if (goTo === "next" && index + 1 < count) {
+        await saveSection(index + 1);
+        return go(`${base}/section/${index + 1}`);
+      }
+      if (goTo === "back" && index > 0) {
+        await saveSection(index - 1);
+        return go(`${base}/section/${index - 1}`);
+      }
+      if (goTo.startsWith("section-")) {
+        const target = Number(goTo.slice(8));
+        if (target >= 0 && target < count) {
+          await saveSection(target);
+          return go(`${base}/section/${target}`);
+        }
+      }
+      if (goTo === "finish") return go(`${base}/finish`);
+      if (goTo === "stop") return go(`${base}/stop`);
+      if (goTo === "distress") {
+        await recordEvent("distress_1");
+        return go(`${base}/distress`);
+      }
+      if (["pause", "resume", "check_in"].includes(goTo)) {
+        const st = await localState();
+        const allowed = { pause: ["in_progress"], resume: ["paused"], check_in: ["in_progress", "paused"] };
+        if (allowed[goTo].includes(st.status)) await recordEvent(goTo);
+        showState(await localState());
+        syncSoon(200);
+      }
+      if (submitter && submitter.dataset.addNote) {
+        const question = submitter.dataset.addNote;
+        const slot = form.querySelector(`.note[data-new][data-question="${CSS.escape(question)}"]`);
+        if (slot) slot.querySelector("textarea").focus();
+        else {
+          const el = freshSlot(templates[question]);
+          submitter.before(el);
+          el.querySelector("textarea").focus();
+        }
+      }
+      await updateStatus();
+    } catch (error) {
+      storageFailed(error);
+    }
+  });
+
+  // a saved new box becomes a note: offer a fresh empty box under it
+  form.addEventListener("focusin", (event) => {
+    const el = event.target.closest(".note[data-note-id]");
+    if (!el || "new" in el.dataset) return;
+    const question = el.dataset.question;
+    const open = form.querySelector(`.note[data-new][data-question="${CSS.escape(question)}"]`);
+    if (!open) {
+      const button = form.querySelector(`[data-add-note="${CSS.escape(question)}"]`);
+      if (button) button.before(freshSlot(templates[question]));
+    }
+  });
+
+  document.addEventListener("tablet:synced", () => overlay({ initial: false }).catch(() => {}));
+  return overlay({ initial: true });
+}
+
+// --- the other interview forms ----------------------------------------------------------------
+
+function osloToUtc(day, time) {
+  // the form's date and time are Oslo wall-clock time; find the UTC instant that shows them
+  const [y, m, d] = day.split("-").map(Number);
+  const [hh, mm] = time.split(":").map(Number);
+  const wanted = Date.UTC(y, m - 1, d, hh, mm);
+  const parts = (t) => {
+    const p = Object.fromEntries(
+      new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/Oslo", hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" })
+        .formatToParts(new Date(t))
+        .map((x) => [x.type, x.value]),
+    );
+    return Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute));
+  };
+  let guess = wanted;
+  for (let i = 0; i < 3; i += 1) guess += wanted - parts(guess);
+  return new Date(guess).toISOString();
+}
+
+const handlers = {
+  async event(form) {
+    const kind = form.dataset.kind;
+    const st = await localState();
+    const allowed = { pause: ["in_progress"], resume: ["paused"], check_in: ["in_progress", "paused"], distress_1: ["in_progress", "paused"] };
+    if ((allowed[kind] || []).includes(st.status)) await recordEvent(kind);
+    if (kind === "distress_1") return go(`${ctx.base}/distress`);
+    if (kind === "resume" && pageName === "distress") return go(`${ctx.base}/section/${st.section}`);
+    showState(await localState());
+    syncSoon(200);
+  },
+  async capacity(form, submitter) {
+    const data = new FormData(form);
+    const flags = {
+      understands: data.get("understands") === "y",
+      can_explain: data.get("can_explain") === "y",
+      not_in_crisis: data.get("not_in_crisis") === "y",
+    };
+    if (submitter && submitter.value === "reschedule") {
+      await recordEvent("capacity_check", { outcome: "reschedule", ...flags });
+      return go(`${ctx.base}/reschedule`);
+    }
+    if (!(flags.understands && flags.can_explain && flags.not_in_crisis)) return formAlert(form, strings.need_all_three);
+    const minutes = Number(data.get("minutes"));
+    if (!Number.isInteger(minutes) || minutes < 15 || minutes > 240) return formAlert(form, strings.minutes_range);
+    await recordEvent("capacity_check", { outcome: "ok", minutes });
+    return go(`${ctx.base}/consent`);
+  },
+  async reschedule(form) {
+    const data = new FormData(form);
+    const reason = data.get("reason");
+    const day = data.get("day");
+    const at = data.get("at");
+    if (!reason) return formAlert(form, strings.need_reason);
+    if (!!day !== !!at) return formAlert(form, strings.need_both);
+    await recordEvent("reschedule", { reason, new_time: day ? osloToUtc(day, at) : null });
+    return go(ctx.base);
+  },
+  async consent(form) {
+    const data = new FormData(form);
+    const answers = {};
+    for (const key of form.dataset.items.split(" ")) {
+      const value = data.get(`item-${key}`);
+      if (value !== "yes" && value !== "no") return formAlert(form, strings.answer_every_item);
+      answers[key] = value === "yes";
+    }
+    if (!answers.participate) return formAlert(form, strings.need_participate);
+    const method = data.get("method");
+    const payload = {
+      interview_id: ctx.interviewId,
+      form_version: Number(form.dataset.formVersion),
+      language: ctx.language,
+      answers,
+      method,
+    };
+    const printed = String(data.get("printed_name") || "").trim();
+    if (printed) payload.printed_name = printed;
+    if (method === "tablet") {
+      const signature = String(data.get("signature") || "");
+      if (!signature.startsWith("data:image/png;base64,")) return formAlert(form, strings.need_signature);
+      payload.signature = signature;
+    } else {
+      const number = String(data.get("paper_form_number") || "").trim();
+      if (!number) return formAlert(form, strings.need_paper_number);
+      payload.paper_form_number = number;
+    }
+    // the signature and name go to the case store only; the tablet keeps the answers
+    await store.saveImmutable({
+      entity: "consent",
+      id: store.uuid(),
+      interviewId: ctx.interviewId,
+      userId,
+      data: payload,
+      keep: { interview_id: ctx.interviewId, participant_id: ctx.participantId, kind: "consent", answers },
+    });
+    await recordEvent("start");
+    return go(`${ctx.base}/section/0`);
+  },
+  async distress_two(form) {
+    const data = new FormData(form);
+    await recordEvent("distress_2", { contact_team: data.get("contact_team") === "y", comment: String(data.get("comment") || "").trim() });
+    await recordEvent("stop", { reason: "distress", comment: "" });
+    return go(`${ctx.base}/debrief?follow_up=1`);
+  },
+  async stop(form) {
+    const data = new FormData(form);
+    const reason = data.get("reason");
+    if (!reason) return formAlert(form, strings.need_reason);
+    await recordEvent("stop", { reason, comment: String(data.get("comment") || "").trim() });
+    return go(`${ctx.base}/debrief`);
+  },
+  async finish() {
+    const st = await localState();
+    if (!st.consented) return go(`${ctx.base}/consent`);
+    if (["in_progress", "paused"].includes(st.status)) await recordEvent("complete");
+    return go(`${ctx.base}/debrief`);
+  },
+  async debrief(form) {
+    const data = new FormData(form);
+    const wellbeing = Number(data.get("wellbeing"));
+    if (!(wellbeing >= 1 && wellbeing <= 5)) return formAlert(form, strings.need_wellbeing);
+    const values = {
+      wellbeing,
+      reflection: String(data.get("reflection") || "").trim(),
+      wants_debrief_talk: data.get("wants_debrief_talk") === "y",
+      participant_follow_up: data.get("participant_follow_up") === "y",
+    };
+    const existing = await myDebrief();
+    const id = form.dataset.debriefId || (existing && existing.id) || store.uuid();
+    const rev = form.dataset.rev ? Number(form.dataset.rev) : null;
+    await store.saveEditable({
+      entity: "debrief",
+      id,
+      interviewId: ctx.interviewId,
+      userId,
+      values,
+      createData: { interview_id: ctx.interviewId },
+      seenRev: existing ? existing.rev : rev,
+      known: form.dataset.debriefId && rev ? { rev, base: form._base || {} } : null,
+    });
+    return go(ctx.base);
+  },
+};
+
+async function myDebrief() {
+  const records = await store.recordsOf(ctx.interviewId);
+  return records.find((r) => r.entity === "debrief" && (String(r.data.author_id) === String(userId) || !r.from_server)) || null;
+}
+
+async function initDebrief(form) {
+  const data = new FormData(form);
+  form._base = {
+    wellbeing: Number(data.get("wellbeing")) || null,
+    reflection: String(data.get("reflection") || "").trim(),
+    wants_debrief_talk: data.get("wants_debrief_talk") === "y",
+    participant_follow_up: data.get("participant_follow_up") === "y",
+  };
+  const record = await myDebrief();
+  if (!record) return;
+  form.dataset.debriefId = record.id;
+  const d = record.data;
+  form.querySelectorAll("input[name=wellbeing]").forEach((r) => (r.checked = Number(r.value) === Number(d.wellbeing)));
+  const reflection = form.querySelector("[name=reflection]");
+  if (reflection) reflection.value = d.reflection || "";
+  for (const name of ["wants_debrief_talk", "participant_follow_up"]) {
+    const box = form.querySelector(`[name=${name}]`);
+    if (box) box.checked = !!d[name];
+  }
+}
+
+// --- prepare for offline ----------------------------------------------------------------------
+
+async function prepare(button) {
+  const out = document.getElementById("prepare-status");
+  button.disabled = true;
+  out.textContent = strings.preparing;
+  try {
+    await syncNow();
+    const response = await request("/api/v1/offline", { headers: { Accept: "application/json" } });
+    if (response.status === 401) throw new Stop("login");
+    if (!response.ok) throw new Stop("error");
+    const manifest = await response.json();
+    const cache = await caches.open(CACHE);
+    const keep = async (url) => {
+      const isPage = !url.startsWith("/static/");
+      const got = await request(url, { headers: isPage ? { "X-Offline-Copy": "1" } : {} }, 30000);
+      if (!got.ok || got.redirected) throw new Stop("error");
+      await cache.put(url, got);
+    };
+    await Promise.all(manifest.shell.map(keep));
+    const ready = [];
+    for (const iv of manifest.interviews) {
+      try {
+        for (const url of iv.pages) await keep(url);
+        ready.push({ id: iv.id, code: iv.code, planned_at: iv.planned_at, ok: true });
+      } catch (error) {
+        if (error && error.name === "QuotaExceededError") throw error;
+        ready.push({ id: iv.id, code: iv.code, planned_at: iv.planned_at, ok: false });
+      }
+    }
+    let persisted = true;
+    if (navigator.storage && navigator.storage.persist) {
+      persisted = (await navigator.storage.persisted()) || (await navigator.storage.persist());
+    }
+    await store.setMeta(`prepared:${userId}`, { at: new Date().toISOString(), interviews: ready });
+    out.textContent = fmt(strings.prepare_done, { n: ready.filter((r) => r.ok).length }) + (persisted ? "" : ` ${strings.persist_denied}`);
+    showPrepared();
+  } catch (error) {
+    if (error && error.name === "QuotaExceededError") storageFailed(error);
+    else if (error instanceof Stop && error.kind === "login") state.session = "login";
+    out.textContent = strings.prepare_failed;
+    updateStatus();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function showPrepared() {
+  const list = document.getElementById("offline-list");
+  const prepared = await store.getMeta(`prepared:${userId}`);
+  if (!list || !prepared) return;
+  const cache = await caches.open(CACHE);
+  list.replaceChildren();
+  for (const iv of prepared.interviews) {
+    const kept = iv.ok && (await cache.match(`/interviews/${iv.id}/section/0`));
+    const li = document.createElement("li");
+    const when = new Intl.DateTimeFormat(document.documentElement.lang === "nb" ? "nb-NO" : "en-GB", {
+      timeZone: "Europe/Oslo", dateStyle: "medium", timeStyle: "short",
+    }).format(new Date(iv.planned_at));
+    li.textContent = `${kept ? "✓" : "✗"} ${iv.code} · ${when} · ${kept ? strings.ready_offline : strings.not_offline}`;
+    list.append(li);
+    const mark = document.querySelector(`[data-offline-mark="${CSS.escape(iv.id)}"]`);
+    if (mark) {
+      mark.textContent = kept ? `✓ ${strings.ready_offline}` : "";
+      mark.className = kept ? "badge badge-ready" : "";
+    }
+  }
+}
+
+// --- logging out -----------------------------------------------------------------------------
+
+function guardLogout() {
+  const form = document.getElementById("logout-form");
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
+    if (form.dataset.confirmed) return;
+    event.preventDefault();
+    await syncBriefly(4000);
+    const waiting = (await store.outboxOf(userId)).length;
+    if (waiting > 0) {
+      // the changes stay on the tablet and are sent after the next login
+      if (!window.confirm(fmt(strings.logout_waiting, { n: waiting }))) return;
+    } else {
+      await store.clearAll();
+      if ("caches" in window) await caches.delete(CACHE);
+    }
+    form.dataset.confirmed = "1";
+    form.submit();
+  });
+}
+
+// --- start ----------------------------------------------------------------------------------
+
+async function start() {
+  if (!userId || !store.available()) return;
+  try {
+    await store.deviceId();
+  } catch {
+    return; // no IndexedDB (a private window): the plain forms work as before
+  }
+  state.ready = true;
+  document.documentElement.classList.add("tablet");
+  placeStatus();
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
+  }
+  guardLogout();
+  document.getElementById("sync-now")?.addEventListener("click", () => {
+    state.serverError = false;
+    state.storage = null;
+    state.session = state.session === "login" ? "unknown" : state.session;
+    syncNow();
+  });
+  window.addEventListener("online", () => {
+    state.network = "online";
+    syncNow();
+  });
+  window.addEventListener("offline", () => {
+    state.network = "offline";
+    updateStatus();
+  });
+  setInterval(() => document.visibilityState === "visible" && syncNow(), SYNC_EVERY_MS);
+
+  if (ctx) {
+    const st = await localState();
+    if (guard(st)) return;
+    showState(st);
+    const sectionForm = pageName === "section" && document.getElementById("section-form");
+    if (sectionForm) await initSection(sectionForm);
+    if (pageName === "debrief") {
+      const form = document.querySelector("form[data-offline=debrief]");
+      if (form) await initDebrief(form);
+    }
+    document.addEventListener("tablet:synced", async () => showState(await localState()));
+  }
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    const kind = form.dataset && form.dataset.offline;
+    if (!kind || !ctx || !handlers[kind]) return;
+    event.preventDefault();
+    try {
+      await handlers[kind](form, event.submitter);
+    } catch (error) {
+      storageFailed(error);
+    }
+  });
+  const prepareButton = document.getElementById("prepare-offline");
+  if (prepareButton && "caches" in window) {
+    document.getElementById("offline-card").hidden = false;
+    prepareButton.addEventListener("click", () => prepare(prepareButton));
+    showPrepared();
+  }
+  await updateStatus();
+  syncNow();
+}
+
+start();

@@ -1,0 +1,422 @@
+// The tablet's own copy of the work, in IndexedDB: records, and the outbox of changes that
+// still have to reach the case store. A record and its outbox entry are always written in one
+// transaction, so a change is never saved without being queued, or queued without being saved.
+// An entry leaves the outbox only when the server names its change_id as applied, duplicate
+// or conflict (docs/sync.md).
+
+const DB_NAME = "fact-companion";
+const DB_VERSION = 1;
+export const NOTE_FIELDS = ["text", "polarity", "themes", "possible_quote", "deleted"];
+const DEBRIEF_FIELDS = ["wellbeing", "reflection", "wants_debrief_talk", "participant_follow_up"];
+const EDITABLE = { note: NOTE_FIELDS, debrief: DEBRIEF_FIELDS, interview: ["current_section"] };
+
+let opened = null;
+
+export function available() {
+  return typeof indexedDB !== "undefined";
+}
+
+function openDb() {
+  if (!opened) {
+    opened = new Promise((resolve, reject) => {
+      const request = indexedDB.open(DB_NAME, DB_VERSION);
+      request.onupgradeneeded = () => {
+        const db = request.result;
+        const records = db.createObjectStore("records", { keyPath: "key" });
+        records.createIndex("interview", "interview_id");
+        const outbox = db.createObjectStore("outbox", { keyPath: "seq", autoIncrement: true });
+        outbox.createIndex("record", "record_key");
+        outbox.createIndex("interview", "interview_id");
+        outbox.createIndex("change_id", "change_id", { unique: true });
+        db.createObjectStore("rejected", { keyPath: "change_id" });
+        db.createObjectStore("meta", { keyPath: "key" });
+      };
+      request.onsuccess = () => {
+        const db = request.result;
+        // another tab upgrading the schema: let it, and open again next time
+        db.onversionchange = () => {
+          db.close();
+          opened = null;
+        };
+        resolve(db);
+      };
+      request.onerror = () => {
+        opened = null;
+        reject(request.error);
+      };
+    });
+  }
+  return opened;
+}
+
+// Run `body(tx)` in one transaction; resolves with what body put in `out.value` once the
+// transaction has committed, rejects with the transaction's error (QuotaExceededError too).
+async function transact(names, mode, body) {
+  const db = await openDb();
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(names, mode);
+    const out = { value: undefined };
+    tx.oncomplete = () => resolve(out.value);
+    tx.onerror = (event) => {
+      event.preventDefault();
+      reject(tx.error || event.target.error);
+    };
+    tx.onabort = () => reject(tx.error || new DOMException("The transaction was aborted", "AbortError"));
+    try {
+      body(tx, out);
+    } catch (error) {
+      tx.abort();
+      reject(error);
+    }
+  });
+}
+
+function on(request, callback) {
+  request.onsuccess = () => callback(request.result);
+}
+
+export function recordKey(entity, id) {
+  return `${entity}:${id}`;
+}
+
+export function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+function same(a, b) {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+
+function pick(values, names) {
+  const out = {};
+  for (const name of names) if (name in values) out[name] = values[name];
+  return out;
+}
+
+// --- meta ---------------------------------------------------------------------------------
+
+export function getMeta(key) {
+  return transact(["meta"], "readonly", (tx, out) => {
+    on(tx.objectStore("meta").get(key), (row) => (out.value = row ? row.value : undefined));
+  });
+}
+
+export function setMeta(key, value) {
+  return transact(["meta"], "readwrite", (tx) => {
+    tx.objectStore("meta").put({ key, value });
+  });
+}
+
+export async function deviceId() {
+  let id = await getMeta("device_id");
+  if (!id) {
+    id = uuid();
+    await setMeta("device_id", id);
+  }
+  return id;
+}
+
+// --- records ------------------------------------------------------------------------------
+
+export function getRecord(entity, id) {
+  return transact(["records"], "readonly", (tx, out) => {
+    on(tx.objectStore("records").get(recordKey(entity, id)), (row) => (out.value = row));
+  });
+}
+
+export function recordsOf(interviewId) {
+  return transact(["records"], "readonly", (tx, out) => {
+    on(tx.objectStore("records").index("interview").getAll(interviewId), (rows) => (out.value = rows));
+  });
+}
+
+export function allRecords() {
+  return transact(["records"], "readonly", (tx, out) => {
+    on(tx.objectStore("records").getAll(), (rows) => (out.value = rows));
+  });
+}
+
+// Save an editable record (note, debrief, interview) and queue the change, in one transaction.
+// `createData` holds the fields a create needs besides the editable ones (interview_id, …);
+// `seenRev` is the server rev the person was looking at when they made the change.
+// `known` ({rev, base}) describes a record the server rendered on the page but that the tablet
+// has not stored yet, so the first change is an edit of it, not a second create.
+export function saveEditable({ entity, id, interviewId, userId, values, createData, seenRev, known }) {
+  const key = recordKey(entity, id);
+  const fields = EDITABLE[entity];
+  const now = new Date().toISOString();
+  return transact(["records", "outbox"], "readwrite", (tx) => {
+    const records = tx.objectStore("records");
+    const outbox = tx.objectStore("outbox");
+    on(records.get(key), (existing) => {
+      on(outbox.index("record").getAll(key), (entries) => {
+        entries.sort((a, b) => a.seq - b.seq);
+        const record = existing || {
+          key, entity, id, interview_id: interviewId, rev: known ? known.rev : null,
+          base: known ? { ...known.base } : null, data: { ...createData, ...(known ? known.base : {}) },
+        };
+        record.data = { ...record.data, ...values };
+        record.user_id = userId;
+        record.local_at = now;
+        if (!existing) record.created_local = now;
+        const unsent = entries.find((e) => !e.sent);
+        const sent = entries.filter((e) => e.sent);
+        const createAcked = record.rev !== null;
+        const createQueued = entries.some((e) => e.op === "create");
+        if (!createAcked && !createQueued) {
+          // a record the tablet made: the first change creates it
+          if (entity === "note" && values.deleted) {
+            records.delete(key);
+            return;
+          }
+          outbox.add(entry({ entity, id, interviewId, userId, op: "create", baseRev: null, data: createPayload(entity, record.data, fields, createData), now }));
+          records.put(record);
+          return;
+        }
+        if (unsent && unsent.op === "create") {
+          if (entity === "note" && values.deleted) {
+            outbox.delete(unsent.seq);
+            records.delete(key);
+            return;
+          }
+          unsent.data = createPayload(entity, record.data, fields, createData);
+          unsent.recorded_at = now;
+          outbox.put(unsent);
+          records.put(record);
+          return;
+        }
+        // an edit: only the fields that differ from what the store has (or is being sent)
+        let reference = { ...(record.base || {}) };
+        for (const e of sent) reference = { ...reference, ...pick(e.data, fields) };
+        const diff = {};
+        for (const name of fields) {
+          if (!(name in record.data)) continue;
+          if (!same(record.data[name], reference[name] ?? defaults(entity)[name])) diff[name] = record.data[name];
+        }
+        if (entity === "note" && diff.deleted) delete diff.text; // keep the store's words
+        if (unsent) {
+          if (Object.keys(diff).length === 0) outbox.delete(unsent.seq);
+          else {
+            unsent.data = diff;
+            unsent.recorded_at = now;
+            outbox.put(unsent);
+          }
+        } else if (Object.keys(diff).length) {
+          const base = sent.length ? null : (seenRev ?? record.rev);
+          outbox.add(entry({ entity, id, interviewId, userId, op: "edit", baseRev: base, data: diff, now }));
+        }
+        records.put(record);
+      });
+    });
+  });
+}
+
+function defaults(entity) {
+  if (entity === "note") return { polarity: null, themes: [], possible_quote: false, deleted: false };
+  return {};
+}
+
+function createPayload(entity, data, fields, createData) {
+  const payload = { ...createData, ...pick(data, fields) };
+  if (entity === "note") delete payload.deleted;
+  return payload;
+}
+
+function entry({ entity, id, interviewId, userId, op, baseRev, data, now }) {
+  return {
+    change_id: uuid(),
+    entity,
+    id,
+    record_key: recordKey(entity, id),
+    interview_id: interviewId,
+    user_id: userId,
+    op,
+    base_rev: baseRev,
+    recorded_at: now,
+    data,
+    sent: false,
+  };
+}
+
+// Save an immutable record (event, consent) with its create change, in one transaction.
+// What the record keeps on the tablet (`keep`) may be less than what is sent (a signature).
+export function saveImmutable({ entity, id, interviewId, userId, data, keep }) {
+  const now = new Date().toISOString();
+  return transact(["records", "outbox"], "readwrite", (tx) => {
+    tx.objectStore("records").put({
+      key: recordKey(entity, id), entity, id, interview_id: interviewId, rev: null, base: null,
+      data: keep || data, user_id: userId, local_at: now,
+    });
+    tx.objectStore("outbox").add(entry({ entity, id, interviewId, userId, op: "create", baseRev: null, data, now }));
+  });
+}
+
+// --- the outbox ---------------------------------------------------------------------------
+
+export function outboxOf(userId) {
+  return transact(["outbox"], "readonly", (tx, out) => {
+    on(tx.objectStore("outbox").getAll(), (rows) => (out.value = rows.filter((e) => e.user_id === userId)));
+  });
+}
+
+export function pendingFor(interviewId) {
+  return transact(["outbox"], "readonly", (tx, out) => {
+    on(tx.objectStore("outbox").index("interview").getAll(interviewId), (rows) => (out.value = rows.sort((a, b) => a.seq - b.seq)));
+  });
+}
+
+// Take the next batch to send and mark it sent, in one transaction: from then on its payload is
+// frozen (a resend must carry exactly the same change), and new typing goes to a new entry.
+// One entry per record; an edit that waits for an earlier change's rev stays behind.
+export function takeBatch(userId, limit) {
+  return transact(["outbox"], "readwrite", (tx, out) => {
+    const outbox = tx.objectStore("outbox");
+    on(outbox.getAll(), (rows) => {
+      const seen = new Set();
+      const batch = [];
+      for (const e of rows.sort((a, b) => a.seq - b.seq)) {
+        if (e.user_id !== userId) continue;
+        if (seen.has(e.record_key)) continue;
+        seen.add(e.record_key);
+        if (e.op === "edit" && e.base_rev === null) continue;
+        if (batch.length >= limit) break;
+        if (!e.sent) {
+          e.sent = true;
+          outbox.put(e);
+        }
+        batch.push(e);
+      }
+      out.value = { batch, total: rows.filter((e) => e.user_id === userId).length };
+    });
+  });
+}
+
+export function asChange(e) {
+  return { change_id: e.change_id, entity: e.entity, id: e.id, base_rev: e.base_rev, recorded_at: e.recorded_at, data: e.data };
+}
+
+// Apply the server's answer in one transaction: drop the entries it names as applied,
+// duplicate or conflict; keep refused ones aside with the reason; then take in the updates
+// for records with nothing waiting, and move the cursor.
+export function applyAnswer({ userId, batch, results, updates, cursor }) {
+  const byId = new Map(batch.map((e) => [e.change_id, e]));
+  return transact(["records", "outbox", "rejected", "meta"], "readwrite", (tx, out) => {
+    const records = tx.objectStore("records");
+    const outbox = tx.objectStore("outbox");
+    const summary = { done: 0, conflicts: 0, rejected: 0, touched: new Set() };
+    out.value = summary;
+    for (const result of results) {
+      const e = byId.get(result.change_id);
+      if (!e) continue;
+      if (result.status === "applied" || result.status === "duplicate") {
+        outbox.delete(e.seq);
+        summary.done += 1;
+        summary.touched.add(e.record_key);
+        on(records.get(e.record_key), (record) => {
+          if (!record) return;
+          if (result.rev !== null && result.rev !== undefined) {
+            record.base = { ...(record.base || {}), ...pick(e.data, EDITABLE[e.entity] || []) };
+            record.rev = result.rev;
+          }
+          if (e.entity === "consent") delete record.data.signature;
+          records.put(record);
+        });
+        on(outbox.index("record").getAll(e.record_key), (later) => {
+          for (const next of later) {
+            if (next.op === "edit" && next.base_rev === null && result.rev != null) {
+              next.base_rev = result.rev;
+              outbox.put(next);
+            }
+          }
+        });
+      } else if (result.status === "conflict") {
+        // both texts are in the store now; the later entries keep their own base, so any
+        // further typing is kept beside the other version too, never written over it
+        outbox.delete(e.seq);
+        summary.done += 1;
+        summary.conflicts += 1;
+        summary.touched.add(e.record_key);
+        on(outbox.index("record").getAll(e.record_key), (later) => {
+          for (const next of later) {
+            if (next.op === "edit" && next.base_rev === null) {
+              next.base_rev = e.base_rev ?? result.rev;
+              outbox.put(next);
+            }
+          }
+        });
+      } else if (result.status === "rejected") {
+        // kept aside with the reason, never silently dropped; edits waiting on a refused
+        // create can never apply, so they go aside with it
+        const aside = (x) => {
+          outbox.delete(x.seq);
+          summary.rejected += 1;
+          tx.objectStore("rejected").put({
+            change_id: x.change_id, user_id: userId, entity: x.entity, id: x.id,
+            interview_id: x.interview_id, data: x.data, reason: result.reason || "", at: new Date().toISOString(),
+          });
+        };
+        aside(e);
+        if (e.op === "create") {
+          on(outbox.index("record").getAll(e.record_key), (later) => later.forEach((x) => x.seq !== e.seq && aside(x)));
+        }
+      }
+    }
+    for (const update of updates) {
+      const key = recordKey(update.entity, update.id);
+      on(outbox.index("record").count(key), (waiting) => {
+        const data = update.data || {};
+        if (waiting > 0 && update.entity === "interview") {
+          // the interview's state comes from the store; only the place in the guide is ours
+          on(records.get(key), (mine) => {
+            const section = mine ? mine.data.current_section : data.current_section;
+            records.put({
+              key, entity: "interview", id: update.id, interview_id: update.id, rev: update.rev,
+              base: {}, data: { ...data, current_section: section }, user_id: userId, from_server: true,
+            });
+          });
+          return;
+        }
+        if (waiting > 0) return; // the tablet's newer words stay until they are sent
+        if (data.gone) {
+          records.delete(key);
+          return;
+        }
+        const interviewId = update.entity === "interview" ? update.id : data.interview_id || null;
+        records.put({
+          key, entity: update.entity, id: update.id, interview_id: interviewId, rev: update.rev,
+          base: pick(data, EDITABLE[update.entity] || []), data, user_id: userId, from_server: true,
+        });
+      });
+    }
+    tx.objectStore("meta").put({ key: `cursor:${userId}`, value: cursor });
+  });
+}
+
+export function rejectedOf(userId) {
+  return transact(["rejected"], "readonly", (tx, out) => {
+    on(tx.objectStore("rejected").getAll(), (rows) => (out.value = rows.filter((r) => r.user_id === userId)));
+  });
+}
+
+// Remove everything the tablet holds about one interview (its pages are dropped by the caller).
+export function dropInterview(interviewId) {
+  return transact(["records"], "readwrite", (tx) => {
+    const records = tx.objectStore("records");
+    on(records.index("interview").getAllKeys(interviewId), (keys) => keys.forEach((k) => records.delete(k)));
+  });
+}
+
+// After logging out with nothing waiting: the tablet keeps no research data.
+export function clearAll() {
+  return transact(["records", "outbox", "rejected", "meta"], "readwrite", (tx) => {
+    tx.objectStore("records").clear();
+    tx.objectStore("rejected").clear();
+    const meta = tx.objectStore("meta");
+    on(meta.getAll(), (rows) => rows.forEach((r) => r.key !== "device_id" && meta.delete(r.key)));
+  });
+}
