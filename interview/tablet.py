@@ -16,7 +16,6 @@ def tablet_strings() -> dict[str, str | dict]:
         "waiting": _("Saved on this tablet – %(n)s changes waiting"),
         "waiting_one": _("Saved on this tablet – 1 change waiting"),
         "all_saved": _("All saved to the case store"),
-        "syncing": _("Sending to the case store…"),
         "offline": _("No network. Saved on this tablet – %(n)s changes waiting"),
         "login": _("Log in again to send %(n)s changes. They are kept on this tablet."),
         "conflict": _("A note has two versions: look at it"),
@@ -60,6 +59,12 @@ def tablet_strings() -> dict[str, str | dict]:
             n=20_000,
         ),
         "note": _("Note"),
+        "two_versions": _("Two versions"),
+        "two_versions_text": _(
+            "another version of this note was saved at the same time. It is shown here; "
+            "copy what you need into the note."
+        ),
+        "choose_version": _("Choose a version or write them together"),
         "status": {code: str(label) for code, label in LABELS["interview"].items()},
     }
 

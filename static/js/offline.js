@@ -53,16 +53,18 @@ function placeStatus() {
   if (bar) bar.hidden = false;
 }
 
-function showStatus(kind, text, link) {
+function showStatus(kind, text, href) {
   if (!statusEl) return;
+  if (statusEl.dataset.state === kind && statusEl.textContent === text) return; // no flicker
   statusEl.dataset.state = kind;
-  statusEl.textContent = text;
-  if (link) {
-    statusEl.append(" ");
+  if (href) {
+    // the whole message is the link: one large target that says where it goes
     const a = document.createElement("a");
-    a.href = link.href;
-    a.textContent = link.text;
-    statusEl.append(a);
+    a.href = href;
+    a.textContent = text;
+    statusEl.replaceChildren(a);
+  } else {
+    statusEl.textContent = text;
   }
 }
 
@@ -83,9 +85,9 @@ async function updateStatus() {
     showStatus("full", state.storage.name === "QuotaExceededError" ? strings.storage_full : fmt(strings.storage_error, { error: state.storage.name || String(state.storage) }));
   } else if (state.session === "login" && waiting) {
     const next = encodeURIComponent(location.pathname);
-    showStatus("login", fmt(strings.login, { n: waiting }), { href: `/login?next=${next}`, text: "→" });
+    showStatus("login", fmt(strings.login, { n: waiting }), `/login?next=${next}`);
   } else if (conflicts) {
-    showStatus("conflict", strings.conflict, { href: "/interviews/conflicts", text: "→" });
+    showStatus("conflict", strings.conflict, "/interviews/conflicts");
   } else if (rejected.length) {
     showStatus("error", fmt(strings.rejected, { n: rejected.length, reason: rejected[0].reason }));
   } else if (waiting && (!navigator.onLine || state.network === "offline")) {
@@ -198,7 +200,7 @@ function syncNow() {
   if (!state.syncing) {
     const run = async () => {
       try {
-        showStatus("syncing", strings.syncing);
+        statusEl?.setAttribute("aria-busy", "true");
         await drain();
       } catch (error) {
         if (error instanceof Stop) {
@@ -217,6 +219,7 @@ function syncNow() {
     const locked = navigator.locks ? () => navigator.locks.request("fact-sync", run) : run;
     state.syncing = locked().finally(async () => {
       state.syncing = null;
+      statusEl?.removeAttribute("aria-busy");
       await updateStatus();
       document.dispatchEvent(new CustomEvent("tablet:synced"));
     });
@@ -404,6 +407,35 @@ function fillNote(el, data) {
   el.querySelector("input[type=checkbox][id$='-quote']").checked = !!data.possible_quote;
 }
 
+// A note with two versions shows the other one beside it, as the server's page does.
+function showConflict(el, record) {
+  const conflict = record.data.conflict;
+  el.classList.toggle("conflict", !!conflict);
+  let box = el.querySelector(".conflict-box");
+  if (!conflict) {
+    if (box) box.remove();
+    return;
+  }
+  if (!box) {
+    box = document.createElement("div");
+    box.className = "conflict-box";
+    box.setAttribute("role", "note");
+    el.querySelector("textarea").before(box);
+  }
+  const p = document.createElement("p");
+  const strong = document.createElement("strong");
+  strong.textContent = `${strings.two_versions}:`;
+  p.append(strong, ` ${strings.two_versions_text}`);
+  const quote = document.createElement("blockquote");
+  quote.textContent = conflict.text || record.data.text || "";
+  const link = document.createElement("a");
+  link.href = `/interviews/conflicts#note-${record.id}`;
+  link.textContent = strings.choose_version;
+  const linkP = document.createElement("p");
+  linkP.append(link);
+  box.replaceChildren(p, quote, linkP);
+}
+
 let slotCounter = 0;
 
 function renameSlot(el, fromPrefix, toPrefix) {
@@ -436,7 +468,9 @@ function initSection(form) {
   form.querySelectorAll(".note[data-new]").forEach((slot) => {
     templates[slot.dataset.question] = slot.cloneNode(true);
     // a kept page carries the same id for its empty box on every load: never reuse it
-    slot.replaceWith(freshSlot(templates[slot.dataset.question]));
+    slot.dataset.noteId = store.uuid();
+    const hidden = slot.querySelector("input[type=hidden][name$='-id']");
+    if (hidden) hidden.value = slot.dataset.noteId;
   });
   form.querySelectorAll(".note:not([data-new])").forEach((el) => base.set(el, noteValues(el)));
 
@@ -459,6 +493,7 @@ function initSection(form) {
       if (!ours && busy) {
         // typing now: only note that the store has caught up when it has our words
         if (record.rev != null && record.data.text === el.querySelector("textarea").value) el.dataset.rev = record.rev;
+        showConflict(el, record);
         continue;
       }
       if (ours || record.rev == null || Number(record.rev) >= Number(el.dataset.rev || 0)) {
@@ -467,7 +502,7 @@ function initSection(form) {
           continue;
         }
         fillNote(el, record.data);
-        el.classList.toggle("conflict", !!record.data.conflict);
+        showConflict(el, record);
         if (record.rev != null && !ours) el.dataset.rev = record.rev;
       }
     }
@@ -484,6 +519,7 @@ function initSection(form) {
       const label = el.querySelector("label");
       if (label && label.firstChild) label.firstChild.textContent = strings.note;
       fillNote(el, record.data);
+      showConflict(el, record);
       slot.before(el);
     }
   }
@@ -517,18 +553,21 @@ function initSection(form) {
       throw error;
     }
     state.storage = null;
+    lastSaved.set(el, JSON.stringify(values));
     if (isNew) delete el.dataset.new;
     if (deleted && seen === null) el.dataset.new = ""; // never sent: it is an empty box again
     updateStatus();
     syncSoon();
   }
 
+  const lastSaved = new WeakMap();
   const schedule = (event) => {
     const el = event.target.closest(".note[data-note-id]");
     if (!el) return;
+    // a textarea's "change" on blur repeats what "input" already saved
+    if (lastSaved.get(el) === JSON.stringify(noteValues(el))) return;
     clearTimeout(timers.get(el));
     timers.set(el, setTimeout(() => save(el).catch(() => {}), 500));
-    showStatus("saved", strings.saved_local);
   };
   form.addEventListener("input", schedule);
   form.addEventListener("change", schedule);
@@ -940,6 +979,8 @@ async function start() {
     showPrepared();
   }
   await updateStatus();
+  // the page now shows the tablet's own state (tests and styles may wait for this)
+  document.documentElement.classList.add("tablet-ready");
   syncNow();
 }
 

@@ -59,7 +59,14 @@ def test_peer_logs_in_signs_consent_and_saves_a_note(
     page.locator("textarea[name='new-context.services-text'] ~ .tags input[value=promotes]").check()
     page.screenshot(path=str(tmp_path / f"section-{lang}.png"), full_page=False)
     page.locator("button[name=go][value=stay]").last.click()
-    page.wait_for_load_state()
+    # the note is saved on the tablet and then sent; the status line says when it is in
+    status = page.locator("#sync-status")
+    all_saved = "Alt er lagret i saksarkivet" if lang == "nb" else "All saved to the case store"
+    page.wait_for_function(
+        "text => document.getElementById('sync-status').textContent.includes(text)", arg=all_saved
+    )
+    assert status.is_visible()
+    page.reload()
     assert "Notat skrevet i nettleseren – æøå." in page.content()
     page.screenshot(path=str(tmp_path / f"saved-{lang}.png"), full_page=True)
     context.close()
