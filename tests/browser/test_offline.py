@@ -196,7 +196,8 @@ def test_an_interview_held_offline_reaches_the_store_exactly_once(
     page.wait_for_timeout(1200)
     page.reload()
     page.wait_for_function(
-        "() => [...document.querySelectorAll('textarea')].some(t => t.value === 'Offline-notat tre')"
+        "t => [...document.querySelectorAll('textarea')].some(x => x.value === t)",
+        arg="Offline-notat tre",
     )
     _wait_saved_locally(page)
     page.screenshot(path=str(tmp_path / "offline-section.png"), full_page=True)
