@@ -61,7 +61,7 @@ async function transact(names, mode, body) {
       event.preventDefault();
       reject(tx.error || event.target.error);
     };
-    tx.onabort = () => reject(tx.error || new DOMException("The transaction was aborted", "AbortError"));
+    tx.onabort = () => reject(tx.cause || tx.error || new DOMException("The transaction was aborted", "AbortError"));
     try {
       body(tx, out);
     } catch (error) {
@@ -71,8 +71,17 @@ async function transact(names, mode, body) {
   });
 }
 
+// An error inside a callback aborts the transaction; the caller gets that error, not a bare
+// AbortError, so a full storage is named as such.
 function on(request, callback) {
-  request.onsuccess = () => callback(request.result);
+  request.onsuccess = () => {
+    try {
+      callback(request.result);
+    } catch (error) {
+      request.transaction.cause = error;
+      request.transaction.abort();
+    }
+  };
 }
 
 export function recordKey(entity, id) {

@@ -1,0 +1,227 @@
+"""The tablet's hard cases in real Chromium: an expired session or CSRF token, logging out with
+changes waiting, a full storage, and a finished interview leaving the tablet."""
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from interview.extensions import db
+from interview.models import Debrief, Interview, Note, User
+from tests.browser.test_offline import (
+    ALL_SAVED,
+    TABLET,
+    _login,
+    _started_with_note,
+    _wait_status,
+    _watch_errors,
+    server,  # noqa: F401 (a fixture)
+)
+
+pytestmark = pytest.mark.browser
+
+
+def _open_section(page, base, iid):
+    page.goto(f"{base}/interviews/{iid}/section/0")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    _wait_status(page, ALL_SAVED["en"])
+
+
+def _type_new_note(page, question, text):
+    slot = page.locator(f".note[data-new][data-question='{question}']")
+    note_id = slot.get_attribute("data-note-id")
+    page.locator(f".note[data-note-id='{note_id}'] textarea").fill(text)
+    return note_id
+
+
+def _notes_with(app, text):
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Note).where(Note.text == text))
+
+
+def _wait_note(app, text, timeout=20.0):
+    """Wait until the case store holds a note with this text; return how many it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        count = _notes_with(app, text)
+        if count:
+            return count
+        time.sleep(0.2)
+    return 0
+
+
+def test_expired_session_keeps_changes_warns_at_logout_and_sends_after_login(
+    server,  # noqa: F811
+    browser,
+    app,
+    client,
+    world,
+):
+    iid, _note = _started_with_note(app, client, world, "Første notat")
+    context = browser.new_context(viewport=TABLET, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    _watch_errors(page, errors)
+    _login(page, server.url, "peer_a")
+    _open_section(page, server.url, iid)
+
+    # the session ends on the server (logged out everywhere) while the peer goes on writing
+    with app.app_context():
+        user = db.session.get(User, world.users["peer_a"])
+        user.session_version += 1
+        db.session.commit()
+    _type_new_note(page, "context.services", "Skrevet etter at økten gikk ut")
+    _wait_status(page, "Log in again to send 1")
+    assert _notes_with(app, "Skrevet etter at økten gikk ut") == 0
+
+    # logging out warns that a change is waiting, and keeps it
+    dialogs: list[str] = []
+
+    def accept(dialog):
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    page.locator("#logout-form button").click()
+    page.wait_for_url("**/login*")
+    assert dialogs and "1 changes are not yet in the case store" in dialogs[0]
+
+    # after logging in again the change is sent without anything typed again
+    _login(page, server.url, "peer_a")
+    _wait_status(page, ALL_SAVED["en"])
+    assert _notes_with(app, "Skrevet etter at økten gikk ut") == 1
+    context.close()
+    assert errors == [], errors
+
+
+def test_an_expired_csrf_token_is_renewed_and_nothing_is_lost(
+    server,  # noqa: F811
+    browser,
+    app,
+    client,
+    world,
+):
+    iid, _note = _started_with_note(app, client, world, "Første notat")
+    app.config.update(WTF_CSRF_ENABLED=True, WTF_CSRF_TIME_LIMIT=2)
+    try:
+        context = browser.new_context(viewport=TABLET, has_touch=True)
+        page = context.new_page()
+        errors: list[str] = []
+        _watch_errors(page, errors)
+        sync_answers: list[int] = []
+        page.on(
+            "response",
+            lambda r: sync_answers.append(r.status) if r.url.endswith("/api/v1/sync") else None,
+        )
+        _login(page, server.url, "peer_a")
+        _open_section(page, server.url, iid)
+        time.sleep(3)  # the token on the page has expired
+        sync_answers.clear()
+        _type_new_note(page, "context.services", "Skrevet med et gammelt token")
+        assert _wait_note(app, "Skrevet med et gammelt token") == 1
+        _wait_status(page, ALL_SAVED["en"])
+        assert 400 in sync_answers  # the expired token was refused …
+        assert sync_answers[-1] == 200  # … renewed, and the change sent
+        context.close()
+        assert errors == [], errors
+    finally:
+        app.config.update(WTF_CSRF_ENABLED=False)
+
+
+def test_a_full_storage_is_shown_and_the_words_stay_on_screen(
+    server,  # noqa: F811
+    browser,
+    app,
+    client,
+    world,
+):
+    iid, _note = _started_with_note(app, client, world, "Første notat")
+    context = browser.new_context(viewport=TABLET, has_touch=True)
+    # the tablet's storage refuses every write while window.__full is set
+    context.add_init_script(
+        """
+        for (const name of ['add', 'put']) {
+          const original = IDBObjectStore.prototype[name];
+          IDBObjectStore.prototype[name] = function (...args) {
+            if (window.__full && this.name !== 'meta') {
+              throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+            }
+            return original.apply(this, args);
+          };
+        }
+        """
+    )
+    page = context.new_page()
+    _login(page, server.url, "peer_a")
+    _open_section(page, server.url, iid)
+    page.evaluate("window.__full = true")
+    note_id = _type_new_note(page, "context.services", "Ord som ikke får plass")
+    page.wait_for_function("() => document.getElementById('sync-status').dataset.state === 'full'")
+    assert "storage is full" in page.locator("#sync-status").inner_text()
+    box = page.locator(f".note[data-note-id='{note_id}'] textarea")
+    assert box.input_value() == "Ord som ikke får plass"
+
+    # space is freed: the next keystroke saves it all, and it reaches the case store
+    page.evaluate("window.__full = false")
+    box.press("End")
+    box.type(".")
+    _wait_status(page, ALL_SAVED["en"])
+    assert _notes_with(app, "Ord som ikke får plass.") == 1
+    context.close()
+
+
+def test_a_finished_interview_leaves_the_tablet_once_it_is_synced(
+    server,  # noqa: F811
+    browser,
+    app,
+    client,
+    world,
+):
+    iid, _note = _started_with_note(app, client, world, "Første notat")
+    context = browser.new_context(viewport=TABLET, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    _watch_errors(page, errors)
+    _login(page, server.url, "peer_a")
+    page.locator("#prepare-offline").click()
+    page.wait_for_function(
+        "() => document.getElementById('prepare-status').textContent.includes('Ready offline: 1')",
+        timeout=30000,
+    )
+    held = """id => new Promise(done => {
+        const r = indexedDB.open('fact-companion');
+        r.onsuccess = () => {
+          const q = r.result.transaction('records').objectStore('records')
+            .index('interview').count(id);
+          q.onsuccess = () => done(q.result);
+        };
+      })"""
+    kept_pages = """id => caches.open('fact-pages-v1').then(c => c.keys())
+        .then(keys => keys.filter(k => new URL(k.url).pathname.startsWith('/interviews/' + id))
+        .length)"""
+    assert page.evaluate(held, iid) > 0
+    assert page.evaluate(kept_pages, iid) > 0
+
+    page.goto(f"{server.url}/interviews/{iid}/finish")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    page.locator("form[data-offline=finish] button[type=submit]").click()
+    page.wait_for_url(f"**/interviews/{iid}/debrief")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    page.locator("input[name=wellbeing][value='4']").check()
+    page.locator("#reflection").fill("Det gikk fint, men var tungt i starten.")
+    page.locator("form[data-offline=debrief] button[type=submit]").click()
+    page.wait_for_url(f"**/interviews/{iid}")
+    page.goto(f"{server.url}/interviews/")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    _wait_status(page, ALL_SAVED["en"])
+    page.wait_for_function(f"() => ({held})('{iid}').then(n => n === 0)")
+
+    with app.app_context():
+        assert db.session.get(Interview, iid).status == "completed"
+        debrief = db.session.scalars(select(Debrief)).one()
+        assert debrief.wellbeing == 4
+        assert debrief.reflection == "Det gikk fint, men var tungt i starten."
+    assert page.evaluate(held, iid) == 0
+    assert page.evaluate(kept_pages, iid) == 0
+    context.close()
+    assert errors == [], errors
