@@ -32,9 +32,7 @@ def healthz():
 def service_worker():
     """Serve the service worker from the site root so it may control every page."""
     path = Path(current_app.static_folder) / "js" / "sw.js"
-    response = Response(path.read_text(encoding="utf-8"), mimetype="text/javascript")
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    return Response(path.read_text(encoding="utf-8"), mimetype="text/javascript")
 
 
 def offline_page():

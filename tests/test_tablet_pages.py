@@ -1,0 +1,118 @@
+"""The pages the tablet keeps for offline use: offline copies, state hooks and the manifest."""
+
+import json
+import re
+
+import pytest
+
+from tests.helpers import give_paper_consent, start_interview
+
+COPY = {"X-Offline-Copy": "1"}
+
+
+@pytest.mark.parametrize(
+    ("page", "redirect_to"),
+    [
+        ("section/0", "/capacity"),
+        ("consent", "/capacity"),
+        ("finish", ""),
+        ("distress", ""),
+        ("distress/stage-2", ""),
+        ("debrief", ""),
+    ],
+)
+def test_an_offline_copy_is_the_page_itself_whatever_the_state(
+    client, auth, world, page, redirect_to
+):
+    iid = world.interviews["pa"]  # planned: the server would send the peer elsewhere
+    auth.login("peer_a")
+    plain = client.get(f"/interviews/{iid}/{page}")
+    assert plain.status_code == 302
+    assert plain.headers["Location"].endswith(f"/interviews/{iid}{redirect_to}")
+    copy = client.get(f"/interviews/{iid}/{page}", headers=COPY)
+    assert copy.status_code == 200
+    assert f'data-interview-id="{iid}"' in copy.text
+    assert 'data-status="planned"' in copy.text
+    assert copy.headers["Cache-Control"] == "no-store"
+
+
+def test_an_offline_copy_is_no_way_around_access(client, auth, world):
+    auth.login("peer_b")
+    for page in ("section/0", "consent", "debrief", ""):
+        response = client.get(f"/interviews/{world.interviews['pa']}/{page}", headers=COPY)
+        assert response.status_code == 404, page
+
+
+def test_an_offline_copy_never_takes_a_message_meant_for_the_person(client, auth, world):
+    iid = world.interviews["pa"]
+    client.get("/login?lang=en")
+    auth.login("peer_a")
+    start_interview(client, iid)
+    give_paper_consent(client, iid)  # flashes "Consent is recorded"
+    copy = client.get(f"/interviews/{iid}/section/1", headers=COPY)
+    assert "Consent is recorded" not in copy.text
+    page = client.get(f"/interviews/{iid}/section/0")
+    assert "Consent is recorded" in page.text
+
+
+def test_every_state_of_the_controls_is_on_the_page_with_the_wrong_ones_hidden(client, auth, world):
+    iid = world.interviews["pa"]
+    auth.login("peer_a")
+    start_interview(client, iid)
+    give_paper_consent(client, iid)
+    page = client.get(f"/interviews/{iid}/section/0").text
+    pause = re.search(r'<button[^>]*value="pause"[^>]*>', page).group(0)
+    resume = re.search(r'<button[^>]*value="resume"[^>]*>', page).group(0)
+    assert "hidden" not in pause and 'data-show-when="in_progress"' in pause
+    assert "hidden" in resume and 'data-show-when="paused"' in resume
+    assert 'data-consented="1"' in page
+    assert re.search(r'<div class="note"[^>]*data-new', page)  # an empty box per question
+    assert 'data-key="' in page  # themes are named by key for the sync API
+    client.post(f"/interviews/{iid}/pause")
+    page = client.get(f"/interviews/{iid}/section/0").text
+    resume = re.search(r'<button[^>]*value="resume"[^>]*>', page).group(0)
+    assert "hidden" not in resume
+
+
+def test_the_tablet_gets_its_words_in_the_interface_language(client, auth, world):
+    auth.login("peer_a")
+    for lang, waiting in (("nb", "endringer venter"), ("en", "changes waiting")):
+        page = client.get(f"/interviews/?lang={lang}").text
+        blob = re.search(
+            r'<script type="application/json" id="tablet-strings">(.*?)</script>', page, re.S
+        ).group(1)
+        strings = json.loads(blob)
+        assert waiting in strings["waiting"]
+        assert "%(n)s" in strings["waiting"]
+        assert set(strings["status"]) == {
+            "planned",
+            "in_progress",
+            "paused",
+            "completed",
+            "stopped",
+        }
+    assert 'src="/static/js/offline.js"' in page
+    assert 'id="prepare-offline"' in page
+
+
+def test_the_scripts_are_not_on_pages_for_people_not_logged_in(client):
+    page = client.get("/login").text
+    assert "offline.js" not in page
+    assert "tablet-strings" not in page
+
+
+def test_the_offline_page_and_the_worker_are_served_and_kept(client, auth, world):
+    assert client.get("/offline").status_code == 200
+    worker = client.get("/sw.js")
+    assert worker.status_code == 200
+    assert worker.headers["Cache-Control"] == "no-store"  # the browser checks for a new one
+    assert "fact-pages-v1" in worker.text
+    auth.login("peer_a")
+    manifest = client.get("/api/v1/offline").get_json()
+    assert "/offline" in manifest["shell"]
+    for path in manifest["shell"]:
+        assert client.get(path).status_code == 200, path
+    (interview,) = manifest["interviews"]
+    for path in interview["pages"]:
+        response = client.get(path, headers=COPY)
+        assert response.status_code == 200, path
