@@ -229,8 +229,12 @@ function syncNow() {
 
 let soon = null;
 function syncSoon(ms = 1500) {
-  clearTimeout(soon);
-  soon = setTimeout(() => syncNow(), ms);
+  // at most one waiting: steady typing still reaches the case store every moment or two
+  if (soon) return;
+  soon = setTimeout(() => {
+    soon = null;
+    syncNow();
+  }, ms);
 }
 
 // Wait for a sync at most `ms`, so a page change never hangs on a weak network.
@@ -400,6 +404,10 @@ function noteValues(el) {
 
 function fillNote(el, data) {
   el.querySelector("textarea").value = data.deleted ? "" : data.text || "";
+  fillTags(el, data);
+}
+
+function fillTags(el, data) {
   el.querySelectorAll("input[type=radio]").forEach((r) => (r.checked = (r.value || null) === (data.polarity || null)));
   const themes = new Set(data.themes || []);
   el.querySelectorAll("input[data-key]").forEach((c) => (c.checked = themes.has(c.dataset.key)));
@@ -491,8 +499,9 @@ function initSection(form) {
       const ours = pending.has(record.key);
       if (ours && !initial) continue; // what is on screen is newer than the store's copy
       if (!ours && busy) {
-        // typing now: only note that the store has caught up when it has our words
+        // typing now: the words on screen stay; tags changed elsewhere are taken in
         if (record.rev != null && record.data.text === el.querySelector("textarea").value) el.dataset.rev = record.rev;
+        if (!timers.has(el) && !el.querySelector(".tags").contains(document.activeElement)) fillTags(el, record.data);
         showConflict(el, record);
         continue;
       }
@@ -527,6 +536,7 @@ function initSection(form) {
   async function save(el) {
     clearTimeout(timers.get(el));
     timers.delete(el);
+    firstUnsaved.delete(el);
     if (!el.isConnected) return;
     const values = noteValues(el);
     const isNew = "new" in el.dataset;
@@ -561,13 +571,17 @@ function initSection(form) {
   }
 
   const lastSaved = new WeakMap();
+  const firstUnsaved = new WeakMap();
   const schedule = (event) => {
     const el = event.target.closest(".note[data-note-id]");
     if (!el) return;
     // a textarea's "change" on blur repeats what "input" already saved
     if (lastSaved.get(el) === JSON.stringify(noteValues(el))) return;
     clearTimeout(timers.get(el));
-    timers.set(el, setTimeout(() => save(el).catch(() => {}), 500));
+    // half a second after the last keystroke, and never later than a second after the first
+    if (!firstUnsaved.has(el)) firstUnsaved.set(el, Date.now());
+    const wait = Math.max(0, Math.min(500, 1000 - (Date.now() - firstUnsaved.get(el))));
+    timers.set(el, setTimeout(() => save(el).catch(() => {}), wait));
   };
   form.addEventListener("input", schedule);
   form.addEventListener("change", schedule);

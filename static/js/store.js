@@ -216,7 +216,11 @@ export function saveEditable({ entity, id, interviewId, userId, values, createDa
             outbox.put(unsent);
           }
         } else if (Object.keys(diff).length) {
-          const base = sent.length ? null : (seenRev ?? record.rev);
+          // the rev the person's words build on: the store's rev when it holds exactly what this
+          // tablet last sent, otherwise the rev that was on screen (so another's change is
+          // never written over unseen: it becomes a conflict with both texts kept)
+          const ownCurrent = record.own_rev != null && record.rev === record.own_rev;
+          const base = sent.length ? null : ownCurrent ? record.rev : (seenRev ?? record.rev);
           outbox.add(entry({ entity, id, interviewId, userId, op: "edit", baseRev: base, data: diff, now }));
         }
         records.put(record);
@@ -331,6 +335,7 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
           if (result.rev !== null && result.rev !== undefined) {
             record.base = { ...(record.base || {}), ...pick(e.data, EDITABLE[e.entity] || []) };
             record.rev = result.rev;
+            record.own_rev = result.rev;
           }
           if (e.entity === "consent") delete record.data.signature;
           records.put(record);
@@ -396,9 +401,13 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
           return;
         }
         const interviewId = update.entity === "interview" ? update.id : data.interview_id || null;
-        records.put({
-          key, entity: update.entity, id: update.id, interview_id: interviewId, rev: update.rev,
-          base: pick(data, EDITABLE[update.entity] || []), data, user_id: userId, from_server: true,
+        on(records.get(key), (mine) => {
+          records.put({
+            key, entity: update.entity, id: update.id, interview_id: interviewId, rev: update.rev,
+            base: pick(data, EDITABLE[update.entity] || []), data, user_id: userId, from_server: true,
+            own_rev: mine && mine.own_rev === update.rev ? update.rev : null,
+            created_local: mine ? mine.created_local : undefined,
+          });
         });
       });
     }

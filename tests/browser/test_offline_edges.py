@@ -225,3 +225,40 @@ def test_a_finished_interview_leaves_the_tablet_once_it_is_synced(
     assert page.evaluate(kept_pages, iid) == 0
     context.close()
     assert errors == [], errors
+
+
+def test_typing_on_while_the_tablet_syncs_never_conflicts_with_itself(
+    server,  # noqa: F811
+    browser,
+    app,
+    client,
+    world,
+):
+    iid, _note = _started_with_note(app, client, world, "Første notat")
+    context = browser.new_context(viewport=TABLET, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    _watch_errors(page, errors)
+    _login(page, server.url, "peer_a")
+    _open_section(page, server.url, iid)
+    note_id = _type_new_note(page, "context.services", "Én")
+    box = page.locator(f".note[data-note-id='{note_id}'] textarea")
+    assert _wait_note(app, "Én") == 1
+    # steady typing for several seconds: saves and syncs happen under the peer's fingers
+    sent: list[int] = []
+    page.on("response", lambda r: sent.append(1) if r.url.endswith("/api/v1/sync") else None)
+    more = " og så fortsatte praten om hjelpen fra teamet og fra fastlegen"
+    box.press("End")
+    box.type(more, delay=110)  # the box keeps the focus all along
+    text = "Én" + more
+    assert _wait_note(app, text) == 1
+    assert len(sent) >= 3  # it really did sync while the words were coming
+    with app.app_context():
+        notes = list(db.session.scalars(select(Note).where(Note.interview_id == iid)))
+        mine = [n for n in notes if n.id == note_id]
+        assert len(notes) == 2 and len(mine) == 1
+        assert mine[0].text == text
+        assert mine[0].conflict is None
+    _wait_status(page, ALL_SAVED["en"])
+    context.close()
+    assert errors == [], errors
