@@ -17,7 +17,13 @@ def tablet_strings() -> dict[str, str | dict]:
         "waiting_one": _("Saved on this tablet – 1 change waiting"),
         "all_saved": _("All saved to the case store"),
         "offline": _("No network. Saved on this tablet – %(n)s changes waiting"),
+        "offline_one": _("No network. Saved on this tablet – 1 change waiting"),
         "login": _("Log in again to send %(n)s changes. They are kept on this tablet."),
+        "login_one": _("Log in again to send 1 change. It is kept on this tablet."),
+        "logout_waiting_one": _(
+            "1 change is not yet in the case store. If you log out now it stays on this "
+            "tablet and is sent when you log in again. Log out?"
+        ),
         "conflict": _("A note has two versions: look at it"),
         "storage_full": _(
             "The tablet's storage is full: this change is not saved on the tablet. "
@@ -57,6 +63,9 @@ def tablet_strings() -> dict[str, str | dict]:
         "too_long": _(
             "This note is too long (at most %(n)d characters). Split it into two notes.",
             n=20_000,
+        ),
+        "settle_online": _(
+            "Choosing between two versions needs a network. Both versions are kept until then."
         ),
         "note": _("Note"),
         "two_versions": _("Two versions"),

@@ -30,6 +30,12 @@ const state = {
   batch: BATCH,
 };
 
+// The singular form when there is one, where the words have one (`name_one`).
+function count(name, n, extra = {}) {
+  const text = n === 1 && strings[`${name}_one`] ? strings[`${name}_one`] : strings[name];
+  return fmt(text, { n, ...extra });
+}
+
 function fmt(text, values) {
   return String(text || "").replace(/%\((\w+)\)[sd]/g, (_, name) => String(values[name] ?? ""));
 }
@@ -85,15 +91,15 @@ async function updateStatus() {
     showStatus("full", state.storage.name === "QuotaExceededError" ? strings.storage_full : fmt(strings.storage_error, { error: state.storage.name || String(state.storage) }));
   } else if (state.session === "login" && waiting) {
     const next = encodeURIComponent(location.pathname);
-    showStatus("login", fmt(strings.login, { n: waiting }), `/login?next=${next}`);
+    showStatus("login", count("login", waiting), `/login?next=${next}`);
   } else if (conflicts) {
     showStatus("conflict", strings.conflict, "/interviews/conflicts");
   } else if (rejected.length) {
     showStatus("error", fmt(strings.rejected, { n: rejected.length, reason: rejected[0].reason }));
   } else if (waiting && (!navigator.onLine || state.network === "offline")) {
-    showStatus("offline", fmt(strings.offline, { n: waiting }));
+    showStatus("offline", count("offline", waiting));
   } else if (waiting) {
-    showStatus("waiting", waiting === 1 ? strings.waiting_one : fmt(strings.waiting, { n: waiting }));
+    showStatus("waiting", count("waiting", waiting));
   } else if (state.serverError) {
     showStatus("error", strings.server_error);
   } else if (state.lastSyncOk) {
@@ -921,7 +927,7 @@ function guardLogout() {
     const waiting = (await store.outboxOf(userId)).length;
     if (waiting > 0) {
       // the changes stay on the tablet and are sent after the next login
-      if (!window.confirm(fmt(strings.logout_waiting, { n: waiting }))) return;
+      if (!window.confirm(count("logout_waiting", waiting))) return;
     } else {
       await store.clearAll();
       if ("caches" in window) await caches.delete(CACHE);
@@ -977,6 +983,12 @@ async function start() {
   }
   document.addEventListener("submit", async (event) => {
     const form = event.target;
+    if (form.classList.contains("resolve-form") && !navigator.onLine) {
+      // settling two versions is done with the case store itself: never post into the void
+      event.preventDefault();
+      formAlert(form, strings.settle_online);
+      return;
+    }
     const kind = form.dataset && form.dataset.offline;
     if (!kind || !ctx || !handlers[kind]) return;
     event.preventDefault();

@@ -322,6 +322,15 @@ def test_two_tablets_edit_one_note_and_the_conflict_is_resolved_in_the_ui(
     assert "Versjon fra nettbrett B" in card.inner_text()
     page_b.screenshot(path=str(tmp_path / "conflicts.png"), full_page=True)
     card.locator("textarea").fill("Versjon A og versjon B, skrevet sammen")
+    page_b.wait_for_selector("html.tablet-ready", state="attached")
+    # without a network the choice waits: the written-together text stays in the box
+    ctx_b.set_offline(True)
+    card.locator("button[value=merged]").click()
+    assert "needs a network" in card.locator(".form-alert").inner_text()
+    assert card.locator("textarea").input_value() == "Versjon A og versjon B, skrevet sammen"
+    with app.app_context():
+        assert db.session.get(Note, note_id).conflict is not None
+    ctx_b.set_offline(False)
     card.locator("button[value=merged]").click()
     page_b.wait_for_url("**/interviews/conflicts")
     assert "No notes with two versions" in page_b.content()

@@ -71,7 +71,7 @@ def test_expired_session_keeps_changes_warns_at_logout_and_sends_after_login(
         user.session_version += 1
         db.session.commit()
     _type_new_note(page, "context.services", "Skrevet etter at økten gikk ut")
-    _wait_status(page, "Log in again to send 1")
+    _wait_status(page, "Log in again to send 1 change.")
     assert _notes_with(app, "Skrevet etter at økten gikk ut") == 0
 
     # logging out warns that a change is waiting, and keeps it
@@ -84,7 +84,7 @@ def test_expired_session_keeps_changes_warns_at_logout_and_sends_after_login(
     page.on("dialog", accept)
     page.locator("#logout-form button").click()
     page.wait_for_url("**/login*")
-    assert dialogs and "1 changes are not yet in the case store" in dialogs[0]
+    assert dialogs and "1 change is not yet in the case store" in dialogs[0]
 
     # after logging in again the change is sent without anything typed again
     _login(page, server.url, "peer_a")
