@@ -49,3 +49,14 @@ def browser():
         instance = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
         yield instance
         instance.close()
+
+
+@pytest.fixture
+def server(app, world):
+    """The test app on a loopback port that a test may take down and bring back."""
+    from tests.browser.helpers import Server
+
+    srv = Server(app)
+    srv.start()
+    yield srv
+    srv.stop()

@@ -8,17 +8,30 @@ from sqlalchemy import func, select
 
 from interview.extensions import db
 from interview.models import Debrief, Interview, Note, User
-from tests.browser.test_offline import (
+from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,
     _login,
     _started_with_note,
     _wait_status,
     _watch_errors,
-    server,  # noqa: F401 (a fixture)
 )
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def tablet(server, browser, app, client, world):
+    """Peer A's tablet on the guide page of an interview under way with one note."""
+    iid, _note = _started_with_note(app, client, world, "Første notat")
+    context = browser.new_context(viewport=TABLET, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    _watch_errors(page, errors)
+    _login(page, server.url, "peer_a")
+    _open_section(page, server.url, iid)
+    yield iid, page, errors
+    context.close()
 
 
 def _open_section(page, base, iid):
@@ -51,19 +64,9 @@ def _wait_note(app, text, timeout=20.0):
 
 
 def test_expired_session_keeps_changes_warns_at_logout_and_sends_after_login(
-    server,  # noqa: F811
-    browser,
-    app,
-    client,
-    world,
+    tablet, server, app, world
 ):
-    iid, _note = _started_with_note(app, client, world, "Første notat")
-    context = browser.new_context(viewport=TABLET, has_touch=True)
-    page = context.new_page()
-    errors: list[str] = []
-    _watch_errors(page, errors)
-    _login(page, server.url, "peer_a")
-    _open_section(page, server.url, iid)
+    iid, page, errors = tablet
 
     # the session ends on the server (logged out everywhere) while the peer goes on writing
     with app.app_context():
@@ -90,12 +93,11 @@ def test_expired_session_keeps_changes_warns_at_logout_and_sends_after_login(
     _login(page, server.url, "peer_a")
     _wait_status(page, ALL_SAVED["en"])
     assert _notes_with(app, "Skrevet etter at økten gikk ut") == 1
-    context.close()
     assert errors == [], errors
 
 
 def test_an_expired_csrf_token_is_renewed_and_nothing_is_lost(
-    server,  # noqa: F811
+    server,
     browser,
     app,
     client,
@@ -129,7 +131,7 @@ def test_an_expired_csrf_token_is_renewed_and_nothing_is_lost(
 
 
 def test_a_full_storage_is_shown_and_the_words_stay_on_screen(
-    server,  # noqa: F811
+    server,
     browser,
     app,
     client,
@@ -171,7 +173,7 @@ def test_a_full_storage_is_shown_and_the_words_stay_on_screen(
 
 
 def test_a_finished_interview_leaves_the_tablet_once_it_is_synced(
-    server,  # noqa: F811
+    server,
     browser,
     app,
     client,
@@ -227,20 +229,8 @@ def test_a_finished_interview_leaves_the_tablet_once_it_is_synced(
     assert errors == [], errors
 
 
-def test_typing_on_while_the_tablet_syncs_never_conflicts_with_itself(
-    server,  # noqa: F811
-    browser,
-    app,
-    client,
-    world,
-):
-    iid, _note = _started_with_note(app, client, world, "Første notat")
-    context = browser.new_context(viewport=TABLET, has_touch=True)
-    page = context.new_page()
-    errors: list[str] = []
-    _watch_errors(page, errors)
-    _login(page, server.url, "peer_a")
-    _open_section(page, server.url, iid)
+def test_typing_on_while_the_tablet_syncs_never_conflicts_with_itself(tablet, app):
+    iid, page, errors = tablet
     note_id = _type_new_note(page, "context.services", "Én")
     box = page.locator(f".note[data-note-id='{note_id}'] textarea")
     assert _wait_note(app, "Én") == 1
@@ -260,5 +250,4 @@ def test_typing_on_while_the_tablet_syncs_never_conflicts_with_itself(
         assert mine[0].text == text
         assert mine[0].conflict is None
     _wait_status(page, ALL_SAVED["en"])
-    context.close()
     assert errors == [], errors

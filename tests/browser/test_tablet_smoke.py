@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from interview.extensions import db
 from interview.models import Consent, ConsentSignature, Note
+from tests.browser.helpers import _sign
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -42,14 +43,7 @@ def test_peer_logs_in_signs_consent_and_saves_a_note(
     for item in ("participate", "audio", "quotes", "recontact"):
         page.locator(f"#item-{item}-yes").check()
     page.locator("#method-0").check()  # signed on the tablet
-    pad = page.locator("#signature-pad")
-    pad.scroll_into_view_if_needed()
-    box = pad.bounding_box()
-    page.mouse.move(box["x"] + 20, box["y"] + 60)
-    page.mouse.down()
-    for step in range(1, 15):
-        page.mouse.move(box["x"] + 20 + step * 20, box["y"] + 60 + (step % 3) * 15)
-    page.mouse.up()
+    _sign(page)
     page.screenshot(path=str(tmp_path / f"consent-{lang}.png"), full_page=True)
     page.locator("#consent-form button[type=submit]").click()
     page.wait_for_url(f"**/interviews/{interview_id}/section/0")
