@@ -932,6 +932,7 @@ function guardLogout() {
       await store.clearAll();
       if ("caches" in window) await caches.delete(CACHE);
     }
+    await store.setMeta("signed_out", true);
     form.dataset.confirmed = "1";
     form.submit();
   });
@@ -947,6 +948,7 @@ async function start() {
     return; // no IndexedDB (a private window): the plain forms work as before
   }
   state.ready = true;
+  if (await store.getMeta("signed_out")) await store.setMeta("signed_out", false);
   document.documentElement.classList.add("tablet");
   placeStatus();
   if ("serviceWorker" in navigator) {

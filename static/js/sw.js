@@ -47,7 +47,8 @@ async function page(request, url, event) {
   const cache = await caches.open(CACHE);
   const key = url.pathname;
   const match = key.match(INTERVIEW_PAGE);
-  if (match && (await hasPending(match[1]))) {
+  const tablet = await tabletState(match ? match[1] : null);
+  if (match && tablet.pending && !tablet.signedOut) {
     const kept = await cache.match(key);
     if (kept) return kept;
   }
@@ -58,7 +59,8 @@ async function page(request, url, event) {
     }
     return response;
   } catch {
-    const kept = (await cache.match(key)) || (await cache.match("/offline"));
+    // after logging out, kept pages (which may hold notes) are not shown to whoever holds it
+    const kept = tablet.signedOut ? null : (await cache.match(key)) || (await cache.match("/offline"));
     return kept || new Response("Offline", { status: 503, headers: { "Content-Type": "text/plain; charset=utf-8" } });
   }
 }
@@ -90,28 +92,34 @@ async function refreshKept(cache, key) {
   }
 }
 
-// Whether the outbox holds changes for this interview. Opening the database must never create
-// it: the page creates it with its stores, so an upgrade here is aborted.
-function hasPending(interviewId) {
+// Whether the outbox holds changes for this interview, and whether the person logged out
+// (their waiting changes stay, but their pages are not shown). Opening the database must never
+// create it: the page creates it with its stores, so an upgrade here is aborted.
+function tabletState(interviewId) {
+  const nothing = { pending: false, signedOut: false };
   return new Promise((resolve) => {
     const request = indexedDB.open("fact-companion");
     request.onupgradeneeded = () => request.transaction.abort();
-    request.onerror = () => resolve(false);
+    request.onerror = () => resolve(nothing);
     request.onsuccess = () => {
       const db = request.result;
-      try {
-        const count = db.transaction("outbox").objectStore("outbox").index("interview").count(interviewId);
-        count.onsuccess = () => {
-          resolve(count.result > 0);
-          db.close();
-        };
-        count.onerror = () => {
-          resolve(false);
-          db.close();
-        };
-      } catch {
-        resolve(false);
+      const done = (value) => {
+        resolve(value);
         db.close();
+      };
+      try {
+        const tx = db.transaction(["outbox", "meta"]);
+        const state = { ...nothing };
+        const flag = tx.objectStore("meta").get("signed_out");
+        flag.onsuccess = () => (state.signedOut = !!(flag.result && flag.result.value));
+        if (interviewId) {
+          const count = tx.objectStore("outbox").index("interview").count(interviewId);
+          count.onsuccess = () => (state.pending = count.result > 0);
+        }
+        tx.oncomplete = () => done(state);
+        tx.onerror = () => done(nothing);
+      } catch {
+        done(nothing);
       }
     };
   });

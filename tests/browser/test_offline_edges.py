@@ -67,6 +67,13 @@ def test_expired_session_keeps_changes_warns_at_logout_and_sends_after_login(
     tablet, server, app, world
 ):
     iid, page, errors = tablet
+    page.goto(f"{server.url}/interviews/")
+    page.locator("#prepare-offline").click()
+    page.wait_for_function(
+        "() => document.getElementById('prepare-status').textContent.includes('Ready offline: 1')",
+        timeout=30000,
+    )
+    _open_section(page, server.url, iid)
 
     # the session ends on the server (logged out everywhere) while the peer goes on writing
     with app.app_context():
@@ -88,6 +95,13 @@ def test_expired_session_keeps_changes_warns_at_logout_and_sends_after_login(
     page.locator("#logout-form button").click()
     page.wait_for_url("**/login*")
     assert dialogs and "1 change is not yet in the case store" in dialogs[0]
+
+    # whoever picks up the tablet now sees no kept interview page, even without a network
+    page.context.set_offline(True)
+    page.goto(f"{server.url}/interviews/{iid}/section/0")
+    assert "Skrevet etter at økten gikk ut" not in page.content()
+    assert "Første notat" not in page.content()
+    page.context.set_offline(False)
 
     # after logging in again the change is sent without anything typed again
     _login(page, server.url, "peer_a")
