@@ -56,6 +56,10 @@ def sync():
             counts[r.status] = counts.get(r.status, 0) + 1
         audit.record("sync_batch", "device", envelope.device_id, **counts)
     db.session.commit()
+    if any(r.status == "retry" for r in results):
+        # what applied is committed; the tablet keeps every entry and sends the batch again
+        # (the applied ones come back as duplicates)
+        return _error(503, _("The case store could not take every change. Sending again."), "retry")
     updates, cursor = updates_since(db.session, current_user, envelope.cursor)
     return jsonify(
         {"results": [r.as_json() for r in results], "cursor": cursor, "updates": updates}

@@ -315,7 +315,7 @@ def section(interview_id, index: int):
             result = apply_notes(interview, parsed.inputs, current_user, all_themes)
             interview.current_section = index
             db.session.commit()
-            refused = [r for r in result.results if r.status == "rejected"]
+            refused = [r for r in result.results if r.status in ("rejected", "retry")]
             if refused:
                 # nothing typed is dropped: the page comes back with the text still in it
                 errors = {"_all": refused[0].reason or ""}

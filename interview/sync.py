@@ -519,8 +519,14 @@ def _edit_note(
         earlier = kept.get("text")
         kept.update(conflicts)
         if "text" in conflicts and earlier and earlier != conflicts["text"]:
-            # a third version while two are waiting: keep every text, one after the other
-            kept["text"] = earlier + CONFLICT_SEPARATOR + conflicts["text"]
+            versions = earlier.split(CONFLICT_SEPARATOR)
+            if kept.get("by") == user.id:
+                # the same person typing on: their newer words replace their own last version
+                versions[-1] = conflicts["text"]
+            else:
+                # a third version while two are waiting: keep every text, one after the other
+                versions.append(conflicts["text"])
+            kept["text"] = CONFLICT_SEPARATOR.join(versions)
         kept["by"] = user.id
         kept["at"] = utcnow().isoformat()
         if conflicts.get("deleted") is False and note.deleted_at is not None:
@@ -848,7 +854,7 @@ def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) ->
         session.expire_all()
         known = session.get(SyncChange, change.change_id)
         if known is None:
-            return Result(change.change_id, "rejected", None, "please send this change again")
+            return Result(change.change_id, "retry", None, "please send this change again")
         return _replay(known, digest)
     try:
         outcome = _run(session, user, change)
@@ -856,8 +862,9 @@ def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) ->
         savepoint.rollback()
         return _record_rejection(session, user, change, digest, device_id, str(exc))
     except Exception:
+        # not the change's fault: it is not written down, and the tablet sends it again
         savepoint.rollback()
-        return Result(change.change_id, "rejected", None, "the server could not apply this change")
+        return Result(change.change_id, "retry", None, "the server could not apply this change")
     claim.status = outcome.status
     claim.rev = outcome.rev
     claim.reason = outcome.reason
@@ -887,7 +894,9 @@ def _replay(known: SyncChange, digest: str) -> Result:
         return Result(known.change_id, "rejected", None, "change_id reused with another payload")
     if known.status == "rejected":
         return Result(known.change_id, "rejected", None, known.reason)
-    return Result(known.change_id, "duplicate", known.rev, None)
+    # a replay of a change that conflicted says so, so the tablet never takes it as applied
+    reason = "conflict" if known.status == "conflict" else None
+    return Result(known.change_id, "duplicate", known.rev, reason)
 
 
 def _record_rejection(session, user, change, digest, device_id, reason) -> Result:

@@ -200,3 +200,77 @@ def test_a_co_peers_debrief_is_not_sent_to_my_tablet(app, world, auth, client):
     coordinator = app.test_client()
     coordinator.post("/login", data={"username": "coord_a", "password": "correct horse battery"})
     assert any(u["entity"] == "debrief" for u in _sync(coordinator, []).get_json()["updates"])
+
+
+def _conflicted(client, app, iid, note_id):
+    """A note edited on two sides from rev 1; returns the second, conflicting change."""
+    _sync(client, [_note_change(iid, note_id, "Start")])
+    _sync(client, [_note_change(iid, note_id, "Fra nettbrett A", base_rev=1)])
+    stale = _note_change(iid, note_id, "Fra nettbrett B", base_rev=1)
+    assert _sync(client, [stale]).get_json()["results"][0]["status"] == "conflict"
+    return stale
+
+
+def test_a_replayed_conflict_is_never_taken_for_an_apply(client, auth, world, app):
+    iid = _ready(client, auth, world)
+    note_id = str(uuid.uuid4())
+    stale = _conflicted(client, app, iid, note_id)
+    again = _sync(client, [stale]).get_json()["results"][0]
+    assert again["status"] == "duplicate"
+    assert again["reason"] == "conflict"  # the tablet treats it as the conflict it was
+
+
+def test_one_person_typing_on_after_a_conflict_leaves_one_version_of_theirs(
+    client, auth, world, app
+):
+    iid = _ready(client, auth, world)
+    note_id = str(uuid.uuid4())
+    _conflicted(client, app, iid, note_id)
+    for text in ("Fra nettbrett B, mer", "Fra nettbrett B, mer og mer"):
+        result = _sync(client, [_note_change(iid, note_id, text, base_rev=1)]).get_json()
+        assert result["results"][0]["status"] == "conflict"
+    with app.app_context():
+        note = get_row(Note, note_id)
+        assert note.text == "Fra nettbrett A"
+        assert note.conflict["text"] == "Fra nettbrett B, mer og mer"
+
+
+def test_a_third_person_version_is_kept_beside_the_others(client, auth, world, app):
+    iid = _ready(client, auth, world)
+    note_id = str(uuid.uuid4())
+    _conflicted(client, app, iid, note_id)
+    with app.app_context():
+        participant = db.session.get(Participant, world.participants["pa"])
+        from interview.models import User
+
+        participant.interviewers.append(db.session.get(User, world.users["peer_a2"]))
+        db.session.commit()
+    client.post("/logout")
+    auth.login("peer_a2")
+    result = _sync(client, [_note_change(iid, note_id, "Fra nettbrett C", base_rev=1)])
+    assert result.get_json()["results"][0]["status"] == "conflict"
+    with app.app_context():
+        versions = get_row(Note, note_id).conflict["text"].split("\n\n———\n\n")
+        assert versions == ["Fra nettbrett B", "Fra nettbrett C"]
+
+
+def test_a_change_the_server_fails_on_is_kept_for_another_try(
+    client, auth, world, app, monkeypatch
+):
+    iid = _ready(client, auth, world)
+    note_id = str(uuid.uuid4())
+    change = _note_change(iid, note_id, "Sendes på nytt")
+    from interview import sync as sync_rules
+
+    def broken(*_args):
+        raise RuntimeError("the disk hiccuped")
+
+    monkeypatch.setitem(sync_rules.APPLIERS, "note", broken)
+    response = _sync(client, [change])
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "retry"
+    monkeypatch.undo()
+    result = _sync(client, [change]).get_json()["results"][0]
+    assert result["status"] == "applied"
+    with app.app_context():
+        assert get_row(Note, note_id).text == "Sendes på nytt"

@@ -17,6 +17,21 @@ const ctxEl = document.getElementById("interview-context");
 const ctx = ctxEl ? { ...ctxEl.dataset } : null;
 const pageName = document.body.dataset.page || "";
 
+// The button that sent a form: `event.submitter` where the browser has it (Safari 15.4+),
+// else the submit button last clicked.
+let lastClicked = null;
+document.addEventListener(
+  "click",
+  (event) => {
+    const button = event.target.closest && event.target.closest("button[type=submit], input[type=submit]");
+    if (button) lastClicked = button;
+  },
+  true,
+);
+function submitterOf(event) {
+  return event.submitter || (lastClicked && lastClicked.form === event.target ? lastClicked : null);
+}
+
 const state = {
   ready: false,
   csrf: document.querySelector("meta[name=csrf-token]")?.content || "",
@@ -193,7 +208,8 @@ async function drain() {
     state.network = "online";
     state.batch = BATCH;
     await store.applyAnswer({ userId, batch, results: answer.results, updates: answer.updates, cursor: answer.cursor });
-    const more = answer.updates.length >= 1000;
+    // the server answers updates in pages: ask again while the cursor still moves
+    const more = answer.cursor !== (cursor ?? null) && answer.updates.length > 0;
     if (!batch.length && !more) break;
   }
   state.lastSyncOk = true;
@@ -287,7 +303,7 @@ function fold(status, data) {
 async function localState() {
   const record = await store.getRecord("interview", ctx.interviewId);
   const fromStore = record && Number(record.rev) >= Number(ctx.rev || 0);
-  let status = fromStore ? record.data.status : ctx.status;
+  let status = (fromStore && record.data.status) || ctx.status;
   let section = Number(ctx.currentSection || 0);
   if (record && record.data.current_section != null) section = Number(record.data.current_section);
   const records = await store.recordsOf(ctx.interviewId);
@@ -356,9 +372,12 @@ function guard(st) {
   return true;
 }
 
+const LEAVING = Symbol("leaving");
+
 async function go(url) {
   await syncBriefly();
   location.assign(url);
+  return LEAVING; // the form stays disabled: what it recorded is saved
 }
 
 function recordEvent(kind, details = {}) {
@@ -485,7 +504,10 @@ function initSection(form) {
     slot.dataset.noteId = store.uuid();
     const hidden = slot.querySelector("input[type=hidden][name$='-id']");
     if (hidden) hidden.value = slot.dataset.noteId;
+    // words a browser restores into an empty box are already a saved note: never twice
+    if (slot.querySelector("textarea").value) fillNote(slot, { text: "", polarity: null, themes: [], possible_quote: false });
   });
+  form.setAttribute("autocomplete", "off");
   form.querySelectorAll(".note:not([data-new])").forEach((el) => base.set(el, noteValues(el)));
 
   const noteEls = () => [...form.querySelectorAll(".note[data-note-id]")];
@@ -605,7 +627,12 @@ function initSection(form) {
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const submitter = event.submitter;
+    if (form.dataset.leaving) return; // a second tap on the way to the next page
+    const leave = (url) => {
+      form.dataset.leaving = "1";
+      return go(url);
+    };
+    const submitter = submitterOf(event);
     const goTo = (submitter && submitter.value) || "stay";
     try {
       await flushAll();
@@ -618,24 +645,24 @@ function initSection(form) {
     try {
       if (goTo === "next" && index + 1 < count) {
         await saveSection(index + 1);
-        return go(`${base}/section/${index + 1}`);
+        return leave(`${base}/section/${index + 1}`);
       }
       if (goTo === "back" && index > 0) {
         await saveSection(index - 1);
-        return go(`${base}/section/${index - 1}`);
+        return leave(`${base}/section/${index - 1}`);
       }
       if (goTo.startsWith("section-")) {
         const target = Number(goTo.slice(8));
         if (target >= 0 && target < count) {
           await saveSection(target);
-          return go(`${base}/section/${target}`);
+          return leave(`${base}/section/${target}`);
         }
       }
-      if (goTo === "finish") return go(`${base}/finish`);
-      if (goTo === "stop") return go(`${base}/stop`);
+      if (goTo === "finish") return leave(`${base}/finish`);
+      if (goTo === "stop") return leave(`${base}/stop`);
       if (goTo === "distress") {
         await recordEvent("distress_1");
-        return go(`${base}/distress`);
+        return leave(`${base}/distress`);
       }
       if (["pause", "resume", "check_in"].includes(goTo)) {
         const st = await localState();
@@ -932,7 +959,7 @@ function guardLogout() {
       await store.clearAll();
       if ("caches" in window) await caches.delete(CACHE);
     }
-    await store.setMeta("signed_out", true);
+    await store.setMeta("signed_out", userId);
     form.dataset.confirmed = "1";
     form.submit();
   });
@@ -948,7 +975,8 @@ async function start() {
     return; // no IndexedDB (a private window): the plain forms work as before
   }
   state.ready = true;
-  if (await store.getMeta("signed_out")) await store.setMeta("signed_out", false);
+  // kept pages come back only for the person who logged out with changes waiting
+  if (String(await store.getMeta("signed_out")) === String(userId)) await store.setMeta("signed_out", false);
   document.documentElement.classList.add("tablet");
   placeStatus();
   if ("serviceWorker" in navigator) {
@@ -994,10 +1022,20 @@ async function start() {
     const kind = form.dataset && form.dataset.offline;
     if (!kind || !ctx || !handlers[kind]) return;
     event.preventDefault();
+    if (form.dataset.busy) return; // a second tap while the first is being saved
+    form.dataset.busy = "1";
+    const buttons = [...form.querySelectorAll("button, input[type=submit]")];
+    buttons.forEach((b) => (b.disabled = true));
+    let leaving = false;
     try {
-      await handlers[kind](form, event.submitter);
+      leaving = (await handlers[kind](form, submitterOf(event))) === LEAVING;
     } catch (error) {
       storageFailed(error);
+    } finally {
+      if (!leaving) {
+        delete form.dataset.busy;
+        buttons.forEach((b) => (b.disabled = false));
+      }
     }
   });
   const prepareButton = document.getElementById("prepare-offline");

@@ -58,8 +58,13 @@ async function transact(names, mode, body) {
     const out = { value: undefined };
     tx.oncomplete = () => resolve(out.value);
     tx.onerror = (event) => {
-      event.preventDefault();
-      reject(tx.error || event.target.error);
+      // a failed request fails the whole change: never a record without its outbox entry
+      if (!tx.cause) tx.cause = event.target.error;
+      try {
+        tx.abort();
+      } catch {
+        // already aborting
+      }
     };
     tx.onabort = () => reject(tx.cause || tx.error || new DOMException("The transaction was aborted", "AbortError"));
     try {
@@ -217,10 +222,12 @@ export function saveEditable({ entity, id, interviewId, userId, values, createDa
           }
         } else if (Object.keys(diff).length) {
           // the rev the person's words build on: the store's rev when it holds exactly what this
-          // tablet last sent, otherwise the rev that was on screen (so another's change is
-          // never written over unseen: it becomes a conflict with both texts kept)
+          // tablet last sent, otherwise the later of the rev on screen and the last rev this
+          // tablet made (so another's change is never written over unseen: it becomes a
+          // conflict with both texts kept, and the tablet never conflicts with itself)
           const ownCurrent = record.own_rev != null && record.rev === record.own_rev;
-          const base = sent.length ? null : ownCurrent ? record.rev : (seenRev ?? record.rev);
+          const seenOrOwn = Math.max(seenRev ?? 0, record.own_rev ?? 0) || record.rev;
+          const base = sent.length ? null : ownCurrent ? record.rev : seenOrOwn;
           outbox.add(entry({ entity, id, interviewId, userId, op: "edit", baseRev: base, data: diff, now }));
         }
         records.put(record);
@@ -326,13 +333,16 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
     for (const result of results) {
       const e = byId.get(result.change_id);
       if (!e) continue;
-      if (result.status === "applied" || result.status === "duplicate") {
+      // a replay of a change that conflicted is no apply (docs/sync.md)
+      const status = result.status === "duplicate" && result.reason === "conflict" ? "conflict" : result.status;
+      if (status === "applied" || status === "duplicate") {
         outbox.delete(e.seq);
         summary.done += 1;
         summary.touched.add(e.record_key);
         on(records.get(e.record_key), (record) => {
           if (!record) return;
-          if (result.rev !== null && result.rev !== undefined) {
+          // never lower the rev: a late answer from another tab may arrive after a newer one
+          if (result.rev !== null && result.rev !== undefined && result.rev >= (record.rev ?? 0)) {
             record.base = { ...(record.base || {}), ...pick(e.data, EDITABLE[e.entity] || []) };
             record.rev = result.rev;
             record.own_rev = result.rev;
@@ -348,7 +358,7 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
             }
           }
         });
-      } else if (result.status === "conflict") {
+      } else if (status === "conflict") {
         // both texts are in the store now; the later entries keep their own base, so any
         // further typing is kept beside the other version too, never written over it
         outbox.delete(e.seq);
@@ -363,7 +373,7 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
             }
           }
         });
-      } else if (result.status === "rejected") {
+      } else if (status === "rejected") {
         // kept aside with the reason, never silently dropped; edits waiting on a refused
         // create can never apply, so they go aside with it
         const aside = (x) => {
@@ -375,9 +385,17 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
           });
         };
         aside(e);
-        if (e.op === "create") {
-          on(outbox.index("record").getAll(e.record_key), (later) => later.forEach((x) => x.seq !== e.seq && aside(x)));
-        }
+        on(outbox.index("record").getAll(e.record_key), (later) => {
+          for (const x of later) {
+            if (x.seq === e.seq) continue;
+            if (e.op === "create") aside(x);
+            else if (x.op === "edit" && x.base_rev === null) {
+              // the refused edit changed nothing: what comes after builds on the same rev
+              x.base_rev = e.base_rev;
+              outbox.put(x);
+            }
+          }
+        });
       }
     }
     for (const update of updates) {
@@ -405,7 +423,7 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
           records.put({
             key, entity: update.entity, id: update.id, interview_id: interviewId, rev: update.rev,
             base: pick(data, EDITABLE[update.entity] || []), data, user_id: userId, from_server: true,
-            own_rev: mine && mine.own_rev === update.rev ? update.rev : null,
+            own_rev: mine ? mine.own_rev ?? null : null,
             created_local: mine ? mine.created_local : undefined,
           });
         });

@@ -97,10 +97,17 @@ async function refreshKept(cache, key) {
 // create it: the page creates it with its stores, so an upgrade here is aborted.
 function tabletState(interviewId) {
   const nothing = { pending: false, signedOut: false };
+  // a navigation never waits on a storage that does not answer
+  const timeout = new Promise((resolve) => setTimeout(() => resolve(nothing), 500));
+  return Promise.race([timeout, readTabletState(interviewId, nothing)]);
+}
+
+function readTabletState(interviewId, nothing) {
   return new Promise((resolve) => {
     const request = indexedDB.open("fact-companion");
     request.onupgradeneeded = () => request.transaction.abort();
     request.onerror = () => resolve(nothing);
+    request.onblocked = () => resolve(nothing);
     request.onsuccess = () => {
       const db = request.result;
       const done = (value) => {
@@ -118,6 +125,7 @@ function tabletState(interviewId) {
         }
         tx.oncomplete = () => done(state);
         tx.onerror = () => done(nothing);
+        tx.onabort = () => done(nothing);
       } catch {
         done(nothing);
       }
