@@ -2,6 +2,7 @@
 
 import base64
 import io
+import uuid
 
 from PIL import Image, ImageDraw
 
@@ -51,3 +52,18 @@ def give_paper_consent(client, interview_id: str, number: str = "P-123"):
         f"/interviews/{interview_id}/consent",
         data={**CONSENT_ALL_YES, "method": "paper", "paper_form_number": number},
     )
+
+
+def note_change(iid, note_id, text, base_rev=None, change_id=None, **extra):
+    """Return a sync change for a note: a create without base_rev, else an edit of text."""
+    data = {"text": text, **extra}
+    if base_rev is None:
+        data.update(interview_id=iid, question_key="context.services")
+    return {
+        "change_id": change_id or str(uuid.uuid4()),
+        "entity": "note",
+        "id": note_id,
+        "base_rev": base_rev,
+        "recorded_at": "2026-11-23T10:00:00Z",
+        "data": data,
+    }

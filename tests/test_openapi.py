@@ -10,6 +10,7 @@ from referencing.jsonschema import DRAFT202012
 
 from interview.api import OPENAPI, openapi_document
 from tests.helpers import give_paper_consent, start_interview
+from tests.helpers import note_change as _note_change
 
 DOC = json.loads(OPENAPI.read_text(encoding="utf-8"))
 REGISTRY = Registry().with_resource(
@@ -40,20 +41,6 @@ def check(path: str, method: str, response) -> dict:
     body = response.get_json()
     assert_valid(response_schema_name(path, method, response.status_code), body)
     return body
-
-
-def _note_change(iid, note_id, text, base_rev=None, change_id=None):
-    data = {"text": text}
-    if base_rev is None:
-        data.update(interview_id=iid, question_key="context.services")
-    return {
-        "change_id": change_id or str(uuid.uuid4()),
-        "entity": "note",
-        "id": note_id,
-        "base_rev": base_rev,
-        "recorded_at": "2026-11-23T10:00:00Z",
-        "data": data,
-    }
 
 
 def _sync(client, changes, cursor=None, valid=True):

@@ -10,6 +10,7 @@ from interview.models import Note, Participant, SyncChange
 from interview.sync import fold_events, merge_fields
 from tests.conftest import get_row
 from tests.helpers import give_paper_consent, start_interview
+from tests.helpers import note_change as _note_change
 
 
 def test_merge_applies_one_sided_fields_and_flags_two_sided_ones():
@@ -35,20 +36,6 @@ def test_fold_is_order_independent():
     assert forward == backward
     assert forward.status == "completed"
     assert forward.expected_end_at == t.replace(hour=11)
-
-
-def _note_change(iid, note_id, text, base_rev=None, change_id=None, **extra):
-    data = {"text": text, **extra}
-    if base_rev is None:
-        data.update(interview_id=iid, question_key="context.services")
-    return {
-        "change_id": change_id or str(uuid.uuid4()),
-        "entity": "note",
-        "id": note_id,
-        "base_rev": base_rev,
-        "recorded_at": "2026-11-23T10:00:00Z",
-        "data": data,
-    }
 
 
 def _sync(client, changes, cursor=None):

@@ -21,17 +21,33 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def tablet(server, browser, app, client, world):
+def open_tablet(server, browser):
+    """Open peer A's tablet (logged in); returns (page, errors); closed after the test."""
+    contexts = []
+
+    def open_(init_script=None):
+        context = browser.new_context(viewport=TABLET, has_touch=True)
+        contexts.append(context)
+        if init_script:
+            context.add_init_script(init_script)
+        page = context.new_page()
+        errors: list[str] = []
+        _watch_errors(page, errors)
+        _login(page, server.url, "peer_a")
+        return page, errors
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def tablet(open_tablet, server, app, client, world):
     """Peer A's tablet on the guide page of an interview under way with one note."""
     iid, _note = _started_with_note(app, client, world, "Første notat")
-    context = browser.new_context(viewport=TABLET, has_touch=True)
-    page = context.new_page()
-    errors: list[str] = []
-    _watch_errors(page, errors)
-    _login(page, server.url, "peer_a")
+    page, errors = open_tablet()
     _open_section(page, server.url, iid)
-    yield iid, page, errors
-    context.close()
+    return iid, page, errors
 
 
 def _open_section(page, base, iid):
@@ -111,25 +127,17 @@ def test_expired_session_keeps_changes_warns_at_logout_and_sends_after_login(
 
 
 def test_an_expired_csrf_token_is_renewed_and_nothing_is_lost(
-    server,
-    browser,
-    app,
-    client,
-    world,
+    open_tablet, server, app, client, world
 ):
     iid, _note = _started_with_note(app, client, world, "Første notat")
     app.config.update(WTF_CSRF_ENABLED=True, WTF_CSRF_TIME_LIMIT=2)
     try:
-        context = browser.new_context(viewport=TABLET, has_touch=True)
-        page = context.new_page()
-        errors: list[str] = []
-        _watch_errors(page, errors)
+        page, errors = open_tablet()
         sync_answers: list[int] = []
         page.on(
             "response",
             lambda r: sync_answers.append(r.status) if r.url.endswith("/api/v1/sync") else None,
         )
-        _login(page, server.url, "peer_a")
         _open_section(page, server.url, iid)
         time.sleep(3)  # the token on the page has expired
         sync_answers.clear()
@@ -138,23 +146,17 @@ def test_an_expired_csrf_token_is_renewed_and_nothing_is_lost(
         _wait_status(page, ALL_SAVED["en"])
         assert 400 in sync_answers  # the expired token was refused …
         assert sync_answers[-1] == 200  # … renewed, and the change sent
-        context.close()
         assert errors == [], errors
     finally:
         app.config.update(WTF_CSRF_ENABLED=False)
 
 
 def test_a_full_storage_is_shown_and_the_words_stay_on_screen(
-    server,
-    browser,
-    app,
-    client,
-    world,
+    open_tablet, server, app, client, world
 ):
     iid, _note = _started_with_note(app, client, world, "Første notat")
-    context = browser.new_context(viewport=TABLET, has_touch=True)
     # the tablet's storage refuses every write while window.__full is set
-    context.add_init_script(
+    page, _errors = open_tablet(
         """
         for (const name of ['add', 'put']) {
           const original = IDBObjectStore.prototype[name];
@@ -167,8 +169,6 @@ def test_a_full_storage_is_shown_and_the_words_stay_on_screen(
         }
         """
     )
-    page = context.new_page()
-    _login(page, server.url, "peer_a")
     _open_section(page, server.url, iid)
     page.evaluate("window.__full = true")
     note_id = _type_new_note(page, "context.services", "Ord som ikke får plass")
@@ -183,22 +183,13 @@ def test_a_full_storage_is_shown_and_the_words_stay_on_screen(
     box.type(".")
     _wait_status(page, ALL_SAVED["en"])
     assert _notes_with(app, "Ord som ikke får plass.") == 1
-    context.close()
 
 
 def test_a_finished_interview_leaves_the_tablet_once_it_is_synced(
-    server,
-    browser,
-    app,
-    client,
-    world,
+    open_tablet, server, app, client, world
 ):
     iid, _note = _started_with_note(app, client, world, "Første notat")
-    context = browser.new_context(viewport=TABLET, has_touch=True)
-    page = context.new_page()
-    errors: list[str] = []
-    _watch_errors(page, errors)
-    _login(page, server.url, "peer_a")
+    page, errors = open_tablet()
     page.locator("#prepare-offline").click()
     page.wait_for_function(
         "() => document.getElementById('prepare-status').textContent.includes('Ready offline: 1')",
@@ -239,7 +230,6 @@ def test_a_finished_interview_leaves_the_tablet_once_it_is_synced(
         assert debrief.reflection == "Det gikk fint, men var tungt i starten."
     assert page.evaluate(held, iid) == 0
     assert page.evaluate(kept_pages, iid) == 0
-    context.close()
     assert errors == [], errors
 
 
