@@ -16,6 +16,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -458,7 +459,9 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
             _check_access(user, note.interview.participant)
             if values["text"] == note.text:
                 return Applied("applied", note.rev)
-            return _edit_note(session, user, note, -1, {"text": values["text"]}, resolve=False)
+            return _edit_note(
+                session, user, note, -1, {"text": values["text"]}, False, change.recorded_at
+            )
         interview = _interview_for(session, user, change.data.get("interview_id"))
         question_key = _text(change.data, "question_key", required=True, limit=120)
         if question_key not in guide_of(interview.guide_version).question_keys:
@@ -486,12 +489,24 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
     _check_access(user, note.interview.participant)
     values = _note_input(change.data, creating=False)
     return _edit_note(
-        session, user, note, change.base_rev, values, bool(change.data.get("resolve"))
+        session,
+        user,
+        note,
+        change.base_rev,
+        values,
+        bool(change.data.get("resolve")),
+        change.recorded_at,
     )
 
 
 def _edit_note(
-    session: Session, user: User, note: Note, base_rev: int, values: dict, resolve: bool
+    session: Session,
+    user: User,
+    note: Note,
+    base_rev: int,
+    values: dict,
+    resolve: bool,
+    recorded_at: datetime | None = None,
 ) -> Applied:
     current = _note_values(note)
     if resolve:
@@ -520,8 +535,18 @@ def _edit_note(
         kept.update(conflicts)
         if "text" in conflicts and earlier and earlier != conflicts["text"]:
             versions = earlier.split(CONFLICT_SEPARATOR)
-            if kept.get("by") == user.id:
-                # the same person typing on: their newer words replace their own last version
+            last_at = kept.get("recorded_at")
+            device = _device.get()
+            if (
+                device is not None
+                and kept.get("device") == device
+                and kept.get("by") == user.id
+                and recorded_at is not None
+                and last_at
+                and recorded_at.isoformat() > last_at
+            ):
+                # the same tablet typing on: its newer words replace its own last version
+                # (an older change arriving late is kept beside it instead)
                 versions[-1] = conflicts["text"]
             else:
                 # a third version while two are waiting: keep every text, one after the other
@@ -529,6 +554,9 @@ def _edit_note(
             kept["text"] = CONFLICT_SEPARATOR.join(versions)
         kept["by"] = user.id
         kept["at"] = utcnow().isoformat()
+        if "text" in conflicts and recorded_at is not None:
+            kept["recorded_at"] = recorded_at.isoformat()
+            kept["device"] = _device.get()
         if conflicts.get("deleted") is False and note.deleted_at is not None:
             # deleted on one side, edited on the other: bring the words back, flagged
             note.deleted_at = None
@@ -814,14 +842,22 @@ def lock_writes(session: Session) -> None:
         )
 
 
+# the tablet a batch comes from, for the rules that tell one tablet's versions from another's
+_device: ContextVar[str | None] = ContextVar("sync_device", default=None)
+
+
 def apply_changes(
     session: Session, user: User, raw_changes: list[Any], device_id: str | None = None
 ) -> list[Result]:
     """Apply a batch of raw changes one by one, each atomically; the caller commits."""
     lock_writes(session)
     results = []
-    for raw in raw_changes:
-        results.append(_apply_one(session, user, raw, device_id))
+    token = _device.set(device_id)
+    try:
+        for raw in raw_changes:
+            results.append(_apply_one(session, user, raw, device_id))
+    finally:
+        _device.reset(token)
     return results
 
 

@@ -38,10 +38,10 @@ def test_fold_is_order_independent():
     assert forward.expected_end_at == t.replace(hour=11)
 
 
-def _sync(client, changes, cursor=None):
+def _sync(client, changes, cursor=None, device=None):
     return client.post(
         "/api/v1/sync",
-        json={"device_id": str(uuid.uuid4()), "cursor": cursor, "changes": changes},
+        json={"device_id": device or str(uuid.uuid4()), "cursor": cursor, "changes": changes},
     )
 
 
@@ -189,12 +189,12 @@ def test_a_co_peers_debrief_is_not_sent_to_my_tablet(app, world, auth, client):
     assert any(u["entity"] == "debrief" for u in _sync(coordinator, []).get_json()["updates"])
 
 
-def _conflicted(client, app, iid, note_id):
+def _conflicted(client, app, iid, note_id, device=None):
     """A note edited on two sides from rev 1; returns the second, conflicting change."""
     _sync(client, [_note_change(iid, note_id, "Start")])
     _sync(client, [_note_change(iid, note_id, "Fra nettbrett A", base_rev=1)])
     stale = _note_change(iid, note_id, "Fra nettbrett B", base_rev=1)
-    assert _sync(client, [stale]).get_json()["results"][0]["status"] == "conflict"
+    assert _sync(client, [stale], device=device).get_json()["results"][0]["status"] == "conflict"
     return stale
 
 
@@ -207,19 +207,37 @@ def test_a_replayed_conflict_is_never_taken_for_an_apply(client, auth, world, ap
     assert again["reason"] == "conflict"  # the tablet treats it as the conflict it was
 
 
-def test_one_person_typing_on_after_a_conflict_leaves_one_version_of_theirs(
+def test_one_tablet_typing_on_after_a_conflict_leaves_one_version_of_its_own(
     client, auth, world, app
 ):
     iid = _ready(client, auth, world)
     note_id = str(uuid.uuid4())
-    _conflicted(client, app, iid, note_id)
-    for text in ("Fra nettbrett B, mer", "Fra nettbrett B, mer og mer"):
-        result = _sync(client, [_note_change(iid, note_id, text, base_rev=1)]).get_json()
+    tablet_b = str(uuid.uuid4())
+    _conflicted(client, app, iid, note_id, device=tablet_b)
+    for minute, text in ((1, "Fra nettbrett B, mer"), (2, "Fra nettbrett B, mer og mer")):
+        change = _note_change(iid, note_id, text, base_rev=1)
+        change["recorded_at"] = f"2026-11-23T10:0{minute}:00Z"
+        result = _sync(client, [change], device=tablet_b).get_json()
         assert result["results"][0]["status"] == "conflict"
     with app.app_context():
         note = get_row(Note, note_id)
         assert note.text == "Fra nettbrett A"
         assert note.conflict["text"] == "Fra nettbrett B, mer og mer"
+    # an older version of theirs arriving late is kept beside, never over, the newer one
+    late = _note_change(iid, note_id, "Fra nettbrett B, tidlig", base_rev=1)
+    late["recorded_at"] = "2026-11-23T09:59:00Z"
+    _sync(client, [late], device=tablet_b)
+    # and the same person's version from another tablet is kept too
+    other = _note_change(iid, note_id, "Fra telefonen", base_rev=1)
+    other["recorded_at"] = "2026-11-23T10:05:00Z"
+    _sync(client, [other])
+    with app.app_context():
+        versions = get_row(Note, note_id).conflict["text"].split("\n\n———\n\n")
+        assert versions == [
+            "Fra nettbrett B, mer og mer",
+            "Fra nettbrett B, tidlig",
+            "Fra telefonen",
+        ]
 
 
 def test_a_third_person_version_is_kept_beside_the_others(client, auth, world, app):

@@ -1,5 +1,7 @@
 """Smoke test in real Chromium on tablet viewports: log in, take consent, save a note."""
 
+import time
+
 import pytest
 from sqlalchemy import select
 
@@ -56,6 +58,11 @@ def test_peer_logs_in_signs_consent_and_saves_a_note(
     # the note is saved on the tablet and then sent; the status line says when it is in
     status = page.locator("#sync-status")
     all_saved = "Alt er lagret i saksarkivet" if lang == "nb" else "All saved to the case store"
+    with app.app_context():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not db.session.scalars(select(Note)).first():
+            db.session.rollback()
+            time.sleep(0.2)
     page.wait_for_function(
         "text => document.getElementById('sync-status').textContent.includes(text)", arg=all_saved
     )
