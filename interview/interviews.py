@@ -26,6 +26,7 @@ from .forms import (
     wellbeing_choices,
 )
 from .i18n import oslo_to_utc, utc_to_oslo
+from .labels import FORM_MESSAGES
 from .models import (
     ConsentFormVersion,
     Debrief,
@@ -119,10 +120,7 @@ def capacity(interview_id):
             db.session.commit()
             return redirect(url_for("interviews.consent", interview_id=interview.id))
         form.not_in_crisis.errors = list(form.not_in_crisis.errors) + [
-            _(
-                "All three must be true before you go on. If not, choose "
-                "\u201cFind another day\u201d: that is the right thing to do."
-            )
+            str(FORM_MESSAGES["need_all_three"])
         ]
     status = 400 if request.method == "POST" else 200
     return render_template("interviews/capacity.html", interview=interview, form=form), status
@@ -184,24 +182,21 @@ def consent(interview_id):
         for item in content["items"]:
             value = request.form.get(f"item-{item['key']}")
             if value not in ("yes", "no"):
-                item_errors[item["key"]] = _("Answer yes or no.")
+                item_errors[item["key"]] = str(FORM_MESSAGES["answer_every_item"])
             else:
                 answers[item["key"]] = value == "yes"
         if answers.get("participate") is False:
-            item_errors["participate"] = _(
-                "Without consent to take part, the interview cannot go ahead. "
-                "Thank the participant, and stop the interview."
-            )
+            item_errors["participate"] = str(FORM_MESSAGES["need_participate"])
         signature = None
         if form.method.data == "tablet":
             signature = decode_signature(form.signature.data or "")
             if signature is None:
                 form.signature.errors = list(form.signature.errors) + [
-                    _("Ask the participant to sign in the box.")
+                    str(FORM_MESSAGES["need_signature"])
                 ]
         elif not (form.paper_form_number.data or "").strip():
             form.paper_form_number.errors = list(form.paper_form_number.errors) + [
-                _("Write the number of the signed paper form.")
+                str(FORM_MESSAGES["need_paper_number"])
             ]
         if not item_errors and not form.signature.errors and not form.paper_form_number.errors:
             record_consent(

@@ -71,3 +71,20 @@ def init_app(app: Flask) -> None:
     """Make `label` and `error_attrs` available in templates."""
     app.jinja_env.globals["label"] = label
     app.jinja_env.globals["error_attrs"] = error_attrs
+
+
+# Messages a person sees when a step is not complete: shown by the server's forms and, from the
+# same table, by the tablet's scripts when it checks a form without a network.
+FORM_MESSAGES = {
+    "need_all_three": _l(
+        "All three must be true before you go on. If not, choose "
+        "\u201cFind another day\u201d: that is the right thing to do."
+    ),
+    "answer_every_item": _l("Answer yes or no."),
+    "need_participate": _l(
+        "Without consent to take part, the interview cannot go ahead. "
+        "Thank the participant, and stop the interview."
+    ),
+    "need_signature": _l("Ask the participant to sign in the box."),
+    "need_paper_number": _l("Write the number of the signed paper form."),
+}

@@ -5,7 +5,7 @@ from flask_babel import gettext as _
 
 from . import flow
 from .content import guide_of
-from .labels import LABELS
+from .labels import FORM_MESSAGES, LABELS
 from .models import Interview
 
 
@@ -45,18 +45,7 @@ def tablet_strings() -> dict[str, str | dict]:
         ),
         "ready_offline": _("Ready offline"),
         "not_offline": _("Not ready offline"),
-        "need_all_three": _(
-            "All three must be true before you go on. If not, choose "
-            "\u201cFind another day\u201d: that is the right thing to do."
-        ),
         "minutes_range": _("Give a number of minutes between 15 and 240."),
-        "answer_every_item": _("Answer yes or no."),
-        "need_participate": _(
-            "Without consent to take part, the interview cannot go ahead. "
-            "Thank the participant, and stop the interview."
-        ),
-        "need_signature": _("Ask the participant to sign in the box."),
-        "need_paper_number": _("Write the number of the signed paper form."),
         "need_reason": _("Choose a reason."),
         "need_both": _("Give both a date and a time, or neither."),
         "need_wellbeing": _("Choose how you are doing."),
@@ -75,6 +64,7 @@ def tablet_strings() -> dict[str, str | dict]:
         ),
         "choose_version": _("Choose a version or write them together"),
         "status": {code: str(label) for code, label in LABELS["interview"].items()},
+        **{key: str(message) for key, message in FORM_MESSAGES.items()},
     }
 
 
