@@ -60,7 +60,11 @@ def test_peer_logs_in_signs_consent_and_saves_a_note(
     all_saved = "Alt er lagret i saksarkivet" if lang == "nb" else "All saved to the case store"
     with app.app_context():
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not db.session.scalars(select(Note)).first():
+        while time.monotonic() < deadline:
+            # the last change (the tag) has reached the store, not only the first save
+            note = db.session.scalars(select(Note)).first()
+            if note is not None and note.polarity == "promotes":
+                break
             db.session.rollback()
             time.sleep(0.2)
     page.wait_for_function(
@@ -68,7 +72,9 @@ def test_peer_logs_in_signs_consent_and_saves_a_note(
     )
     assert status.is_visible()
     page.reload()
-    assert "Notat skrevet i nettleseren – æøå." in page.content()
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    shown = page.eval_on_selector_all("textarea", "els => els.map(e => e.value)")
+    assert "Notat skrevet i nettleseren – æøå." in shown
     page.screenshot(path=str(tmp_path / f"saved-{lang}.png"), full_page=True)
     context.close()
 
