@@ -363,6 +363,9 @@ function guard(st) {
     if (!over) target = base;
   }
   if (!target) return false;
+  // a page the person has already typed in stays: their words come first
+  const typed = [...document.querySelectorAll("main textarea, main input[type=text]")].some((f) => f.value !== f.defaultValue);
+  if (typed) return false;
   // never bounce between two pages that disagree
   const key = "tablet-guard";
   const last = JSON.parse(sessionStorage.getItem(key) || "{}");
@@ -426,6 +429,19 @@ function noteValues(el) {
     possible_quote: el.querySelector("input[type=checkbox][id$='-quote']").checked,
   };
 }
+
+// what the server put in the box, before anyone typed: the base of an edit
+function noteDefaults(el) {
+  const checked = [...el.querySelectorAll("input[type=radio]")].find((r) => r.defaultChecked);
+  return {
+    text: el.querySelector("textarea").defaultValue.replace(/\r\n/g, "\n"),
+    polarity: checked && checked.value ? checked.value : null,
+    themes: [...el.querySelectorAll("input[data-key]")].filter((i) => i.defaultChecked).map((i) => i.dataset.key).sort(),
+    possible_quote: el.querySelector("input[type=checkbox][id$='-quote']").defaultChecked,
+  };
+}
+
+const sameNote = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 function fillNote(el, data) {
   el.querySelector("textarea").value = data.deleted ? "" : data.text || "";
@@ -498,17 +514,25 @@ function initSection(form) {
   const timers = new Map();
   const base = new WeakMap();
 
+  // Words in a box before this script woke up were typed by the person (a slow tablet) or kept
+  // by the server after a refused post: they are saved, never cleared. The form carries
+  // autocomplete="off", so a browser does not put old words back into the boxes on reload.
+  const early = new Set();
   form.querySelectorAll(".note[data-new]").forEach((slot) => {
     templates[slot.dataset.question] = slot.cloneNode(true);
+    const empty = templates[slot.dataset.question];
+    empty.querySelector("textarea").textContent = "";
+    fillNote(empty, { text: "", polarity: null, themes: [], possible_quote: false });
     // a kept page carries the same id for its empty box on every load: never reuse it
     slot.dataset.noteId = store.uuid();
     const hidden = slot.querySelector("input[type=hidden][name$='-id']");
     if (hidden) hidden.value = slot.dataset.noteId;
-    // words a browser restores into an empty box are already a saved note: never twice
-    if (slot.querySelector("textarea").value) fillNote(slot, { text: "", polarity: null, themes: [], possible_quote: false });
+    if (slot.querySelector("textarea").value.trim()) early.add(slot);
   });
-  form.setAttribute("autocomplete", "off");
-  form.querySelectorAll(".note:not([data-new])").forEach((el) => base.set(el, noteValues(el)));
+  form.querySelectorAll(".note:not([data-new])").forEach((el) => {
+    base.set(el, noteDefaults(el));
+    if (!sameNote(noteValues(el), base.get(el))) early.add(el);
+  });
 
   const noteEls = () => [...form.querySelectorAll(".note[data-note-id]")];
   const questions = new Set(Object.keys(templates));
@@ -520,6 +544,7 @@ function initSection(form) {
     const shown = new Set();
     for (const el of noteEls()) {
       if ("new" in el.dataset) continue;
+      if (initial && early.has(el)) continue; // the person's words on screen are the newest
       const record = byId.get(el.dataset.noteId);
       shown.add(el.dataset.noteId);
       if (!record) continue;
@@ -618,7 +643,9 @@ function initSection(form) {
     if (el && timers.has(el)) save(el).catch(() => {});
   });
 
+  let ready = null;
   async function flushAll() {
+    if (ready) await ready;
     for (const el of [...timers.keys()]) await save(el);
   }
   const flushQuietly = () => flushAll().catch(() => {});
@@ -699,8 +726,24 @@ function initSection(form) {
     }
   });
 
+  async function saveEarly() {
+    for (const el of early) {
+      if (!el.isConnected) continue;
+      const text = el.querySelector("textarea").value;
+      const twin = noteEls().some(
+        (o) => o !== el && !("new" in o.dataset) && o.dataset.question === el.dataset.question && o.querySelector("textarea").value === text,
+      );
+      // a browser that ignores autocomplete="off" may still put a saved note's words back
+      if ("new" in el.dataset && twin) fillNote(el, { text: "", polarity: null, themes: [], possible_quote: false });
+      else await save(el);
+    }
+  }
+
   document.addEventListener("tablet:synced", () => overlay({ initial: false }).catch(() => {}));
-  return overlay({ initial: true });
+  ready = overlay({ initial: true })
+    .then(saveEarly)
+    .catch(() => {}); // a storage error is on screen, and the words stay in the boxes
+  return ready;
 }
 
 // --- the other interview forms ----------------------------------------------------------------
@@ -853,23 +896,26 @@ async function myDebrief() {
 }
 
 async function initDebrief(form) {
-  const data = new FormData(form);
+  // the base is what the server rendered, not what may already have been typed over it
+  const wellbeing = [...form.querySelectorAll("input[name=wellbeing]")];
+  const reflection = form.querySelector("[name=reflection]");
+  const boxes = ["wants_debrief_talk", "participant_follow_up"].map((name) => form.querySelector(`[name=${name}]`));
+  const chosen = wellbeing.find((r) => r.defaultChecked);
   form._base = {
-    wellbeing: Number(data.get("wellbeing")) || null,
-    reflection: String(data.get("reflection") || "").trim(),
-    wants_debrief_talk: data.get("wants_debrief_talk") === "y",
-    participant_follow_up: data.get("participant_follow_up") === "y",
+    wellbeing: chosen ? Number(chosen.value) : null,
+    reflection: reflection ? reflection.defaultValue.trim() : "",
+    wants_debrief_talk: !!boxes[0]?.defaultChecked,
+    participant_follow_up: !!boxes[1]?.defaultChecked,
   };
   const record = await myDebrief();
   if (!record) return;
   form.dataset.debriefId = record.id;
   const d = record.data;
-  form.querySelectorAll("input[name=wellbeing]").forEach((r) => (r.checked = Number(r.value) === Number(d.wellbeing)));
-  const reflection = form.querySelector("[name=reflection]");
-  if (reflection) reflection.value = d.reflection || "";
-  for (const name of ["wants_debrief_talk", "participant_follow_up"]) {
-    const box = form.querySelector(`[name=${name}]`);
-    if (box) box.checked = !!d[name];
+  // the tablet's saved answers fill in only what the person has not changed here yet
+  if (wellbeing.every((r) => r.checked === r.defaultChecked)) wellbeing.forEach((r) => (r.checked = Number(r.value) === Number(d.wellbeing)));
+  if (reflection && reflection.value === reflection.defaultValue) reflection.value = d.reflection || "";
+  for (const [i, name] of ["wants_debrief_talk", "participant_follow_up"].entries()) {
+    if (boxes[i] && boxes[i].checked === boxes[i].defaultChecked) boxes[i].checked = !!d[name];
   }
 }
 

@@ -255,3 +255,50 @@ def test_typing_on_while_the_tablet_syncs_never_conflicts_with_itself(tablet, ap
         assert mine[0].conflict is None
     _wait_status(page, ALL_SAVED["en"])
     assert errors == [], errors
+
+
+def test_words_typed_before_the_tablet_script_wakes_up_are_saved_once(
+    browser, server, app, client, world
+):
+    """A slow tablet: the page shows before its script runs, and the peer types at once."""
+    iid, note_id = _started_with_note(app, client, world, "Første notat")
+    # the worker would serve the script from its cache, out of reach of page.route
+    context = browser.new_context(viewport=TABLET, has_touch=True, service_workers="block")
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        _watch_errors(page, errors)
+        _login(page, server.url, "peer_a")
+        held, released = [], []
+        page.route(
+            "**/static/js/offline.js*",
+            lambda route: route.continue_() if released else held.append(route),
+        )
+        page.goto(f"{server.url}/interviews/{iid}/section/0", wait_until="commit")
+        new_box = page.locator("textarea[name='new-context.services-text']")
+        new_box.fill("Skrevet før skriptet våknet")
+        page.locator(f"textarea[name='note-{note_id}-text']").fill("Første notat, rettet tidlig")
+        page.wait_for_timeout(300)
+        assert held, "the script was not held back, so nothing was typed before it woke up"
+        assert not page.evaluate("document.documentElement.classList.contains('tablet-ready')")
+        released.append(True)
+        for route in held:
+            route.continue_()
+        page.wait_for_selector("html.tablet-ready", state="attached")
+        assert _wait_note(app, "Skrevet før skriptet våknet") == 1
+        assert _wait_note(app, "Første notat, rettet tidlig") == 1
+        _wait_status(page, ALL_SAVED["en"])
+
+        page.reload()
+        page.wait_for_selector("html.tablet-ready", state="attached")
+        shown = page.eval_on_selector_all("textarea", "els => els.map(e => e.value)")
+        assert shown.count("Skrevet før skriptet våknet") == 1
+        assert shown.count("Første notat, rettet tidlig") == 1
+        assert "Første notat" not in shown
+        page.wait_for_timeout(1500)  # a box filled in again on reload would be saved by now
+        with app.app_context():
+            texts = sorted(db.session.scalars(select(Note.text).where(Note.interview_id == iid)))
+        assert texts == ["Første notat, rettet tidlig", "Skrevet før skriptet våknet"]
+        assert errors == [], errors
+    finally:
+        context.close()
