@@ -324,6 +324,18 @@ class AuditEvent(db.Model):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class AlertAck(db.Model):
+    """A coordinator has seen an alert; the key names the alert's kind and its occurrence."""
+
+    __table_args__ = (UniqueConstraint("kind", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    key: Mapped[str] = mapped_column(String(120))
+    acknowledged_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+
+
 class SyncChange(db.Model):
     """One change from a tablet (or a form), claimed by its change_id so it applies at most once."""
 
