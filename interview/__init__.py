@@ -35,9 +35,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
 
     from . import (
+        alert_views,
         api,
         auth,
         cli,
+        codebook_views,
         coordinator,
         crypto,
         database,
@@ -71,4 +73,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(coordinator.bp)
     app.register_blueprint(interviews.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(alert_views.bp)
+    app.register_blueprint(codebook_views.bp)
     return app

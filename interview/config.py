@@ -57,4 +57,8 @@ def load_config(instance_path: str) -> dict:
         "ARGON2_MEMORY_COST": 65536,
         "ARGON2_PARALLELISM": 2,
         "INTERVIEW_DEFAULT_MINUTES": 75,
+        # lone-worker safety: an interview this long past its expected end without a check-in
+        "OVERDUE_GRACE_MINUTES": int(os.environ.get("OVERDUE_GRACE_MINUTES", "30")),
+        # a tablet silent this long while it still holds changes is worth a phone call
+        "STALE_TABLET_HOURS": int(os.environ.get("STALE_TABLET_HOURS", "24")),
     }

@@ -59,7 +59,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):
         code = err.code or 500
-        return _render(code, _messages().get(code, err.description or ""))
+        # abort(404, _("...")) names what was not found; werkzeug's own English text never shows
+        custom = err.description if err.description != type(err).description else None
+        return _render(code, custom or _messages().get(code, err.description or ""))
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

@@ -1,0 +1,247 @@
+"""Safety and sync alerts for coordinators, worked out from the store as plain data.
+
+Each alert has a kind and a key naming its occurrence (a later overdue deadline, a new
+conflict revision, a tablet silent since another sync), so acknowledging one occurrence never
+hides the next.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .models import (
+    AlertAck,
+    Debrief,
+    Device,
+    Interview,
+    InterviewEvent,
+    Note,
+    Participant,
+    User,
+    user_cases,
+)
+
+KINDS = (
+    "overdue",
+    "distress_2",
+    "follow_up",
+    "debrief_talk",
+    "conflict",
+    "stale_tablet",
+)
+ACTIVE_STATUSES = ("in_progress", "paused")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One thing a coordinator should look at."""
+
+    kind: str
+    key: str
+    at: datetime
+    case_code: str | None = None
+    participant_code: str | None = None
+    participant_id: str | None = None
+    interview_id: str | None = None
+    username: str | None = None
+    count: int | None = None
+
+
+def _visible_participants(case_ids: set[int]):
+    return select(Participant.id).where(
+        Participant.case_id.in_(case_ids or {-1}), Participant.status != "withdrawn"
+    )
+
+
+def overdue(
+    session: Session, case_ids: set[int], codes: dict[int, str], now: datetime, grace: timedelta
+) -> list[Alert]:
+    """Interviews under way whose expected end, or last check-in after it, is over grace ago."""
+    last_check_in = (
+        select(InterviewEvent.interview_id, func.max(InterviewEvent.recorded_at).label("at"))
+        .where(InterviewEvent.kind == "check_in")
+        .group_by(InterviewEvent.interview_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Interview, Participant.code, Participant.case_id, last_check_in.c.at)
+        .join(Participant, Participant.id == Interview.participant_id)
+        .outerjoin(last_check_in, last_check_in.c.interview_id == Interview.id)
+        .where(
+            Interview.participant_id.in_(_visible_participants(case_ids)),
+            Interview.status.in_(ACTIVE_STATUSES),
+            Interview.expected_end_at.is_not(None),
+        )
+    ).all()
+    alerts = []
+    for interview, code, case_id, checked_in in rows:
+        # a check-in after the expected end says "all is well" and starts the grace again
+        since = max(interview.expected_end_at, checked_in or interview.expected_end_at)
+        deadline = since + grace
+        if now > deadline:
+            alerts.append(
+                Alert(
+                    "overdue",
+                    f"{interview.id}@{deadline.isoformat()}",
+                    deadline,
+                    codes.get(case_id),
+                    code,
+                    interview.participant_id,
+                    interview.id,
+                )
+            )
+    return alerts
+
+
+def distress(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[Alert]:
+    """Every distress stage 2 recorded in an interview."""
+    rows = session.execute(
+        select(InterviewEvent, Interview.participant_id, Participant.code, Participant.case_id)
+        .join(Interview, Interview.id == InterviewEvent.interview_id)
+        .join(Participant, Participant.id == Interview.participant_id)
+        .where(
+            InterviewEvent.kind == "distress_2",
+            Interview.participant_id.in_(_visible_participants(case_ids)),
+        )
+    ).all()
+    return [
+        Alert(
+            "distress_2",
+            event.id,
+            event.recorded_at,
+            codes.get(case_id),
+            code,
+            participant_id,
+            event.interview_id,
+        )
+        for event, participant_id, code, case_id in rows
+    ]
+
+
+def debrief_flags(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[Alert]:
+    """Debriefs asking for participant follow-up or a debrief talk for the peer."""
+    rows = session.execute(
+        select(Debrief, Interview.participant_id, Participant.code, Participant.case_id, User)
+        .join(Interview, Interview.id == Debrief.interview_id)
+        .join(Participant, Participant.id == Interview.participant_id)
+        .outerjoin(User, User.id == Debrief.author_id)
+        .where(
+            Interview.participant_id.in_(_visible_participants(case_ids)),
+            (Debrief.participant_follow_up.is_(True)) | (Debrief.wants_debrief_talk.is_(True)),
+        )
+    ).all()
+    alerts = []
+    for debrief, participant_id, code, case_id, author in rows:
+        common = dict(
+            at=debrief.updated_at,
+            case_code=codes.get(case_id),
+            participant_code=code,
+            participant_id=participant_id,
+            interview_id=debrief.interview_id,
+            username=author.username if author else None,
+        )
+        if debrief.participant_follow_up:
+            alerts.append(Alert("follow_up", debrief.id, **common))
+        if debrief.wants_debrief_talk:
+            alerts.append(Alert("debrief_talk", debrief.id, **common))
+    return alerts
+
+
+def conflicts(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[Alert]:
+    """Notes with two versions waiting for someone to choose or merge."""
+    rows = session.execute(
+        select(Note, Interview.participant_id, Participant.code, Participant.case_id)
+        .join(Interview, Interview.id == Note.interview_id)
+        .join(Participant, Participant.id == Interview.participant_id)
+        .where(
+            Note.conflict.is_not(None),
+            Note.deleted_at.is_(None),
+            Interview.participant_id.in_(_visible_participants(case_ids)),
+        )
+    ).all()
+    # a settled note may hold JSON null rather than SQL NULL: only a real version counts
+    return [
+        Alert(
+            "conflict",
+            f"{note.id}@{note.rev}",
+            note.updated_at,
+            codes.get(case_id),
+            code,
+            participant_id,
+            note.interview_id,
+        )
+        for note, participant_id, code, case_id in rows
+        if note.conflict
+    ]
+
+
+def stale_tablets(
+    session: Session, case_ids: set[int], now: datetime, silent_for: timedelta
+) -> list[Alert]:
+    """Tablets of people in these cases, silent too long while holding changes."""
+    people = select(user_cases.c.user_id).where(user_cases.c.case_id.in_(case_ids or {-1}))
+    rows = session.execute(
+        select(Device, User.username)
+        .join(User, User.id == Device.user_id)
+        .where(
+            and_(
+                Device.pending > 0,
+                Device.last_sync_at < now - silent_for,
+                Device.user_id.in_(people),
+            )
+        )
+        .order_by(Device.last_sync_at)
+    ).all()
+    return [
+        Alert(
+            "stale_tablet",
+            f"{device.id}@{device.last_sync_at.isoformat()}",
+            device.last_sync_at,
+            username=username,
+            count=device.pending,
+        )
+        for device, username in rows
+    ]
+
+
+def collect(
+    session: Session,
+    case_ids: set[int],
+    codes: dict[int, str],
+    now: datetime,
+    grace: timedelta,
+    silent_for: timedelta,
+    include_acknowledged: bool = False,
+) -> list[Alert]:
+    """Every alert of these cases, newest first; acknowledged ones left out unless asked."""
+    alerts = [
+        *overdue(session, case_ids, codes, now, grace),
+        *distress(session, case_ids, codes),
+        *debrief_flags(session, case_ids, codes),
+        *conflicts(session, case_ids, codes),
+        *stale_tablets(session, case_ids, now, silent_for),
+    ]
+    if not include_acknowledged:
+        seen = acknowledged(session)
+        alerts = [a for a in alerts if (a.kind, a.key) not in seen]
+    # safety first (the order of KINDS), then the one waiting longest
+    return sorted(alerts, key=lambda a: (KINDS.index(a.kind), a.at))
+
+
+def acknowledged(session: Session) -> set[tuple[str, str]]:
+    """Return the (kind, key) pairs someone has acknowledged."""
+    return {(kind, key) for kind, key in session.execute(select(AlertAck.kind, AlertAck.key))}
+
+
+def acknowledge(session: Session, alert: Alert, user_id: int) -> bool:
+    """Record that a coordinator has seen an alert; False when someone already had."""
+    try:
+        # two coordinators may tap at once: the unique key decides, not a read before the write
+        with session.begin_nested():
+            session.add(AlertAck(kind=alert.kind, key=alert.key, acknowledged_by_id=user_id))
+    except IntegrityError:
+        return False
+    return True

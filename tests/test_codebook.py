@@ -1,0 +1,224 @@
+"""The codebook (add, rename, retire) and the theme matrix, as coordinators use them."""
+
+import pytest
+from sqlalchemy import select
+
+from interview import codebook
+from interview.extensions import db
+from interview.models import AuditEvent, Case, Interview, Note, Participant, Theme
+
+
+def _theme(key):
+    return db.session.scalars(select(Theme).where(Theme.key == key)).one()
+
+
+def _note(iid, text, polarity, *theme_keys, deleted=False):
+    note = Note(
+        interview_id=iid,
+        question_key="context.services",
+        text=text,
+        polarity=polarity,
+        themes=[_theme(k) for k in theme_keys],
+    )
+    if deleted:
+        from interview.models import utcnow
+
+        note.deleted_at = utcnow()
+    db.session.add(note)
+    return note
+
+
+@pytest.fixture
+def tagged(app, world):
+    """Notes in teams A and B, tagged with staff themes and others."""
+    with app.app_context():
+        pa, pa2, pb = (world.interviews[k] for k in ("pa", "pa2", "pb"))
+        _note(pa, "Teamet snakker ikke sammen", "inhibits", "poor_communication")
+        _note(pa, "Ingen ringer tilbake", "inhibits", "poor_communication", "culture_attitude")
+        _note(pa2, "They listen to me – æøå", "promotes", "poor_communication")
+        _note(pa2, "No mark here", None, "poor_communication")
+        _note(pa, "Slettet notat", "inhibits", "poor_communication", deleted=True)
+        _note(pb, "Team B note", "promotes", "poor_communication")
+        db.session.commit()
+    return world
+
+
+def test_matrix_counts_by_case_and_polarity_and_marks_staff_themes(app, tagged):
+    with app.app_context():
+        cases = list(db.session.scalars(select(Case).order_by(Case.code)))
+        m = codebook.theme_matrix(db.session, cases)
+        a, b, c = cases
+        poor = _theme("poor_communication")
+        assert m.cell(poor.id, a.id) == {"inhibits": 2, "promotes": 1, "none": 1}
+        assert m.cell(poor.id, b.id) == {"inhibits": 0, "promotes": 1, "none": 0}
+        assert m.cell(poor.id, c.id) == {"inhibits": 0, "promotes": 0, "none": 0}
+        assert m.cell(_theme("culture_attitude").id, a.id)["inhibits"] == 1
+        # team A's staff named poor communication as inhibiting; team B's did not
+        assert m.staff[(poor.id, a.id)] == "inhibits"
+        assert (poor.id, b.id) not in m.staff
+        # staff themes of the teams come first
+        staff_ids = {t for t, _ in m.staff}
+        first_other = next(i for i, t in enumerate(m.themes) if t.id not in staff_ids)
+        assert all(t.id not in staff_ids for t in m.themes[first_other:])
+
+
+def test_withdrawn_participants_and_retired_themes_in_the_matrix(app, tagged):
+    with app.app_context():
+        cases = list(db.session.scalars(select(Case).order_by(Case.code)))
+        db.session.get(Participant, tagged.participants["pa2"]).status = "withdrawn"
+        unused = codebook.add_theme(db.session, "Ubrukt tema", "Unused theme")
+        codebook.set_retired(unused, True)
+        codebook.set_retired(_theme("poor_communication"), True)
+        db.session.commit()
+        m = codebook.theme_matrix(db.session, cases)
+        poor = _theme("poor_communication")
+        assert m.cell(poor.id, cases[0].id) == {"inhibits": 2, "promotes": 0, "none": 0}
+        keys = [t.key for t in m.themes]
+        assert "poor_communication" in keys  # retired, but notes carry it
+        assert unused.key not in keys
+
+
+def test_the_matrix_page_and_a_cell_list_the_notes(client, auth, tagged, app):
+    auth.login("coord_a")
+    page = client.get("/desk/themes/matrix?lang=en")
+    assert page.status_code == 200
+    assert "Poor and lacking communication" in page.text
+    assert "Team B" not in page.text  # coordinator A sees team A only
+    with app.app_context():
+        poor = _theme("poor_communication").id
+    cell = client.get(f"/desk/themes/matrix/A/{poor}?polarity=inhibits&lang=en")
+    assert cell.status_code == 200
+    assert "Teamet snakker ikke sammen" in cell.text and "Ingen ringer tilbake" in cell.text
+    assert "They listen to me" not in cell.text  # promotes, not inhibits
+    assert "Slettet notat" not in cell.text
+    with app.app_context():
+        code = db.session.get(Participant, tagged.participants["pa"]).code
+    assert code in cell.text
+    assert "Could you tell me a little about the help you get today" in cell.text
+    everything = client.get(f"/desk/themes/matrix/A/{poor}?lang=en")
+    assert "They listen to me – æøå" in everything.text
+
+
+def test_cells_are_for_coordinators_of_that_case_only(client, auth, tagged, app):
+    with app.app_context():
+        poor = _theme("poor_communication").id
+    url = f"/desk/themes/matrix/A/{poor}"
+    assert client.get(url).status_code == 302
+    auth.login("peer_a")
+    assert client.get(url).status_code == 403
+    assert client.get("/desk/themes/matrix").status_code == 403
+    assert client.get("/desk/themes/").status_code == 403
+    auth.logout()
+    auth.login("coord_b")
+    refused = client.get(url + "?lang=en")
+    assert refused.status_code == 404
+    assert "Teamet snakker" not in refused.text
+    assert client.get(f"/desk/themes/matrix/B/{poor}").status_code == 200
+    assert client.get("/desk/themes/matrix/B/999999?lang=en").status_code == 404
+    bad = client.get(f"/desk/themes/matrix/B/{poor}?polarity=maybe&lang=en")
+    assert bad.status_code == 400 and "Choose inhibits, promotes or neither" in bad.text
+
+
+def test_add_rename_and_retire_a_theme_audited(client, auth, world, app):
+    auth.login("coord_a")
+    added = client.post(
+        "/desk/themes/",
+        data={"add-name_nb": "  Brukermedvirkning ", "add-name_en": "User involvement"},
+    )
+    assert added.status_code == 302
+    with app.app_context():
+        theme = _theme("user_involvement")
+        assert (theme.name_nb, theme.name_en, theme.retired) == (
+            "Brukermedvirkning",
+            "User involvement",
+            False,
+        )
+        theme_id = theme.id
+    renamed = client.post(
+        f"/desk/themes/{theme_id}",
+        data={f"t{theme_id}-name_nb": "Medvirkning", f"t{theme_id}-name_en": "Involvement"},
+    )
+    assert renamed.status_code == 302
+    retired = client.post(f"/desk/themes/{theme_id}/retire", data={"retired": "1"})
+    assert retired.status_code == 302
+    with app.app_context():
+        theme = db.session.get(Theme, theme_id)
+        assert (theme.key, theme.name_nb, theme.name_en, theme.retired) == (
+            "user_involvement",
+            "Medvirkning",
+            "Involvement",
+            True,
+        )
+        actions = list(
+            db.session.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.object_type == "theme")
+                .order_by(AuditEvent.id)
+            )
+        )
+        assert actions == ["theme_added", "theme_renamed", "theme_retired"]
+    page = client.get("/desk/themes/?lang=en")
+    assert "Involvement" in page.text and "Retired" in page.text
+
+
+def test_a_retired_theme_is_not_offered_but_stays_on_old_notes(client, auth, tagged, app):
+    with app.app_context():
+        poor = _theme("poor_communication")
+        poor.retired = True
+        db.session.commit()
+        iid = tagged.interviews["pa"]
+        interview = db.session.get(Interview, iid)
+        interview.status = "in_progress"
+        db.session.commit()
+        kept = db.session.scalars(select(Note).where(Note.text == "Ingen ringer tilbake")).one()
+        assert [t.key for t in kept.themes] == ["culture_attitude", "poor_communication"]
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"add-name_nb": "", "add-name_en": "Only English"}, "Write the name in both languages"),
+        ({"add-name_nb": "x" * 201, "add-name_en": "Long"}, "200"),
+        (
+            {"add-name_nb": "kultur og HOLDNINGER", "add-name_en": "Something new"},
+            "Another theme already has that name",
+        ),
+    ],
+)
+def test_bad_theme_names_are_refused_clearly(client, auth, world, app, form, message):
+    auth.login("coord_a")
+    with app.app_context():
+        before = len(db.session.scalars(select(Theme)).all())
+    answer = client.post("/desk/themes/?lang=en", data=form)
+    assert answer.status_code == 400
+    assert message in answer.text
+    with app.app_context():
+        assert len(db.session.scalars(select(Theme)).all()) == before
+
+
+def test_renaming_to_another_themes_name_is_refused_and_the_typing_stays(client, auth, world, app):
+    auth.login("coord_a")
+    with app.app_context():
+        theme = _theme("culture_attitude")
+    answer = client.post(
+        f"/desk/themes/{theme.id}?lang=en",
+        data={
+            f"t{theme.id}-name_nb": "Ny kultur",
+            f"t{theme.id}-name_en": "Poor and lacking communication",
+        },
+    )
+    assert answer.status_code == 400
+    assert "Another theme already has that name" in answer.text
+    assert 'value="Ny kultur"' in answer.text
+    with app.app_context():
+        assert _theme("culture_attitude").name_en == "Culture & attitude"
+    assert client.post(f"/desk/themes/{theme.id}/retire", data={"retired": "x"}).status_code == 400
+    assert client.post("/desk/themes/999999/retire", data={"retired": "1"}).status_code == 404
+
+
+def test_keys_are_ascii_and_unique(app, world):
+    with app.app_context():
+        first = codebook.add_theme(db.session, "Åpenhet", "Openness – å")
+        second = codebook.add_theme(db.session, "Åpenhet 2", "openness: å!")
+        assert first.key == "openness_a"
+        assert second.key == "openness_a_2"
