@@ -44,6 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         crypto,
         database,
         errors,
+        export_views,
         i18n,
         interviews,
         labels,
@@ -75,4 +76,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(alert_views.bp)
     app.register_blueprint(codebook_views.bp)
+    app.register_blueprint(export_views.bp)
     return app

@@ -60,7 +60,11 @@ def init_app(app: Flask) -> None:
     def _http(err: HTTPException):
         code = err.code or 500
         # abort(404, _("...")) names what was not found; werkzeug's own English text never shows
-        custom = err.description if err.description != type(err).description else None
+        custom = (
+            err.description
+            if code in (400, 404, 409) and err.description != type(err).description
+            else None
+        )
         return _render(code, custom or _messages().get(code, err.description or ""))
 
     @app.errorhandler(Exception)
