@@ -43,6 +43,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         coordinator,
         crypto,
         database,
+        desk,
         errors,
         export_views,
         i18n,
@@ -72,6 +73,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(coordinator.bp)
+    app.register_blueprint(desk.bp)
     app.register_blueprint(interviews.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(alert_views.bp)

@@ -3,11 +3,12 @@
 from functools import wraps
 
 from flask import abort
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import Select, select
 
 from .extensions import db
-from .models import Interview, Participant, User, participant_interviewers
+from .models import Case, Interview, Participant, User, participant_interviewers
 
 
 def can_see_participant(user: User, participant: Participant) -> bool:
@@ -39,6 +40,22 @@ def interviews_visible_to(user: User) -> Select:
     return select(Interview).where(Interview.participant_id.in_(visible))
 
 
+def cases_coordinated_by(user: User) -> list[Case]:
+    """Return the cases a coordinator works in, by code; an admin's are all cases."""
+    if user.role == "admin":
+        return list(db.session.scalars(select(Case).order_by(Case.code)))
+    return list(user.cases)
+
+
+def coordinated_case_or_404(user: User, code: str) -> Case:
+    """Return one of the user's cases by code; any other code is a 404 that names the reason."""
+    case = next((c for c in cases_coordinated_by(user) if c.code == code), None)
+    if case is None:
+        # the same answer for a team that does not exist and one that is not yours
+        abort(404, _("There is no FACT team with that code among the teams you coordinate."))
+    return case
+
+
 def participant_or_404(participant_id) -> Participant:
     """Return a participant the current user may see; anything else is a 404."""
     participant = db.session.get(Participant, str(participant_id))
@@ -51,6 +68,9 @@ def interview_or_404(interview_id) -> Interview:
     """Return an interview the current user may see; anything else is a 404."""
     interview = db.session.get(Interview, str(interview_id))
     if interview is None or not can_see_participant(current_user, interview.participant):
+        abort(404)
+    if interview.participant.status == "withdrawn":
+        # a withdrawn participant's interview is open to nobody: its data is deleted or set aside
         abort(404)
     return interview
 

@@ -8,9 +8,9 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from . import alerts, audit
-from .access import roles_required
+from .access import cases_coordinated_by, roles_required
 from .extensions import db
-from .models import AlertAck, Case, User, utcnow
+from .models import AlertAck, User, utcnow
 
 bp = Blueprint("alerts", __name__, url_prefix="/desk/alerts")
 
@@ -19,10 +19,7 @@ COORDINATING = ("coordinator", "admin")
 
 def _scope() -> tuple[set[int], dict[int, str]]:
     """The cases whose alerts the current user sees, and their codes."""
-    cases = db.session.scalars(select(Case).order_by(Case.code))
-    if current_user.role != "admin":
-        cases = [c for c in cases if c.id in current_user.case_ids]
-    codes = {c.id: c.code for c in cases}
+    codes = {c.id: c.code for c in cases_coordinated_by(current_user)}
     return set(codes), codes
 
 

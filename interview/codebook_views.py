@@ -10,9 +10,9 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 from . import audit, codebook
-from .access import roles_required
+from .access import cases_coordinated_by, coordinated_case_or_404, roles_required
 from .extensions import db
-from .models import Case, Theme
+from .models import Theme
 
 bp = Blueprint("codebook", __name__, url_prefix="/desk/themes")
 
@@ -38,13 +38,6 @@ def _messages() -> dict[str, str]:
         "name_too_long": _("A name can be at most 200 characters."),
         "name_taken": _("Another theme already has that name."),
     }
-
-
-def _my_cases() -> list[Case]:
-    cases = list(db.session.scalars(select(Case).order_by(Case.code)))
-    if current_user.role == "admin":
-        return cases
-    return [c for c in cases if c.id in current_user.case_ids]
 
 
 def _page(add_form: ThemeForm, status: int = 200, failed: int | None = None, message=None):
@@ -124,16 +117,14 @@ def retire(theme_id: int):
 @roles_required(*COORDINATING)
 def matrix():
     """Themes × cases: how patients' notes were tagged, beside what each team's staff named."""
-    cases = _my_cases()
+    cases = cases_coordinated_by(current_user)
     return render_template("desk/matrix.html", matrix=codebook.theme_matrix(db.session, cases))
 
 
 @roles_required(*COORDINATING)
 def cell(case_code: str, theme_id: int):
     """The notes behind one cell of the matrix (coordinators of that case only)."""
-    case = next((c for c in _my_cases() if c.code == case_code), None)
-    if case is None:
-        abort(404, _("We could not find that FACT team among yours."))
+    case = coordinated_case_or_404(current_user, case_code)
     theme = db.get_or_404(Theme, theme_id, description=_("That theme is not in the codebook."))
     polarity = request.args.get("polarity") or None
     if polarity not in (None, *codebook.POLARITY_COLUMNS):

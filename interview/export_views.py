@@ -1,12 +1,10 @@
 """The coordinator's exports page and downloads: thin views over `exports`, each one audited."""
 
 from flask import Blueprint, Response, render_template, request
-from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
 
 from . import audit, exports
-from .access import roles_required
+from .access import cases_coordinated_by, coordinated_case_or_404, roles_required
 from .extensions import db
 from .i18n import ui_lang
 from .models import Case, utcnow
@@ -21,42 +19,27 @@ FORMATS = {
 }
 
 
-def _my_cases() -> list[Case]:
-    if current_user.role == "admin":
-        return list(db.session.scalars(select(Case).order_by(Case.code)))
-    return list(current_user.cases)
-
-
-def _not_found():
-    # the same answer for a team that does not exist and one that is not yours
-    message = _("There is no FACT team with that code among the teams you coordinate.")
-    return render_template("errors.html", code=404, message=message), 404
-
-
-def _chosen_cases() -> list[Case] | None:
-    """Return the cases the request asks for (all of mine without a filter), None if not mine."""
-    cases = _my_cases()
+def _chosen_cases() -> list[Case]:
+    """Return the cases the request asks for: all of mine without a filter, else one of mine."""
     code = (request.args.get("case") or "").strip()
     if not code:
-        return cases
-    chosen = [c for c in cases if c.code == code]
-    return chosen or None
+        return cases_coordinated_by(current_user)
+    return [coordinated_case_or_404(current_user, code)]
 
 
 @roles_required(*COORDINATING)
 def index():
     """List the export formats, with a choice of FACT team."""
-    cases = _my_cases()
     code = (request.args.get("case") or "").strip()
-    if code and code not in {c.code for c in cases}:
-        return _not_found()
-    return render_template("desk/exports.html", cases=cases, case_code=code)
+    if code:
+        coordinated_case_or_404(current_user, code)
+    return render_template(
+        "desk/exports.html", cases=cases_coordinated_by(current_user), case_code=code
+    )
 
 
 def _download(fmt: str):
     cases = _chosen_cases()
-    if cases is None:
-        return _not_found()
     now = utcnow()
     data = exports.collect(db.session, [c.id for c in cases], user=current_user, now=now)
     if fmt == "csv":
