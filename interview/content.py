@@ -93,8 +93,15 @@ def validate_consent(data: dict) -> list[str]:
             errors.append(f"missing {name}")
     if errors:
         return errors
-    for name in ("title", "body", "withdrawal", "contact"):
+    for name in ("title", "body", "contact"):
         _check_text(data[name], name, errors)
+    withdrawal = data["withdrawal"]
+    if isinstance(withdrawal, dict) and "data_choice" in withdrawal:
+        # whether a participant who withdraws may choose to keep what was already analysed
+        if not isinstance(withdrawal["data_choice"], bool):
+            errors.append("withdrawal.data_choice: must be true or false")
+        withdrawal = {k: v for k, v in withdrawal.items() if k != "data_choice"}
+    _check_text(withdrawal, "withdrawal", errors)
     keys = tuple(i.get("key") for i in data["items"])
     if keys != CONSENT_ITEMS:
         errors.append(f"items must be {', '.join(CONSENT_ITEMS)} in that order")
@@ -103,6 +110,12 @@ def validate_consent(data: dict) -> list[str]:
         if item.get("required") is not (item.get("key") == "participate"):
             errors.append(f"items.{item.get('key')}: only 'participate' is required")
     return errors
+
+
+def withdrawal_data_choice(content: dict) -> bool:
+    """Whether a consent form lets a participant who withdraws keep already analysed data."""
+    withdrawal = content.get("withdrawal")
+    return isinstance(withdrawal, dict) and withdrawal.get("data_choice") is True
 
 
 def validate_codebook(data: dict) -> list[str]:

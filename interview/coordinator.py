@@ -8,11 +8,28 @@ from sqlalchemy.orm import selectinload
 
 from . import audit
 from .access import participant_or_404, participants_visible_to, roles_required
+from .content import withdrawal_data_choice
 from .extensions import db
-from .forms import AssignForm, ParticipantForm, PlanInterviewForm, language_choices, place_choices
+from .forms import (
+    AssignForm,
+    ParticipantForm,
+    PlanInterviewForm,
+    WithdrawForm,
+    language_choices,
+    place_choices,
+)
 from .i18n import oslo_to_utc, ui_lang
 from .models import Case, GuideVersion, Interview, Participant, User
 from .participants import get_identity, register
+from .withdrawal import (
+    WithdrawalError,
+    check_date,
+    consent_form_for,
+    earliest_date,
+    today_in_oslo,
+    withdraw,
+    withdrawal_record,
+)
 
 bp = Blueprint("coordinator", __name__, url_prefix="/participants")
 
@@ -201,9 +218,92 @@ def identity(participant_id: str):
     return render_template("coordinator/identity.html", participant=participant, person=person)
 
 
+@roles_required(*COORDINATING)
+def withdraw_participant(participant_id: str):
+    """Record a participant's withdrawal, after a page that says plainly what will happen."""
+    participant = participant_or_404(participant_id)
+    consent_form = consent_form_for(db.session, participant)
+    choice = bool(consent_form and withdrawal_data_choice(consent_form.content))
+    form = WithdrawForm()
+    problem = None
+    status = 200
+    if participant.status == "withdrawn":
+        problem = WithdrawalError("already").message()
+        status = 409 if request.method == "POST" else 200
+    elif request.method == "POST":
+        valid = form.validate_on_submit()
+        if form.withdrawn_on.data is not None:
+            try:
+                check_date(participant, form.withdrawn_on.data)
+            except WithdrawalError as exc:
+                form.withdrawn_on.errors = [*form.withdrawn_on.errors, exc.message()]
+                valid = False
+        if choice and form.keep_data.data not in ("keep", "delete"):
+            form.keep_data.errors = [
+                *form.keep_data.errors,
+                _("Choose what happens to the data already collected."),
+            ]
+            valid = False
+        if form.keep_identity.data not in ("keep", "delete"):
+            form.keep_identity.errors = [
+                *form.keep_identity.errors,
+                _("Choose whether to keep or delete the identity key entry."),
+            ]
+            valid = False
+        if valid:
+            try:
+                summary = withdraw(
+                    db.session,
+                    participant,
+                    withdrawn_on=form.withdrawn_on.data,
+                    keep_data=(form.keep_data.data == "keep") if choice else None,
+                    keep_identity=form.keep_identity.data == "keep",
+                    user=current_user,
+                )
+            except WithdrawalError as exc:
+                db.session.rollback()
+                if exc.code in ("future", "too_early"):
+                    form.withdrawn_on.errors = [*form.withdrawn_on.errors, exc.message()]
+                elif exc.code == "choice":
+                    form.keep_data.errors = [*form.keep_data.errors, exc.message()]
+                else:
+                    problem = exc.message()
+                    status = 409
+            else:
+                audit.record(
+                    "participant_withdrawn", "participant", participant.id, **summary.as_detail()
+                )
+                db.session.commit()
+                flash(
+                    _("The withdrawal of %(code)s is recorded.", code=participant.code), "success"
+                )
+                return redirect(url_for("coordinator.detail", participant_id=participant.id))
+        if status == 200:
+            status = 400
+    elif form.withdrawn_on.data is None:
+        form.withdrawn_on.data = today_in_oslo()
+    return (
+        render_template(
+            "coordinator/withdraw.html",
+            participant=participant,
+            form=form,
+            choice=choice,
+            consent_form=consent_form,
+            problem=problem,
+            today=today_in_oslo(),
+            earliest=earliest_date(participant),
+            record=withdrawal_record(participant),
+        ),
+        status,
+    )
+
+
 bp.add_url_rule("/", view_func=participants)
 bp.add_url_rule("/new", view_func=new_participant, methods=["GET", "POST"])
 bp.add_url_rule("/<uuid:participant_id>", view_func=detail)
 bp.add_url_rule("/<uuid:participant_id>/interviewers", view_func=assign, methods=["POST"])
 bp.add_url_rule("/<uuid:participant_id>/interviews", view_func=plan_interview, methods=["POST"])
 bp.add_url_rule("/<uuid:participant_id>/identity", view_func=identity, methods=["POST"])
+bp.add_url_rule(
+    "/<uuid:participant_id>/withdraw", view_func=withdraw_participant, methods=["GET", "POST"]
+)

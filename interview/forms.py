@@ -229,3 +229,28 @@ class DebriefForm(FlaskForm):
     )
     wants_debrief_talk = BooleanField(_l("I would like a debrief talk"))
     participant_follow_up = BooleanField(_l("The participant needs follow-up from the team"))
+
+
+class WithdrawForm(FlaskForm):
+    """Record a participant's withdrawal: the date, and what happens to data and identity."""
+
+    withdrawn_on = LocalDateField(
+        _l("Date of withdrawal"), validators=[InputRequired(message=_l("Choose a date."))]
+    )
+    # the choices are checked by the view: the data choice exists only on some consent forms
+    keep_data = RadioField(
+        _l("What did the participant choose for the data already collected?"),
+        choices=[
+            SelectChoice("delete", _l("Delete it")),
+            SelectChoice("keep", _l("Keep what has already been analysed, for anonymous use only")),
+        ],
+        validate_choice=False,
+    )
+    keep_identity = RadioField(
+        _l("The identity key entry (name, contact, signed consent)"),
+        choices=[
+            SelectChoice("delete", _l("Delete it now")),
+            SelectChoice("keep", _l("Keep it until the study ends")),
+        ],
+        validate_choice=False,
+    )

@@ -58,6 +58,9 @@ def mine():
     rows = list(
         db.session.scalars(
             interviews_visible_to(current_user)
+            # a withdrawn participant's interviews are no longer anyone's work
+            .join(Participant, Participant.id == Interview.participant_id)
+            .where(Participant.status != "withdrawn")
             .options(
                 selectinload(Interview.participant).selectinload(Participant.case),
             )
@@ -561,7 +564,12 @@ def debrief(interview_id):
 
 
 def _conflicted_notes():
-    visible = interviews_visible_to(current_user).with_only_columns(Interview.id)
+    visible = (
+        interviews_visible_to(current_user)
+        .join(Participant, Participant.id == Interview.participant_id)
+        .where(Participant.status != "withdrawn")
+        .with_only_columns(Interview.id)
+    )
     return list(
         db.session.scalars(
             select(Note)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,6 +58,7 @@ NOTE_FIELDS = ("text", "polarity", "themes", "possible_quote", "deleted")
 DEBRIEF_FIELDS = ("wellbeing", "reflection", "wants_debrief_talk", "participant_follow_up")
 STOP_REASONS = ("participant_wish", "distress", "practical", "other", "declined")
 RESCHEDULE_REASONS = ("capacity", "participant_asked", "practical")
+WITHDRAWN_REASON = "the participant has withdrawn; this change was not kept"
 
 
 class EnvelopeError(ValueError):
@@ -397,7 +398,7 @@ def _check_access(user: User, participant: Participant) -> None:
     if not can_see_participant(user, participant):
         raise Reject("not allowed for this participant")
     if participant.status == "withdrawn":
-        raise Reject("the participant has withdrawn; this change was not kept")
+        raise Reject(WITHDRAWN_REASON)
 
 
 def _themes_by_key(session: Session, keys: list[str]) -> list[Theme]:
@@ -896,6 +897,8 @@ def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) ->
         outcome = _run(session, user, change)
     except Reject as exc:
         savepoint.rollback()
+        if str(exc) == WITHDRAWN_REASON:
+            refuse_waiting(session, change.id, WITHDRAWN_REASON)
         return _record_rejection(session, user, change, digest, device_id, str(exc))
     except Exception:
         # not the change's fault: it is not written down, and the tablet sends it again
@@ -977,6 +980,8 @@ def release_waiting(session: Session, record_id: str) -> None:
             savepoint.rollback()
             held.status, held.rev, held.reason = "rejected", None, str(exc)[:200]
             held.waiting_for, held.payload = None, None
+            if str(exc) == WITHDRAWN_REASON:
+                refuse_waiting(session, held.record_id, WITHDRAWN_REASON)
             continue
         except Exception:
             savepoint.rollback()
@@ -987,6 +992,24 @@ def release_waiting(session: Session, record_id: str) -> None:
         savepoint.commit()
         if outcome.created:
             release_waiting(session, outcome.created)
+
+
+def refuse_waiting(session: Session, record_id: str, reason: str) -> None:
+    """Refuse the changes waiting for a record that will never arrive, and drop their payloads."""
+    # a note typed for an interview that is refused (the participant withdrew) would otherwise
+    # wait forever with its words in the sync log; edits waiting for that note go with it
+    pending = [record_id]
+    seen: set[str] = set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for held in session.scalars(select(SyncChange).where(SyncChange.waiting_for == current)):
+            held.status, held.rev, held.reason = "rejected", None, reason[:200]
+            held.waiting_for, held.payload = None, null()
+            pending.append(held.record_id)
+    session.flush()
 
 
 # --- form posts use the same rules ------------------------------------------------------
@@ -1095,6 +1118,8 @@ def _record_data(entity: str, r) -> dict[str, Any]:
             "current_section": r.current_section,
             "expected_end_at": _iso(r.expected_end_at),
             "participant_status": r.participant.status,
+            # the tablet drops everything it holds of this interview (docs/sync.md)
+            "withdrawn": r.participant.status == "withdrawn",
         }
     if entity == "event":
         return {
@@ -1148,6 +1173,7 @@ def updates_since(session: Session, user: User, cursor: int | None) -> tuple[lis
     new_cursor = rows[-1].seq if rows else (cursor or _current_seq(session))
     seen: dict[tuple[str, str], UpdateLog] = {}
     visible_cache: dict[str, bool] = {}
+    withdrawn: set[str] = set()
     for row in rows:
         if row.participant_id is None:
             continue
@@ -1156,6 +1182,12 @@ def updates_since(session: Session, user: User, cursor: int | None) -> tuple[lis
             visible_cache[row.participant_id] = bool(
                 participant and can_see_participant(user, participant)
             )
+            if participant is not None and participant.status == "withdrawn":
+                withdrawn.add(participant.id)
+        if row.participant_id in withdrawn and row.entity not in ("interview", "participant"):
+            # a withdrawn participant's records never reach a tablet again; their interviews
+            # come with `withdrawn: true`, which tells the tablet to drop all it holds of them
+            continue
         if visible_cache[row.participant_id]:
             seen[(row.entity, row.record_id)] = row
         if len(seen) >= MAX_UPDATES:

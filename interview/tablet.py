@@ -63,6 +63,10 @@ def tablet_strings() -> dict[str, str | dict]:
             "copy what you need into the note."
         ),
         "choose_version": _("Choose a version or write them together"),
+        "withdrawn_removed": _(
+            "This participant has withdrawn from the study. Their interview has been removed "
+            "from this tablet."
+        ),
         "status": {code: str(label) for code, label in LABELS["interview"].items()},
         **{key: str(message) for key, message in FORM_MESSAGES.items()},
     }

@@ -331,7 +331,7 @@ def test_coordinator_sees_own_case_figures_only(client, auth, world, app):
     page = client.get("/desk/?lang=en")
     assert page.status_code == 200
     html = page.text
-    assert "Progress per case" in html
+    assert "Progress per FACT team" in html
     # the world's case A: two invited participants, two planned interviews; nothing of B
     assert _svg_texts(html, "all-participants") == [
         "Invited",

@@ -43,6 +43,7 @@ const state = {
   syncing: null,
   lastSyncOk: false,
   batch: BATCH,
+  leave: false, // this page's interview was withdrawn and has left the tablet
 };
 
 // The singular form when there is one, where the words have one (`name_one`).
@@ -207,7 +208,8 @@ async function drain() {
     }
     state.network = "online";
     state.batch = BATCH;
-    await store.applyAnswer({ userId, batch, results: answer.results, updates: answer.updates, cursor: answer.cursor });
+    const summary = await store.applyAnswer({ userId, batch, results: answer.results, updates: answer.updates, cursor: answer.cursor });
+    if (summary && summary.withdrawn.length) await dropWithdrawn(summary.withdrawn);
     // the server answers updates in pages: ask again while the cursor still moves
     const more = answer.cursor !== (cursor ?? null) && answer.updates.length > 0;
     if (!batch.length && !more) break;
@@ -242,6 +244,13 @@ function syncNow() {
     state.syncing = locked().finally(async () => {
       state.syncing = null;
       statusEl?.removeAttribute("aria-busy");
+      if (state.leave) {
+        // this page's interview is no longer on the tablet: the participant has withdrawn
+        state.leave = false;
+        window.alert(strings.withdrawn_removed);
+        location.replace("/interviews/");
+        return;
+      }
       await updateStatus();
       document.dispatchEvent(new CustomEvent("tablet:synced"));
     });
@@ -278,6 +287,19 @@ async function dropFinished() {
     await store.dropInterview(iv.id);
     await dropPages(iv.id);
   }
+}
+
+// The participant has withdrawn: the tablet's records and outbox entries for these interviews
+// are already gone (store.applyAnswer); their kept pages and their place in the list go too, and
+// a page showing one of them is left for the list of interviews.
+async function dropWithdrawn(interviewIds) {
+  for (const id of interviewIds) await dropPages(id);
+  const prepared = await store.getMeta(`prepared:${userId}`);
+  if (prepared && prepared.interviews) {
+    prepared.interviews = prepared.interviews.filter((iv) => !interviewIds.includes(iv.id));
+    await store.setMeta(`prepared:${userId}`, prepared);
+  }
+  if (ctx && interviewIds.includes(ctx.interviewId)) state.leave = true;
 }
 
 async function dropPages(interviewId) {

@@ -322,13 +322,15 @@ export function asChange(e) {
 
 // Apply the server's answer in one transaction: drop the entries it names as applied,
 // duplicate or conflict; keep refused ones aside with the reason; then take in the updates
-// for records with nothing waiting, and move the cursor.
+// for records with nothing waiting, drop every interview whose participant has withdrawn,
+// and move the cursor. `summary.withdrawn` names the interviews dropped now (for their pages).
 export function applyAnswer({ userId, batch, results, updates, cursor }) {
   const byId = new Map(batch.map((e) => [e.change_id, e]));
+  const withdrawnNow = updates.filter((u) => u.entity === "interview" && u.data && u.data.withdrawn).map((u) => u.id);
   return transact(["records", "outbox", "rejected", "meta"], "readwrite", (tx, out) => {
     const records = tx.objectStore("records");
     const outbox = tx.objectStore("outbox");
-    const summary = { done: 0, conflicts: 0, rejected: 0, touched: new Set() };
+    const summary = { done: 0, conflicts: 0, rejected: 0, touched: new Set(), withdrawn: withdrawnNow };
     out.value = summary;
     for (const result of results) {
       const e = byId.get(result.change_id);
@@ -399,6 +401,7 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
       }
     }
     for (const update of updates) {
+      if (withdrawnNow.includes(update.id)) continue; // dropped below, never stored again
       const key = recordKey(update.entity, update.id);
       on(outbox.index("record").count(key), (waiting) => {
         const data = update.data || {};
@@ -429,8 +432,29 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
         });
       });
     }
-    tx.objectStore("meta").put({ key: `cursor:${userId}`, value: cursor });
+    // Requests in one transaction run in order, so this runs after everything above: the
+    // refusals just put aside and any record just written for these interviews go too. The
+    // interviews dropped before are dropped again, for changes typed on a page still open.
+    const meta = tx.objectStore("meta");
+    on(meta.get("withdrawn"), (row) => {
+      const ids = [...new Set([...((row && row.value) || []), ...withdrawnNow])].slice(-500);
+      for (const id of ids) forget(tx, id);
+      if (withdrawnNow.length) meta.put({ key: "withdrawn", value: ids });
+    });
+    meta.put({ key: `cursor:${userId}`, value: cursor });
   });
+}
+
+// Everything of one interview leaves the tablet: its records, its outbox entries (the case store
+// refuses them: the participant has withdrawn) and its refused changes. Inside a transaction on
+// records, outbox and rejected.
+function forget(tx, interviewId) {
+  const records = tx.objectStore("records");
+  const outbox = tx.objectStore("outbox");
+  const rejected = tx.objectStore("rejected");
+  on(records.index("interview").getAllKeys(interviewId), (keys) => keys.forEach((k) => records.delete(k)));
+  on(outbox.index("interview").getAllKeys(interviewId), (keys) => keys.forEach((k) => outbox.delete(k)));
+  on(rejected.getAll(), (rows) => rows.forEach((r) => r.interview_id === interviewId && rejected.delete(r.change_id)));
 }
 
 export function rejectedOf(userId) {
