@@ -7,7 +7,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from . import audit
-from .access import participant_or_404, participants_visible_to, roles_required
+from .access import (
+    cases_coordinated_by,
+    participant_or_404,
+    participants_visible_to,
+    roles_required,
+)
 from .content import withdrawal_data_choice
 from .extensions import db
 from .forms import (
@@ -36,12 +41,6 @@ bp = Blueprint("coordinator", __name__, url_prefix="/participants")
 COORDINATING = ("coordinator", "admin")
 
 
-def _my_cases() -> list[Case]:
-    if current_user.role == "admin":
-        return list(db.session.scalars(select(Case).order_by(Case.code)))
-    return list(current_user.cases)
-
-
 def _peer_choices(case_ids: set[int]) -> list[tuple[int, str]]:
     peers = db.session.scalars(
         select(User)
@@ -68,7 +67,7 @@ def _valid_interviewers(ids: list[int], case_id: int) -> list[User] | None:
 @roles_required(*COORDINATING)
 def participants():
     """List the participants and interviews of the coordinator's cases."""
-    cases = _my_cases()
+    cases = cases_coordinated_by(current_user)
     case_code = request.args.get("case")
     stmt = (
         participants_visible_to(current_user)
@@ -90,7 +89,7 @@ def participants():
 @roles_required(*COORDINATING)
 def new_participant():
     """Register a participant under a fresh pseudonymous code."""
-    cases = _my_cases()
+    cases = cases_coordinated_by(current_user)
     form = ParticipantForm()
     form.case_id.choices = [(c.id, f"{c.code} – {c.name(ui_lang())}") for c in cases]
     form.preferred_language.choices = language_choices()

@@ -47,6 +47,7 @@ from .models import (
     Theme,
     UpdateLog,
     User,
+    new_uuid,
     utcnow,
 )
 
@@ -1048,9 +1049,12 @@ def _participant_of(session: Session, obj) -> str | None:
     if isinstance(obj, Participant):
         return obj.id
     if isinstance(obj, Interview | Consent):
-        return obj.participant_id
-    interview = session.get(Interview, obj.interview_id) if obj.interview_id else None
-    return interview.participant_id if interview else None
+        # a record made with participant=... has no participant_id until the flush
+        return obj.participant_id or (obj.participant.id if obj.participant else None)
+    interview = obj.interview if obj.interview_id is None else None
+    if interview is None and obj.interview_id:
+        interview = session.get(Interview, obj.interview_id)
+    return _participant_of(session, interview) if interview else None
 
 
 TRACKED = {
@@ -1074,6 +1078,10 @@ def _log_updates(session: Session, _flush_context, _instances) -> None:
         return
     last = _take_seqs(session.connection(), len(touched))
     first = last - len(touched) + 1
+    for _entity, obj in touched:
+        if obj.id is None:
+            # the column default would only fill it at the insert: the log needs it now
+            obj.id = new_uuid()
     for offset, (entity, obj) in enumerate(touched):
         session.add(
             UpdateLog(

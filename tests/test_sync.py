@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from interview.extensions import db
-from interview.models import Note, Participant, SyncChange
+from interview.models import Interview, Note, Participant, SyncChange
 from interview.sync import fold_events, merge_fields
 from tests.conftest import get_row
 from tests.helpers import give_paper_consent, start_interview
@@ -279,3 +279,36 @@ def test_a_change_the_server_fails_on_is_kept_for_another_try(
     assert result["status"] == "applied"
     with app.app_context():
         assert get_row(Note, note_id).text == "Sendes på nytt"
+
+
+def test_an_interview_a_coordinator_plans_reaches_the_peers_tablet_in_updates(
+    app, client, auth, world
+):
+    """Records made through relationships (participant=...) are logged with their ids."""
+    auth.login("peer_a")
+    device = str(uuid.uuid4())
+    first = _sync(client, [], device=device).get_json()
+    auth.logout()
+    auth.login("coord_a")
+    answer = client.post(
+        f"/participants/{world.participants['pa']}/interviews",
+        data={
+            "plan-day": "2030-01-15",
+            "plan-at": "10:30",
+            "plan-place_kind": "home",
+            "plan-language": "nb",
+        },
+    )
+    assert answer.status_code == 302
+    auth.logout()
+    auth.login("peer_a")
+    later = _sync(client, [], cursor=first["cursor"], device=device).get_json()
+    planned = [
+        u
+        for u in later["updates"]
+        if u["entity"] == "interview" and u["data"]["planned_at"].startswith("2030-01-15")
+    ]
+    assert len(planned) == 1
+    assert planned[0]["id"] != "None"
+    with app.app_context():
+        assert db.session.get(Interview, planned[0]["id"]) is not None
