@@ -46,7 +46,9 @@ def index():
     acks = {}
     if show_all:
         rows = db.session.execute(
-            select(AlertAck, User.username).outerjoin(User, User.id == AlertAck.acknowledged_by_id)
+            select(AlertAck, User.username)
+            .outerjoin(User, User.id == AlertAck.acknowledged_by_id)
+            .where(AlertAck.key.in_({a.key for a in items} or {""}))
         ).all()
         acks = {(a.kind, a.key): (a, name) for a, name in rows}
     return render_template(

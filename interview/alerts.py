@@ -48,6 +48,7 @@ class Alert:
     interview_id: str | None = None
     username: str | None = None
     count: int | None = None
+    entity: str | None = None
 
 
 def _visible_participants(case_ids: set[int]):
@@ -172,9 +173,39 @@ def conflicts(session: Session, case_ids: set[int], codes: dict[int, str]) -> li
             code,
             participant_id,
             note.interview_id,
+            entity="note",
         )
         for note, participant_id, code, case_id in rows
         if note.conflict
+    ] + debrief_conflicts(session, case_ids, codes)
+
+
+def debrief_conflicts(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[Alert]:
+    """Debriefs two tablets changed at once: the other version waits beside the kept one."""
+    rows = session.execute(
+        select(Debrief, Interview.participant_id, Participant.code, Participant.case_id, User)
+        .join(Interview, Interview.id == Debrief.interview_id)
+        .join(Participant, Participant.id == Interview.participant_id)
+        .outerjoin(User, User.id == Debrief.author_id)
+        .where(
+            Debrief.conflict.is_not(None),
+            Interview.participant_id.in_(_visible_participants(case_ids)),
+        )
+    ).all()
+    return [
+        Alert(
+            "conflict",
+            f"debrief:{debrief.id}@{debrief.rev}",
+            debrief.updated_at,
+            codes.get(case_id),
+            code,
+            participant_id,
+            debrief.interview_id,
+            username=author.username if author else None,
+            entity="debrief",
+        )
+        for debrief, participant_id, code, case_id, author in rows
+        if debrief.conflict
     ]
 
 
@@ -225,15 +256,18 @@ def collect(
         *stale_tablets(session, case_ids, now, silent_for),
     ]
     if not include_acknowledged:
-        seen = acknowledged(session)
+        seen = acknowledged(session, {a.key for a in alerts})
         alerts = [a for a in alerts if (a.kind, a.key) not in seen]
     # safety first (the order of KINDS), then the one waiting longest
     return sorted(alerts, key=lambda a: (KINDS.index(a.kind), a.at))
 
 
-def acknowledged(session: Session) -> set[tuple[str, str]]:
-    """Return the (kind, key) pairs someone has acknowledged."""
-    return {(kind, key) for kind, key in session.execute(select(AlertAck.kind, AlertAck.key))}
+def acknowledged(session: Session, keys: set[str]) -> set[tuple[str, str]]:
+    """Return which of these alert keys someone has acknowledged, as (kind, key) pairs."""
+    if not keys:
+        return set()
+    rows = session.execute(select(AlertAck.kind, AlertAck.key).where(AlertAck.key.in_(keys)))
+    return {(kind, key) for kind, key in rows}
 
 
 def acknowledge(session: Session, alert: Alert, user_id: int) -> bool:

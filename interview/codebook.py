@@ -104,12 +104,11 @@ def _counted_notes(case_ids: set[int]):
     )
 
 
-def note_counts(session: Session) -> dict[int, int]:
-    """How many notes (any case, withdrawn excluded) carry each theme: for the codebook page."""
-    all_cases = set(session.scalars(select(Case.id)))
+def note_counts(session: Session, case_ids: set[int]) -> dict[int, int]:
+    """How many notes of these cases (withdrawn excluded) carry each theme."""
     rows = session.execute(
         select(note_themes.c.theme_id, func.count())
-        .where(note_themes.c.note_id.in_(_counted_notes(all_cases)))
+        .where(note_themes.c.note_id.in_(_counted_notes(case_ids)))
         .group_by(note_themes.c.theme_id)
     )
     return {theme_id: n for theme_id, n in rows}

@@ -24,11 +24,17 @@ class ThemeForm(FlaskForm):
 
     name_nb = StringField(
         _l("Name in Norwegian (Bokmål)"),
-        validators=[DataRequired(_l("Write the name in both languages.")), Length(max=200)],
+        validators=[
+            DataRequired(_l("Write the name in both languages.")),
+            Length(max=200, message=_l("A name can be at most 200 characters.")),
+        ],
     )
     name_en = StringField(
         _l("Name in English"),
-        validators=[DataRequired(_l("Write the name in both languages.")), Length(max=200)],
+        validators=[
+            DataRequired(_l("Write the name in both languages.")),
+            Length(max=200, message=_l("A name can be at most 200 characters.")),
+        ],
     )
 
 
@@ -40,13 +46,22 @@ def _messages() -> dict[str, str]:
     }
 
 
+def _theme_or_404(theme_id: int) -> Theme:
+    # an id past what the store can hold is simply not there (never an overflow error)
+    if theme_id > 2**31 - 1:
+        abort(404, _("That theme is not in the codebook."))
+    return db.get_or_404(Theme, theme_id, description=_("That theme is not in the codebook."))
+
+
 def _page(add_form: ThemeForm, status: int = 200, failed: int | None = None, message=None):
     themes = list(db.session.scalars(select(Theme).order_by(Theme.retired, Theme.key)))
     return (
         render_template(
             "desk/codebook.html",
             themes=themes,
-            counts=codebook.note_counts(db.session),
+            counts=codebook.note_counts(
+                db.session, {c.id for c in cases_coordinated_by(current_user)}
+            ),
             form=add_form,
             failed=failed,
             message=message,
@@ -77,12 +92,11 @@ def index():
 @roles_required(*COORDINATING)
 def rename(theme_id: int):
     """Rename a theme in both languages; its key and its notes stay."""
-    theme = db.get_or_404(Theme, theme_id)
+    theme = _theme_or_404(theme_id)
     form = ThemeForm(prefix=f"t{theme.id}")
     if not form.validate_on_submit():
-        return _page(
-            ThemeForm(prefix="add", formdata=None), 400, theme.id, _messages()["names_required"]
-        )
+        first = next(iter(form.errors.values()), [_messages()["names_required"]])[0]
+        return _page(ThemeForm(prefix="add", formdata=None), 400, theme.id, first)
     try:
         changed = codebook.rename_theme(db.session, theme, form.name_nb.data, form.name_en.data)
     except codebook.CodebookError as err:
@@ -98,7 +112,7 @@ def rename(theme_id: int):
 @roles_required(*COORDINATING)
 def retire(theme_id: int):
     """Retire a theme (or bring it back): it is no longer offered, and stays on old notes."""
-    theme = db.get_or_404(Theme, theme_id)
+    theme = _theme_or_404(theme_id)
     wanted = request.form.get("retired")
     if wanted not in ("0", "1"):
         abort(400)
@@ -125,7 +139,7 @@ def matrix():
 def cell(case_code: str, theme_id: int):
     """The notes behind one cell of the matrix (coordinators of that case only)."""
     case = coordinated_case_or_404(current_user, case_code)
-    theme = db.get_or_404(Theme, theme_id, description=_("That theme is not in the codebook."))
+    theme = _theme_or_404(theme_id)
     polarity = request.args.get("polarity") or None
     if polarity not in (None, *codebook.POLARITY_COLUMNS):
         abort(400, _("Choose inhibits, promotes or neither."))

@@ -143,6 +143,14 @@ def _is_uuid(value: Any) -> bool:
         return False
 
 
+# the stores keep these as 32-bit integers: anything larger is malformed, not a crash
+MAX_INT = 2**31 - 1
+
+
+def _int_in(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= MAX_INT
+
+
 def parse_envelope(body: Any) -> Envelope:
     """Check the fixed envelope; the changes inside are checked one by one later."""
     if not isinstance(body, dict):
@@ -151,14 +159,10 @@ def parse_envelope(body: Any) -> Envelope:
     if not _is_uuid(device_id):
         raise EnvelopeError("device_id must be a UUID")
     cursor = body.get("cursor")
-    if cursor is not None and (
-        not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0
-    ):
+    if cursor is not None and not _int_in(cursor, 0):
         raise EnvelopeError("cursor must be a non-negative integer or null")
     pending = body.get("pending")
-    if pending is not None and (
-        not isinstance(pending, int) or isinstance(pending, bool) or pending < 0
-    ):
+    if pending is not None and not _int_in(pending, 0):
         raise EnvelopeError("pending must be a non-negative integer")
     changes = body.get("changes", [])
     if not isinstance(changes, list):
@@ -192,9 +196,7 @@ def parse_change(raw: Any) -> Change:
     if not _is_uuid(raw.get("id")):
         raise Reject("id must be a UUID")
     base_rev = raw.get("base_rev")
-    if base_rev is not None and (
-        not isinstance(base_rev, int) or isinstance(base_rev, bool) or base_rev < 1
-    ):
+    if base_rev is not None and not _int_in(base_rev, 1):
         raise Reject("base_rev must be a positive integer or null")
     data = raw.get("data")
     if not isinstance(data, dict):

@@ -240,3 +240,25 @@ def test_a_malformed_acknowledgement_is_a_clear_400(client, auth, world, form):
     answer = client.post("/desk/alerts/ack?lang=en", data=form)
     assert answer.status_code == 400
     assert "not one we know" in answer.text
+
+
+def test_a_debrief_in_conflict_is_an_alert_too(app, client, auth, world):
+    with app.app_context():
+        db.session.add(
+            Debrief(
+                interview_id=world.interviews["pa"],
+                wellbeing=3,
+                reflection="kept",
+                conflict={"reflection": "the other tablet's words"},
+                author_id=world.users["peer_a"],
+            )
+        )
+        db.session.commit()
+        found = _collect("A")
+        assert [(a.kind, a.entity, a.username) for a in found] == [
+            ("conflict", "debrief", "peer_a")
+        ]
+    auth.login("coord_a")
+    page = client.get("/desk/alerts/?lang=en").text
+    assert "A debrief has two versions" in page
+    assert "the other tablet" not in page  # the alert names it; the words stay in the debrief

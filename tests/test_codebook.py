@@ -222,3 +222,33 @@ def test_keys_are_ascii_and_unique(app, world):
         second = codebook.add_theme(db.session, "Åpenhet 2", "openness: å!")
         assert first.key == "openness_a"
         assert second.key == "openness_a_2"
+
+
+def test_ids_past_what_the_store_holds_are_404_not_a_crash(client, auth, world):
+    auth.login("coord_a")
+    huge = 10**30
+    assert client.get(f"/desk/themes/matrix/A/{huge}?lang=en").status_code == 404
+    assert client.post(f"/desk/themes/{huge}", data={}).status_code == 404
+    assert client.post(f"/desk/themes/{huge}/retire", data={"retired": "1"}).status_code == 404
+
+
+def test_a_too_long_new_name_says_so(client, auth, world, app):
+    auth.login("coord_a")
+    with app.app_context():
+        theme_id = _theme("culture_attitude").id
+    answer = client.post(
+        f"/desk/themes/{theme_id}?lang=en",
+        data={f"t{theme_id}-name_nb": "x" * 201, f"t{theme_id}-name_en": "Culture"},
+    )
+    assert answer.status_code == 400
+    assert "A name can be at most 200 characters." in answer.text
+
+
+def test_codebook_counts_only_the_coordinators_own_teams(client, auth, tagged):
+    auth.login("coord_a")
+    row = client.get("/desk/themes/?lang=en").text.split("poor_communication</span>", 1)[1]
+    assert row.split("</p>", 1)[0].strip().endswith("4 notes")
+    auth.logout()
+    auth.login("coord_b")
+    row = client.get("/desk/themes/?lang=en").text.split("poor_communication</span>", 1)[1]
+    assert row.split("</p>", 1)[0].strip().endswith("1 note")

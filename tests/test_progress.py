@@ -476,3 +476,20 @@ def test_statements_do_not_grow_with_participants(client, auth, world, app, path
     many = _statements(app, client, path)
     assert few == many, (few, many)
     assert few < 20
+
+
+@pytest.mark.parametrize("path", ["/desk/?lang=en", "/desk/cases/A?lang=en"])
+def test_a_one_team_coordinator_sees_this_week_and_overdue_with_the_interview(
+    client, auth, world, app, path
+):
+    with app.app_context():
+        interview = db.session.get(Interview, world.interviews["pa"])
+        interview.planned_at = utcnow() - timedelta(hours=2)
+        db.session.commit()
+        code = interview.participant.code
+    auth.login("coord_a")
+    html = client.get(path).text
+    week = html.split('id="h-week"', 1)[1]
+    assert "Planned this week" in week and "Overdue" in week
+    assert code in week
+    assert '<span class="badge badge-overdue">Overdue</span>' in week

@@ -3,6 +3,7 @@
 import uuid
 from datetime import datetime
 
+import pytest
 from sqlalchemy import func, select
 
 from interview.extensions import db
@@ -312,3 +313,23 @@ def test_an_interview_a_coordinator_plans_reaches_the_peers_tablet_in_updates(
     assert planned[0]["id"] != "None"
     with app.app_context():
         assert db.session.get(Interview, planned[0]["id"]) is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("pending", 10**30), ("pending", 2**31), ("cursor", 10**30)]
+)
+def test_numbers_past_what_the_store_holds_are_a_400_not_a_crash(auth, client, world, field, value):
+    auth.login("peer_a")
+    body = {"device_id": str(uuid.uuid4()), "cursor": None, "changes": [], field: value}
+    answer = client.post("/api/v1/sync", json=body)
+    assert answer.status_code == 400
+    assert answer.get_json()["code"] == "envelope"
+
+
+def test_a_huge_base_rev_is_refused_for_that_change_only(auth, client, world):
+    auth.login("peer_a")
+    iid = world.interviews["pa"]
+    change = _note_change(iid, str(uuid.uuid4()), "text", base_rev=10**30)
+    answer = _sync(client, [change])
+    assert answer.status_code == 200
+    assert answer.get_json()["results"][0]["status"] == "rejected"

@@ -198,7 +198,10 @@ async function drain() {
     const cursor = await store.getMeta(`cursor:${userId}`);
     let answer;
     try {
-      answer = await post({ device_id: device, cursor: cursor ?? null, pending: total, changes: batch.map(store.asChange) });
+      // pending: what the tablet still holds besides this batch, so a tablet that has sent
+      // everything never looks like one holding changes (the coordinator's alerts read it)
+      const pending = Math.max(0, total - batch.length);
+      answer = await post({ device_id: device, cursor: cursor ?? null, pending, changes: batch.map(store.asChange) });
     } catch (error) {
       if (error.kind === "too_large" && state.batch > 1) {
         state.batch = Math.max(1, Math.floor(state.batch / 2));
