@@ -57,6 +57,20 @@ def _visible_participants(case_ids: set[int]):
     )
 
 
+def _rows(session: Session, case_ids: set[int], model, *where, with_author: bool = False):
+    """Rows of a record of visible interviews: (record, participant id, code, case id[, author])."""
+    columns = [model, Interview.participant_id, Participant.code, Participant.case_id]
+    stmt = (
+        select(*columns, *([User] if with_author else []))
+        .join(Interview, Interview.id == model.interview_id)
+        .join(Participant, Participant.id == Interview.participant_id)
+        .where(Interview.participant_id.in_(_visible_participants(case_ids)), *where)
+    )
+    if with_author:
+        stmt = stmt.outerjoin(User, User.id == model.author_id)
+    return session.execute(stmt).all()
+
+
 def overdue(
     session: Session, case_ids: set[int], codes: dict[int, str], now: datetime, grace: timedelta
 ) -> list[Alert]:
@@ -99,15 +113,7 @@ def overdue(
 
 def distress(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[Alert]:
     """Every distress stage 2 recorded in an interview."""
-    rows = session.execute(
-        select(InterviewEvent, Interview.participant_id, Participant.code, Participant.case_id)
-        .join(Interview, Interview.id == InterviewEvent.interview_id)
-        .join(Participant, Participant.id == Interview.participant_id)
-        .where(
-            InterviewEvent.kind == "distress_2",
-            Interview.participant_id.in_(_visible_participants(case_ids)),
-        )
-    ).all()
+    rows = _rows(session, case_ids, InterviewEvent, InterviewEvent.kind == "distress_2")
     return [
         Alert(
             "distress_2",
@@ -124,16 +130,13 @@ def distress(session: Session, case_ids: set[int], codes: dict[int, str]) -> lis
 
 def debrief_flags(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[Alert]:
     """Debriefs asking for participant follow-up or a debrief talk for the peer."""
-    rows = session.execute(
-        select(Debrief, Interview.participant_id, Participant.code, Participant.case_id, User)
-        .join(Interview, Interview.id == Debrief.interview_id)
-        .join(Participant, Participant.id == Interview.participant_id)
-        .outerjoin(User, User.id == Debrief.author_id)
-        .where(
-            Interview.participant_id.in_(_visible_participants(case_ids)),
-            (Debrief.participant_follow_up.is_(True)) | (Debrief.wants_debrief_talk.is_(True)),
-        )
-    ).all()
+    rows = _rows(
+        session,
+        case_ids,
+        Debrief,
+        (Debrief.participant_follow_up.is_(True)) | (Debrief.wants_debrief_talk.is_(True)),
+        with_author=True,
+    )
     alerts = []
     for debrief, participant_id, code, case_id, author in rows:
         common = dict(
@@ -153,16 +156,7 @@ def debrief_flags(session: Session, case_ids: set[int], codes: dict[int, str]) -
 
 def conflicts(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[Alert]:
     """Notes with two versions waiting for someone to choose or merge."""
-    rows = session.execute(
-        select(Note, Interview.participant_id, Participant.code, Participant.case_id)
-        .join(Interview, Interview.id == Note.interview_id)
-        .join(Participant, Participant.id == Interview.participant_id)
-        .where(
-            Note.conflict.is_not(None),
-            Note.deleted_at.is_(None),
-            Interview.participant_id.in_(_visible_participants(case_ids)),
-        )
-    ).all()
+    rows = _rows(session, case_ids, Note, Note.conflict.is_not(None), Note.deleted_at.is_(None))
     # a settled note may hold JSON null rather than SQL NULL: only a real version counts
     return [
         Alert(
@@ -182,16 +176,7 @@ def conflicts(session: Session, case_ids: set[int], codes: dict[int, str]) -> li
 
 def debrief_conflicts(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[Alert]:
     """Debriefs two tablets changed at once: the other version waits beside the kept one."""
-    rows = session.execute(
-        select(Debrief, Interview.participant_id, Participant.code, Participant.case_id, User)
-        .join(Interview, Interview.id == Debrief.interview_id)
-        .join(Participant, Participant.id == Interview.participant_id)
-        .outerjoin(User, User.id == Debrief.author_id)
-        .where(
-            Debrief.conflict.is_not(None),
-            Interview.participant_id.in_(_visible_participants(case_ids)),
-        )
-    ).all()
+    rows = _rows(session, case_ids, Debrief, Debrief.conflict.is_not(None), with_author=True)
     return [
         Alert(
             "conflict",
