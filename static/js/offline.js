@@ -979,8 +979,9 @@ async function prepare(button) {
       persisted = (await navigator.storage.persisted()) || (await navigator.storage.persist());
     }
     await store.setMeta(`prepared:${userId}`, { at: new Date().toISOString(), interviews: ready });
+    // the list first, then "ready": whoever reads the status finds the list that goes with it
+    await showPrepared();
     out.textContent = fmt(strings.prepare_done, { n: ready.filter((r) => r.ok).length }) + (persisted ? "" : ` ${strings.persist_denied}`);
-    showPrepared();
   } catch (error) {
     if (error && error.name === "QuotaExceededError") storageFailed(error);
     else if (error instanceof Stop && error.kind === "login") state.session = "login";
@@ -996,7 +997,7 @@ async function showPrepared() {
   const prepared = await store.getMeta(`prepared:${userId}`);
   if (!list || !prepared) return;
   const cache = await caches.open(CACHE);
-  list.replaceChildren();
+  const items = [];
   for (const iv of prepared.interviews) {
     const kept = iv.ok && (await cache.match(`/interviews/${iv.id}/section/0`));
     const li = document.createElement("li");
@@ -1004,13 +1005,15 @@ async function showPrepared() {
       timeZone: "Europe/Oslo", dateStyle: "medium", timeStyle: "short",
     }).format(new Date(iv.planned_at));
     li.textContent = `${kept ? "✓" : "✗"} ${iv.code} · ${when} · ${kept ? strings.ready_offline : strings.not_offline}`;
-    list.append(li);
+    items.push(li);
     const mark = document.querySelector(`[data-offline-mark="${CSS.escape(iv.id)}"]`);
     if (mark) {
       mark.textContent = kept ? `✓ ${strings.ready_offline}` : "";
       mark.className = kept ? "badge badge-ready" : "";
     }
   }
+  // at once, so two calls that overlap never leave a half or doubled list
+  list.replaceChildren(...items);
 }
 
 // --- logging out -----------------------------------------------------------------------------
