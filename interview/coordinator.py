@@ -238,10 +238,7 @@ def withdraw_participant(participant_id: str):
                 form.withdrawn_on.errors = [*form.withdrawn_on.errors, exc.message()]
                 valid = False
         if choice and form.keep_data.data not in ("keep", "delete"):
-            form.keep_data.errors = [
-                *form.keep_data.errors,
-                _("Choose what happens to the data already collected."),
-            ]
+            form.keep_data.errors = [*form.keep_data.errors, WithdrawalError("choice").message()]
             valid = False
         if form.keep_identity.data not in ("keep", "delete"):
             form.keep_identity.errors = [

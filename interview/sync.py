@@ -70,6 +70,13 @@ class Reject(Exception):
     """A change that cannot be applied; the reason is safe to show."""
 
 
+class Withdrawn(Reject):
+    """A change for a participant who has withdrawn: it and whatever waits on it are refused."""
+
+    def __init__(self):
+        super().__init__(WITHDRAWN_REASON)
+
+
 @dataclass(frozen=True)
 class Change:
     """One validated change from a tablet."""
@@ -401,7 +408,7 @@ def _check_access(user: User, participant: Participant) -> None:
     if not can_see_participant(user, participant):
         raise Reject("not allowed for this participant")
     if participant.status == "withdrawn":
-        raise Reject(WITHDRAWN_REASON)
+        raise Withdrawn()
 
 
 def _themes_by_key(session: Session, keys: list[str]) -> list[Theme]:
@@ -900,7 +907,7 @@ def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) ->
         outcome = _run(session, user, change)
     except Reject as exc:
         savepoint.rollback()
-        if str(exc) == WITHDRAWN_REASON:
+        if isinstance(exc, Withdrawn):
             refuse_waiting(session, change.id, WITHDRAWN_REASON)
         return _record_rejection(session, user, change, digest, device_id, str(exc))
     except Exception:
@@ -983,7 +990,7 @@ def release_waiting(session: Session, record_id: str) -> None:
             savepoint.rollback()
             held.status, held.rev, held.reason = "rejected", None, str(exc)[:200]
             held.waiting_for, held.payload = None, None
-            if str(exc) == WITHDRAWN_REASON:
+            if isinstance(exc, Withdrawn):
                 refuse_waiting(session, held.record_id, WITHDRAWN_REASON)
             continue
         except Exception:

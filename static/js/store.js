@@ -438,23 +438,27 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
     const meta = tx.objectStore("meta");
     on(meta.get("withdrawn"), (row) => {
       const ids = [...new Set([...((row && row.value) || []), ...withdrawnNow])].slice(-500);
-      for (const id of ids) forget(tx, id);
+      forget(tx, ids);
       if (withdrawnNow.length) meta.put({ key: "withdrawn", value: ids });
     });
     meta.put({ key: `cursor:${userId}`, value: cursor });
   });
 }
 
-// Everything of one interview leaves the tablet: its records, its outbox entries (the case store
-// refuses them: the participant has withdrawn) and its refused changes. Inside a transaction on
-// records, outbox and rejected.
-function forget(tx, interviewId) {
+// Everything of these interviews leaves the tablet: their records, their outbox entries (the case
+// store refuses them: the participant has withdrawn) and their refused changes. Inside a
+// transaction on records, outbox and rejected; the refused ones are read once for all.
+function forget(tx, interviewIds) {
+  if (!interviewIds.length) return;
   const records = tx.objectStore("records");
   const outbox = tx.objectStore("outbox");
   const rejected = tx.objectStore("rejected");
-  on(records.index("interview").getAllKeys(interviewId), (keys) => keys.forEach((k) => records.delete(k)));
-  on(outbox.index("interview").getAllKeys(interviewId), (keys) => keys.forEach((k) => outbox.delete(k)));
-  on(rejected.getAll(), (rows) => rows.forEach((r) => r.interview_id === interviewId && rejected.delete(r.change_id)));
+  for (const id of interviewIds) {
+    on(records.index("interview").getAllKeys(id), (keys) => keys.forEach((k) => records.delete(k)));
+    on(outbox.index("interview").getAllKeys(id), (keys) => keys.forEach((k) => outbox.delete(k)));
+  }
+  const gone = new Set(interviewIds);
+  on(rejected.getAll(), (rows) => rows.forEach((r) => gone.has(r.interview_id) && rejected.delete(r.change_id)));
 }
 
 export function rejectedOf(userId) {
