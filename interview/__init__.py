@@ -44,6 +44,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         crypto,
         database,
         desk,
+        document_views,
+        documents,
         errors,
         export_views,
         i18n,
@@ -67,6 +69,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     labels.init_app(app)
     tablet.init_app(app)
+    documents.init_app(app)
     cli.init_app(app)
     sync.init_update_log()
 
@@ -79,4 +82,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(alert_views.bp)
     app.register_blueprint(codebook_views.bp)
     app.register_blueprint(export_views.bp)
+    app.register_blueprint(document_views.bp)
     return app

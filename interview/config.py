@@ -57,6 +57,10 @@ def load_config(instance_path: str) -> dict:
         "ARGON2_MEMORY_COST": 65536,
         "ARGON2_PARALLELISM": 2,
         "INTERVIEW_DEFAULT_MINUTES": 75,
+        # printed on guides, consent forms and reports
+        "STUDY_NAME": os.environ.get("STUDY_NAME", "INNOFACT"),
+        # rendered guide and consent-form PDFs; safe to delete at any time
+        "DOCUMENT_CACHE_DIR": os.environ.get("DOCUMENT_CACHE_DIR", str(instance / "documents")),
         # lone-worker safety: an interview this long past its expected end without a check-in
         "OVERDUE_GRACE_MINUTES": int(os.environ.get("OVERDUE_GRACE_MINUTES", "30")),
         # a tablet silent this long while it still holds changes is worth a phone call

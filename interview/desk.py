@@ -60,7 +60,8 @@ def charts_for(
     }
 
 
-def _render(cases: list[Case], current: Case | None):
+def progress_context(cases: list[Case], current: Case | None) -> dict:
+    """Return the figures and charts of the progress page (and report) in the current language."""
     shown = [current] if current else cases
     progress = case_progress(db.session, [c.id for c in shown], utcnow())
     lang = ui_lang()
@@ -69,8 +70,7 @@ def _render(cases: list[Case], current: Case | None):
         max((max(p.participants.values()) for p in progress.cases), default=0),
         max((max(p.interviews.values()) for p in progress.cases), default=0),
     )
-    return render_template(
-        "desk/progress.html",
+    return dict(
         cases=cases,
         current=current,
         progress=progress,
@@ -82,6 +82,10 @@ def _render(cases: list[Case], current: Case | None):
         interview_statuses=INTERVIEW_STATUSES,
         consent_items=CONSENT_ITEMS,
     )
+
+
+def _render(cases: list[Case], current: Case | None):
+    return render_template("desk/progress.html", **progress_context(cases, current))
 
 
 @roles_required(*COORDINATING)

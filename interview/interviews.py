@@ -92,8 +92,20 @@ def overview(interview_id):
     interview = interview_or_404(interview_id)
     guide = guide_of(interview.guide_version)
     consent = flow.valid_consent(interview.participant)
+    # the form a paper consent is signed on: the one signed, else the one the tablet would show
+    consent_form = (
+        consent.form_version
+        if consent
+        else db.session.scalars(
+            select(ConsentFormVersion).order_by(ConsentFormVersion.version.desc())
+        ).first()
+    )
     return render_template(
-        "interviews/overview.html", interview=interview, guide=guide, consent=consent
+        "interviews/overview.html",
+        interview=interview,
+        guide=guide,
+        consent=consent,
+        consent_form=consent_form,
     )
 
 

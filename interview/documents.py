@@ -1,0 +1,204 @@
+"""Printable documents: HTML from Jinja templates turned into PDF by WeasyPrint.
+
+Rendering never reaches the network: the URL fetcher serves the app's own static files
+and refuses everything else. Documents that depend only on versioned content (guides,
+blank consent forms) are cached on disk by a key built from that content, the document
+language and the templates, styles and translations that shape them.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import weasyprint
+from flask import current_app, render_template
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from markupsafe import Markup
+from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+# the origin the document HTML is resolved against; it exists only inside the fetcher
+DOCUMENT_ORIGIN = "https://documents.fact-interview.invalid"
+STATIC_PREFIX = DOCUMENT_ORIGIN + "/static/"
+# fonts that carry æ, ø and å; DejaVu is on every Debian machine, the rest are fallbacks
+FONT_STACK = '"DejaVu Sans", "Noto Sans", "Liberation Sans", Arial, sans-serif'
+TEMPLATE_DIR = "documents"
+STYLESHEET = "css/documents.css"
+
+log = logging.getLogger(__name__)
+
+
+class StaticOnlyFetcher(URLFetcher):
+    """Serve the app's static files to WeasyPrint; refuse every other address."""
+
+    def __init__(self, static_folder: str):
+        super().__init__(fail_on_errors=False)
+        self._root = Path(static_folder).resolve()
+        self.refused: list[str] = []
+
+    def fetch(self, url, headers=None):
+        """Return a static file for the document origin's /static/ paths, refuse the rest."""
+        if url.startswith(STATIC_PREFIX):
+            relative = unquote(urlsplit(url).path[len("/static/") :])
+            path = (self._root / relative).resolve()
+            if path.is_file() and path.is_relative_to(self._root):
+                return URLFetcherResponse(url, path.read_bytes(), {"Content-Type": _mime(path)})
+        # the address itself may be in the template's content: count it, do not log it
+        self.refused.append(url)
+        raise ValueError("the document renderer fetches nothing outside the app")
+
+
+def _mime(path: Path) -> str:
+    return {
+        ".css": "text/css",
+        ".svg": "image/svg+xml",
+        ".png": "image/png",
+        ".woff2": "font/woff2",
+        ".ttf": "font/ttf",
+    }.get(path.suffix, "application/octet-stream")
+
+
+def css_string(value: str) -> Markup:
+    """Quote a text as a CSS string literal, safe inside a <style> element."""
+    # a block rendered by Jinja arrives HTML-escaped; a <style> element reads it raw
+    plain = value.unescape() if isinstance(value, Markup) else str(value)
+    escaped = (
+        plain.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\a ").replace("<", "\\3c ")
+    )
+    return Markup(f'"{escaped}"')
+
+
+def page_counter_content(pattern: str) -> Markup:
+    """Turn a translated 'page %(page)s of %(pages)s' text into a CSS `content` value."""
+    parts: list[str] = []
+    rest = pattern
+    while rest:
+        at = min(
+            (i for i in (rest.find("%(page)s"), rest.find("%(pages)s")) if i >= 0),
+            default=-1,
+        )
+        if at < 0:
+            parts.append(css_string(rest))
+            break
+        if at:
+            parts.append(css_string(rest[:at]))
+        if rest.startswith("%(pages)s", at):
+            parts.append("counter(pages)")
+            rest = rest[at + len("%(pages)s") :]
+        else:
+            parts.append("counter(page)")
+            rest = rest[at + len("%(page)s") :]
+    return Markup(" ".join(parts))
+
+
+@dataclass
+class RenderResult:
+    """A rendered PDF and what the fetcher refused while making it."""
+
+    pdf: bytes
+    refused: list[str] = field(default_factory=list)
+
+
+def render_pdf(template: str, lang: str, **context) -> RenderResult:
+    """Render a document template in the given language and return the PDF."""
+    with force_locale(lang):
+        html = render_template(
+            f"{TEMPLATE_DIR}/{template}",
+            doc_lang=lang,
+            font_stack=Markup(FONT_STACK),
+            # the counters are CSS, so the translated words are split around them
+            page_counter=page_counter_content(_("page %(page)s of %(pages)s")),
+            stylesheet=STATIC_PREFIX + STYLESHEET,
+            **context,
+        )
+    fetcher = StaticOnlyFetcher(current_app.static_folder)
+    pdf = weasyprint.HTML(string=html, base_url=DOCUMENT_ORIGIN + "/", url_fetcher=fetcher)
+    return RenderResult(pdf.write_pdf(), fetcher.refused)
+
+
+@lru_cache(maxsize=4)
+def _fingerprint(template_folder: str, static_folder: str, translations: str) -> str:
+    """Hash everything that shapes a document besides its content: templates, style, words."""
+    digest = hashlib.sha256(weasyprint.__version__.encode())
+    files = sorted(Path(template_folder, TEMPLATE_DIR).glob("*.html"))
+    files.append(Path(static_folder, STYLESHEET))
+    files += sorted(Path(translations).glob("*/LC_MESSAGES/messages.mo"))
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def document_fingerprint() -> str:
+    """Return the fingerprint of this release's document templates, styles and translations."""
+    app = current_app
+    return _fingerprint(
+        str(Path(app.root_path, app.template_folder)),
+        app.static_folder,
+        app.config["BABEL_TRANSLATION_DIRECTORIES"],
+    )
+
+
+@dataclass
+class CacheStats:
+    """How often the document cache answered, for tests and the benchmark."""
+
+    hits: int = 0
+    misses: int = 0
+
+
+class DocumentCache:
+    """PDFs on disk, named by what they are and keyed by everything that shapes them."""
+
+    def __init__(self, directory: str):
+        self.directory = Path(directory)
+        self.stats = CacheStats()
+        self._lock = threading.Lock()
+
+    def path_for(self, name: str, parts: dict) -> Path:
+        """Return the file a document with this name and these parts is kept in."""
+        key = hashlib.sha256(
+            json.dumps({**parts, "fingerprint": document_fingerprint()}, sort_keys=True).encode()
+        ).hexdigest()[:32]
+        return self.directory / f"{name}--{key}.pdf"
+
+    def get_or_render(self, name: str, parts: dict, render) -> tuple[Path, bool]:
+        """Return the cached file (and True), or render, keep and return it (and False)."""
+        path = self.path_for(name, parts)
+        if path.is_file():
+            with self._lock:
+                self.stats.hits += 1
+            return path, True
+        pdf = render()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # written whole, then moved into place: a reader never sees half a PDF
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".pdf")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pdf)
+        os.replace(tmp, path)
+        # earlier renderings of the same document (older templates) are no longer used
+        for old in self.directory.glob(f"{name}--*.pdf"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        with self._lock:
+            self.stats.misses += 1
+        return path, False
+
+
+def document_cache() -> DocumentCache:
+    """Return the app's document cache."""
+    return current_app.extensions["document_cache"]
+
+
+def init_app(app) -> None:
+    """Set up the document cache in the configured folder (the instance folder by default)."""
+    directory = app.config.get("DOCUMENT_CACHE_DIR") or os.path.join(app.instance_path, "documents")
+    app.extensions["document_cache"] = DocumentCache(directory)
+    app.jinja_env.filters["css_string"] = css_string
