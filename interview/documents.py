@@ -120,7 +120,8 @@ def render_pdf(template: str, lang: str, **context) -> RenderResult:
         )
     fetcher = StaticOnlyFetcher(current_app.static_folder)
     pdf = weasyprint.HTML(string=html, base_url=DOCUMENT_ORIGIN + "/", url_fetcher=fetcher)
-    return RenderResult(pdf.write_pdf(), fetcher.refused)
+    # PDF/UA: tagged, with the document's language and title, so a screen reader can read it
+    return RenderResult(pdf.write_pdf(pdf_variant="pdf/ua-1"), fetcher.refused)
 
 
 @lru_cache(maxsize=4)
@@ -161,6 +162,7 @@ class DocumentCache:
         self.directory = Path(directory)
         self.stats = CacheStats()
         self._lock = threading.Lock()
+        self._rendering: dict[str, threading.Lock] = {}
 
     def path_for(self, name: str, parts: dict) -> Path:
         """Return the file a document with this name and these parts is kept in."""
@@ -169,14 +171,31 @@ class DocumentCache:
         ).hexdigest()[:32]
         return self.directory / f"{name}--{key}.pdf"
 
-    def get_or_render(self, name: str, parts: dict, render) -> tuple[Path, bool]:
-        """Return the cached file (and True), or render, keep and return it (and False)."""
+    def get_or_render(self, name: str, parts: dict, render) -> tuple[Path | bytes, bool]:
+        """Return the cached file (and True), or render, keep and return it (and False).
+
+        Where the folder cannot be written, the fresh PDF itself is returned: a full disk
+        must never stop a peer from printing a guide.
+        """
         path = self.path_for(name, parts)
         if path.is_file():
-            with self._lock:
-                self.stats.hits += 1
+            self._count(hit=True)
             return path, True
-        pdf = render()
+        with self._lock_for(path):
+            # another request in this process may have rendered it while this one waited
+            if path.is_file():
+                self._count(hit=True)
+                return path, True
+            pdf = render()
+            self._count(hit=False)
+            try:
+                self._keep(name, path, pdf)
+            except OSError as err:
+                log.warning("document cache not written (%s): serving uncached", type(err).__name__)
+                return pdf, False
+        return path, False
+
+    def _keep(self, name: str, path: Path, pdf: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         # written whole, then moved into place: a reader never sees half a PDF
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".pdf")
@@ -187,9 +206,17 @@ class DocumentCache:
         for old in self.directory.glob(f"{name}--*.pdf"):
             if old != path:
                 old.unlink(missing_ok=True)
+
+    def _lock_for(self, path: Path) -> threading.Lock:
         with self._lock:
-            self.stats.misses += 1
-        return path, False
+            return self._rendering.setdefault(str(path), threading.Lock())
+
+    def _count(self, hit: bool) -> None:
+        with self._lock:
+            if hit:
+                self.stats.hits += 1
+            else:
+                self.stats.misses += 1
 
 
 def document_cache() -> DocumentCache:

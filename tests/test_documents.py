@@ -131,6 +131,23 @@ def test_guide_pdf_uses_a_font_that_carries_norwegian_letters(client, auth, worl
         assert letter in text
 
 
+@pytest.mark.parametrize("lang", ["nb", "en"])
+def test_documents_are_tagged_pdfs_in_their_language_with_a_title(client, auth, world, ended, lang):
+    auth.login("coord_a")
+    for url in (
+        f"{GUIDE}/{lang}.pdf",
+        f"{CONSENT}/{lang}.pdf",
+        f"/desk/interviews/{ended}/record/{lang}.pdf",
+        f"/desk/report/{lang}.pdf",
+    ):
+        reader = pypdf.PdfReader(io.BytesIO(client.get(url).data))
+        root = reader.trailer["/Root"]
+        assert root["/Lang"] == lang, url
+        assert bool(root["/MarkInfo"]["/Marked"]), url
+        assert "/StructTreeRoot" in root, url
+        assert reader.metadata.title, url
+
+
 def test_guide_pdf_is_cached_and_the_second_request_renders_nothing(
     app, client, auth, world, monkeypatch
 ):
@@ -565,3 +582,43 @@ def test_consent_answers_in_the_record_are_the_stored_ones(app, client, auth, wo
     assert CONSENT_ALL_YES["item-audio"] == "no"
     assert re.search(r"Audio recording\s*No", text)
     assert re.search(r"Take part\s*Yes", text)
+
+
+def test_an_unwritable_cache_folder_still_gives_the_pdf(app, client, auth, world, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    with app.app_context():
+        documents.document_cache().directory = blocked / "documents"
+    auth.login("peer_a")
+    response = client.get(f"{GUIDE}/en.pdf")
+    assert response.status_code == 200
+    assert squash("Interview guide") in squash(pdf_pages(response.data)[0])
+    assert response.headers["X-Document-Cache"] == "miss"
+
+
+def test_two_requests_at_once_render_a_document_once(app, world):
+    import threading
+
+    renders = []
+    barrier = threading.Barrier(4)
+
+    def render():
+        renders.append(1)
+        return b"%PDF-1.7 fake"
+
+    results = []
+
+    def ask():
+        with app.app_context():
+            barrier.wait()
+            results.append(documents.document_cache().get_or_render("x", {"n": 1}, render))
+
+    with app.app_context():
+        documents.document_cache()  # the cache exists before the threads ask
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(renders) == 1
+    assert sorted(hit for _, hit in results) == [False, True, True, True]
