@@ -9,14 +9,14 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from . import audit, desk
+from . import audit, desk, security
 from .access import cases_coordinated_by, coordinated_case_or_404, interview_or_404, roles_required
 from .content import guide_of
 from .documents import document_cache, render_pdf
 from .extensions import db
 from .forms import stop_reason_choices, wellbeing_choices
-from .models import LANGUAGES, ConsentFormVersion, GuideVersion, utcnow
-from .records import ENDED, interview_record
+from .models import LANGUAGES, ConsentFormVersion, GuideVersion, User, utcnow
+from .records import ENDED, interview_record, people_of
 
 bp = Blueprint("documents", __name__)
 
@@ -55,27 +55,31 @@ def _consent_form_or_404(key: str, version: int) -> ConsentFormVersion:
     )
 
 
+def _study() -> str:
+    return current_app.config["STUDY_NAME"]
+
+
 def _published(value: str) -> date:
     return date.fromisoformat(value)
 
 
-def _pdf_response(path_or_bytes, filename: str, *, private: bool, cached: bool | None = None):
-    body = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+def _pdf_response(pdf: bytes, filename: str, *, key: str | None = None, cached: bool = False):
+    """Send a PDF to show in the browser; only a cached document (no research data) is kept."""
     response = send_file(
-        body,
+        io.BytesIO(pdf),
         mimetype="application/pdf",
         download_name=filename,
         as_attachment=False,
-        conditional=not private,
-        etag=not private,
-        max_age=None if private else 3600,
+        etag=key or False,
+        conditional=key is not None,
+        max_age=None,
     )
-    if private:
+    if key is None:
         # research data: never kept by a browser or a proxy
         response.headers["Cache-Control"] = "no-store"
     else:
-        response.headers["Cache-Control"] = "private, max-age=3600"
-    if cached is not None:
+        # a guide or blank form: the same for everyone who may see it, and never changing
+        security.allow_private_caching(response, seconds=3600)
         response.headers["X-Document-Cache"] = "hit" if cached else "miss"
     return response
 
@@ -122,16 +126,15 @@ def guide_pdf(key: str, version: int, language: str):
             lang,
             guide=guide,
             published=_published(stored.published),
-            study=current_app.config["STUDY_NAME"],
+            study=_study(),
             question_count=len(guide.question_keys),
             write_lines=WRITE_LINES,
         ).pdf
 
     name = f"guide-{stored.key}-v{stored.version}-{lang}"
-    path, hit = document_cache().get_or_render(
-        name, {"checksum": stored.checksum, "lang": lang, "lines": WRITE_LINES}, render
-    )
-    return _pdf_response(path, f"{name}.pdf", private=False, cached=hit)
+    parts = {"checksum": stored.checksum, "lang": lang, "lines": WRITE_LINES, "study": _study()}
+    pdf, key, hit = document_cache().get_or_render(name, parts, render)
+    return _pdf_response(pdf, f"{name}.pdf", key=key, cached=hit)
 
 
 @login_required
@@ -149,14 +152,13 @@ def consent_pdf(key: str, version: int, language: str):
             version=stored.version,
             withdrawal_text=content["withdrawal"][lang],
             published=_published(stored.published),
-            study=current_app.config["STUDY_NAME"],
+            study=_study(),
         ).pdf
 
     name = f"consent-{stored.key}-v{stored.version}-{lang}"
-    path, hit = document_cache().get_or_render(
-        name, {"checksum": stored.checksum, "lang": lang}, render
-    )
-    return _pdf_response(path, f"{name}.pdf", private=False, cached=hit)
+    parts = {"checksum": stored.checksum, "lang": lang, "study": _study()}
+    pdf, key, hit = document_cache().get_or_render(name, parts, render)
+    return _pdf_response(pdf, f"{name}.pdf", key=key, cached=hit)
 
 
 @roles_required(*COORDINATING)
@@ -166,7 +168,13 @@ def record_pdf(interview_id, language: str):
     interview = interview_or_404(interview_id)
     if interview.status not in ENDED:
         abort(409, _("The interview record can be printed once the interview has ended."))
-    record = interview_record(interview, guide_of(interview.guide_version))
+    ids = people_of(interview)
+    usernames = dict(
+        db.session.execute(select(User.id, User.username).where(User.id.in_(ids))).all()
+        if ids
+        else []
+    )
+    record = interview_record(interview, guide_of(interview.guide_version), usernames)
     with force_locale(lang):
         stop_reasons = {k: str(v) for k, v in stop_reason_choices() if k}
         wellbeing = {int(k): str(v) for k, v in wellbeing_choices()}
@@ -175,7 +183,7 @@ def record_pdf(interview_id, language: str):
         lang,
         record=record,
         interview=interview,
-        study=current_app.config["STUDY_NAME"],
+        study=_study(),
         printed_at=utcnow(),
         printed_by=current_user.username,
         stop_reasons=stop_reasons,
@@ -189,9 +197,7 @@ def record_pdf(interview_id, language: str):
         notes=record.note_count,
     )
     db.session.commit()
-    return _pdf_response(
-        pdf, f"interview-record-{interview.participant.code}-{lang}.pdf", private=True
-    )
+    return _pdf_response(pdf, f"interview-record-{interview.participant.code}-{lang}.pdf")
 
 
 def _progress_pdf(current, lang: str):
@@ -201,7 +207,7 @@ def _progress_pdf(current, lang: str):
     pdf = render_pdf(
         "progress.html",
         lang,
-        study=current_app.config["STUDY_NAME"],
+        study=_study(),
         printed_by=current_user.username,
         **context,
     ).pdf
@@ -213,7 +219,7 @@ def _progress_pdf(current, lang: str):
     )
     db.session.commit()
     scope = current.code if current else "all"
-    return _pdf_response(pdf, f"progress-{scope}-{lang}.pdf", private=True)
+    return _pdf_response(pdf, f"progress-{scope}-{lang}.pdf")
 
 
 @roles_required(*COORDINATING)

@@ -6,12 +6,14 @@ blank consent forms) are cached on disk by a key built from that content, the do
 language and the templates, styles and translations that shape them.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +32,11 @@ STATIC_PREFIX = DOCUMENT_ORIGIN + "/static/"
 # fonts that carry æ, ø and å; DejaVu is on every Debian machine, the rest are fallbacks
 FONT_STACK = '"DejaVu Sans", "Noto Sans", "Liberation Sans", Arial, sans-serif'
 TEMPLATE_DIR = "documents"
+PDF_VARIANT = "pdf/ua-1"
+# raise when the rendering code changes what a cached document looks like
+DOCUMENT_FORMAT = 2
 STYLESHEET = "css/documents.css"
+STALE_AFTER_SECONDS = 24 * 3600
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +127,19 @@ def render_pdf(template: str, lang: str, **context) -> RenderResult:
     fetcher = StaticOnlyFetcher(current_app.static_folder)
     pdf = weasyprint.HTML(string=html, base_url=DOCUMENT_ORIGIN + "/", url_fetcher=fetcher)
     # PDF/UA: tagged, with the document's language and title, so a screen reader can read it
-    return RenderResult(pdf.write_pdf(pdf_variant="pdf/ua-1"), fetcher.refused)
+    result = RenderResult(pdf.write_pdf(pdf_variant=PDF_VARIANT), fetcher.refused)
+    if result.refused:
+        # a count only: the addresses may come from content
+        log.warning("document %s: %d outside addresses refused", template, len(result.refused))
+    return result
 
 
 @lru_cache(maxsize=4)
 def _fingerprint(template_folder: str, static_folder: str, translations: str) -> str:
     """Hash everything that shapes a document besides its content: templates, style, words."""
-    digest = hashlib.sha256(weasyprint.__version__.encode())
+    digest = hashlib.sha256(
+        f"{weasyprint.__version__}|{PDF_VARIANT}|{FONT_STACK}|{DOCUMENT_FORMAT}".encode()
+    )
     files = sorted(Path(template_folder, TEMPLATE_DIR).glob("*.html"))
     files.append(Path(static_folder, STYLESHEET))
     files += sorted(Path(translations).glob("*/LC_MESSAGES/messages.mo"))
@@ -171,29 +183,38 @@ class DocumentCache:
         ).hexdigest()[:32]
         return self.directory / f"{name}--{key}.pdf"
 
-    def get_or_render(self, name: str, parts: dict, render) -> tuple[Path | bytes, bool]:
-        """Return the cached file (and True), or render, keep and return it (and False).
+    def get_or_render(self, name: str, parts: dict, render) -> tuple[bytes, str, bool]:
+        """Return a document's PDF, its key and whether it came from the cache.
 
-        Where the folder cannot be written, the fresh PDF itself is returned: a full disk
-        must never stop a peer from printing a guide.
+        Where the folder cannot be written, the fresh PDF is returned all the same: a full
+        disk must never stop a peer from printing a guide.
         """
         path = self.path_for(name, parts)
-        if path.is_file():
+        key = path.stem.rsplit("--", 1)[-1]
+        cached = self._read(path)
+        if cached is not None:
             self._count(hit=True)
-            return path, True
+            return cached, key, True
         with self._lock_for(path):
             # another request in this process may have rendered it while this one waited
-            if path.is_file():
+            cached = self._read(path)
+            if cached is not None:
                 self._count(hit=True)
-                return path, True
+                return cached, key, True
             pdf = render()
             self._count(hit=False)
             try:
                 self._keep(name, path, pdf)
             except OSError as err:
                 log.warning("document cache not written (%s): serving uncached", type(err).__name__)
-                return pdf, False
-        return path, False
+        return pdf, key, False
+
+    @staticmethod
+    def _read(path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
 
     def _keep(self, name: str, path: Path, pdf: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -202,10 +223,14 @@ class DocumentCache:
         with os.fdopen(fd, "wb") as fh:
             fh.write(pdf)
         os.replace(tmp, path)
-        # earlier renderings of the same document (older templates) are no longer used
+        # renderings by an earlier release go after a day; a release running beside this
+        # one (a rolling restart) keeps its files until then
+        too_old = time.time() - STALE_AFTER_SECONDS
         for old in self.directory.glob(f"{name}--*.pdf"):
             if old != path:
-                old.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    if old.stat().st_mtime < too_old:
+                        old.unlink()
 
     def _lock_for(self, path: Path) -> threading.Lock:
         with self._lock:

@@ -165,10 +165,14 @@ def reschedule(interview_id):
     return render_template("interviews/reschedule.html", interview=interview, form=form), status
 
 
-def _latest_consent_form() -> ConsentFormVersion:
-    form_version = db.session.scalars(
+def _newest_consent_form() -> ConsentFormVersion | None:
+    return db.session.scalars(
         select(ConsentFormVersion).order_by(ConsentFormVersion.version.desc())
     ).first()
+
+
+def _latest_consent_form() -> ConsentFormVersion:
+    form_version = _newest_consent_form()
     if form_version is None:
         abort(409)
     return form_version

@@ -39,6 +39,9 @@ class InterviewRecord:
     other_notes: list[Note]
     events: list[InterviewEvent]
     debriefs: list[Debrief]
+    # who worked on the interview (notes, events, debriefs), by username
+    interviewers: list[str]
+    authors: dict[int, str]
 
     @property
     def note_count(self) -> int:
@@ -46,8 +49,22 @@ class InterviewRecord:
         return sum(len(q.notes) for s in self.sections for q in s.questions) + len(self.other_notes)
 
 
-def interview_record(interview: Interview, guide: Guide) -> InterviewRecord:
-    """Gather one interview's record: notes under their questions in guide order."""
+def people_of(interview: Interview) -> set[int]:
+    """Return the ids of the users who wrote notes or debriefs or recorded events."""
+    ids = {n.author_id for n in interview.notes}
+    ids |= {d.author_id for d in interview.debriefs}
+    ids |= {e.recorded_by_id for e in interview.events}
+    return {i for i in ids if i is not None}
+
+
+def interview_record(
+    interview: Interview, guide: Guide, usernames: dict[int, str]
+) -> InterviewRecord:
+    """Gather one interview's record: notes under their questions in guide order.
+
+    `usernames` names the people of `people_of(interview)`; the interviewers are those who
+    did the work, not whoever is assigned to the participant today.
+    """
     notes = [n for n in interview.notes if n.deleted_at is None]
     by_key: dict[str, list[Note]] = {}
     for n in sorted(notes, key=lambda n: (n.created_at, n.id)):
@@ -69,4 +86,9 @@ def interview_record(interview: Interview, guide: Guide) -> InterviewRecord:
         other_notes=other,
         events=sorted(interview.events, key=lambda e: (e.recorded_at, e.id)),
         debriefs=sorted(interview.debriefs, key=lambda d: (d.created_at, d.id)),
+        interviewers=sorted(
+            {usernames[i] for i in people_of(interview) if i in usernames}
+            or {u.username for u in interview.participant.interviewers}
+        ),
+        authors=usernames,
     )

@@ -1,6 +1,6 @@
 """Response headers that keep pages private and scripts our own."""
 
-from flask import Flask, request
+from flask import Flask, Response, g, request
 
 CSP = "; ".join(
     [
@@ -25,10 +25,16 @@ def _headers(response):
     response.headers["X-Frame-Options"] = "DENY"
     if request.is_secure:
         response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-    if not request.path.startswith("/static/"):
+    if not request.path.startswith("/static/") and not g.get("private_caching"):
         # Pages may carry research data: never keep them in a shared cache or the back button.
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def allow_private_caching(response: Response, seconds: int) -> None:
+    """Let the browser (never a shared cache) keep a response that holds no research data."""
+    g.private_caching = True
+    response.headers["Cache-Control"] = f"private, max-age={seconds}"
 
 
 def init_app(app: Flask) -> None:

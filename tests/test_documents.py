@@ -2,7 +2,9 @@
 
 import io
 import re
+import shutil
 import uuid
+from pathlib import Path
 
 import pypdf
 import pytest
@@ -19,6 +21,7 @@ from interview.models import (
     Participant,
     Theme,
 )
+from interview.participants import set_identity
 from tests.helpers import CONSENT_ALL_YES, give_paper_consent, start_interview
 
 GUIDE = "/guides/innofact-patient/1"
@@ -26,8 +29,32 @@ CONSENT = "/consent-forms/innofact-consent/1"
 
 # the words a document prints itself (not its content), in each language
 FIXED = {
-    "nb": ["Deltakerkode", "Dato", "Intervjuer", "Oppfølgingsspørsmål", "Guideversjon", "Språk"],
-    "en": ["Participant code", "Date", "Interviewer", "Probes", "Guide version", "Language"],
+    "nb": [
+        "Deltakerkode",
+        "Dato",
+        "Intervjuerens navn",
+        "Oppfølgingsspørsmål",
+        "Guideversjon",
+        "Språk",
+        "Innledning som leses høyt",
+        "Publisert",
+        "Prosjekt",
+        "Del 1 av 6",
+        "20 spørsmål, 6 deler",
+    ],
+    "en": [
+        "Participant code",
+        "Date",
+        "Interviewer's name",
+        "Probes",
+        "Guide version",
+        "Language",
+        "Introduction to read out",
+        "Published",
+        "Study",
+        "Part 1 of 6",
+        "20 questions, 6 parts",
+    ],
 }
 
 
@@ -154,6 +181,8 @@ def test_guide_pdf_is_cached_and_the_second_request_renders_nothing(
     auth.login("peer_a")
     first = client.get(f"{GUIDE}/nb.pdf")
     assert first.headers["X-Document-Cache"] == "miss"
+    # no research data in a guide: the browser may keep it, a shared cache may not
+    assert first.headers["Cache-Control"] == "private, max-age=3600"
 
     def no_rendering(*args, **kwargs):
         raise AssertionError("a cached document was rendered again")
@@ -184,6 +213,77 @@ def test_the_cache_key_follows_content_language_and_templates(app, world, monkey
         # a release with other templates, styles or translations makes new files
         monkeypatch.setattr(documents, "document_fingerprint", lambda: "another release")
         assert cache.path_for("guide", {"checksum": "a", "lang": "nb"}) != base
+
+
+def test_the_fingerprint_changes_with_a_template_the_style_or_a_translation(app, tmp_path):
+    root = Path(app.root_path).parent
+    templates, static, translations = tmp_path / "t", tmp_path / "s", tmp_path / "tr"
+    shutil.copytree(root / "templates" / "documents", templates / "documents")
+    shutil.copytree(root / "static" / "css", static / "css")
+    shutil.copytree(root / "translations", translations)
+    mo = translations / "nb" / "LC_MESSAGES" / "messages.mo"
+    if not mo.exists():
+        mo.write_bytes(b"compiled")
+
+    def fingerprint():
+        documents._fingerprint.cache_clear()
+        return documents._fingerprint(str(templates), str(static), str(translations))
+
+    seen = {fingerprint()}
+    assert fingerprint() in seen  # the same files, the same fingerprint
+    (templates / "documents" / "guide.html").write_text("{# changed #}", encoding="utf-8")
+    seen.add(fingerprint())
+    with (static / documents.STYLESHEET).open("a") as fh:
+        fh.write("p { color: red; }")
+    seen.add(fingerprint())
+    mo.write_bytes(mo.read_bytes() + b"x")
+    seen.add(fingerprint())
+    documents._fingerprint.cache_clear()
+    assert len(seen) == 4
+
+
+def test_real_documents_fetch_nothing_from_outside(client, auth, world, ended, monkeypatch):
+    results = []
+    original = document_views.render_pdf
+
+    def watched(*args, **kwargs):
+        result = original(*args, **kwargs)
+        results.append((args[0], result.refused))
+        return result
+
+    monkeypatch.setattr(document_views, "render_pdf", watched)
+    auth.login("coord_a")
+    for url in (
+        f"{GUIDE}/nb.pdf",
+        f"{CONSENT}/en.pdf",
+        f"/desk/interviews/{ended}/record/nb.pdf",
+        "/desk/cases/A/report/en.pdf",
+    ):
+        assert client.get(url).status_code == 200
+    assert results == [
+        ("guide.html", []),
+        ("consent.html", []),
+        ("record.html", []),
+        ("progress.html", []),
+    ]
+
+
+def test_the_stylesheet_reaches_the_document(app, world):
+    # with documents.css the header is a running element: without it, it would be body text
+    with app.test_request_context():
+        html = "<html><head><link rel=stylesheet href='{}'></head><body>{}</body></html>"
+        body = "<div class='running-header'>HEADER</div>" + "<p>x</p>" * 200
+        fetcher = documents.StaticOnlyFetcher(app.static_folder)
+        import weasyprint
+
+        pdf = weasyprint.HTML(
+            string=html.format(documents.STATIC_PREFIX + documents.STYLESHEET, body),
+            base_url=documents.DOCUMENT_ORIGIN + "/",
+            url_fetcher=fetcher,
+        ).write_pdf()
+    pages = pdf_pages(pdf)
+    assert fetcher.refused == []
+    assert len(pages) > 1 and all("HEADER" in p for p in pages)
 
 
 def test_guide_and_consent_pdfs_need_a_login(client, world):
@@ -351,6 +451,9 @@ STOP_COMMENT = "Deltakeren ble sliten etter en time."
 def ended(app, client, auth, world):
     """Interview pa (case A, Bokmål) run through the peer's real forms and finished."""
     iid = world.interviews["pa"]
+    with app.app_context():
+        set_identity(world.participants["pa"], "Test Person", "98765432")
+        db.session.commit()
     auth.login("peer_a")
     assert start_interview(client, iid).status_code == 302
     assert give_paper_consent(client, iid, number="PF-77").status_code == 302
@@ -433,8 +536,9 @@ def test_interview_record_holds_consent_notes_events_and_debrief(app, client, au
     q2 = squash(guide.question("promotes.cooperation").text["nb"])
     assert flat.index(q1) < flat.index(squash(SERVICES)) < flat.index(q2)
     assert flat.index(q2) < flat.index(squash(COOPERATION))
-    # identity data never: the registered name is in the identity store only
+    # identity data never: the registered name and phone are in the identity store only
     assert "TestPerson" not in flat
+    assert "98765432" not in flat
     for n, text in enumerate(pages, start=1):
         assert f"side{n}av{len(pages)}" in squash(text)
         assert squash(code) in squash(text)
@@ -540,16 +644,12 @@ def test_progress_report_for_all_teams_and_one_team(app, client, auth, world, en
 
 def test_progress_report_counts_match_the_store(app, client, auth, world, ended):
     auth.login("coord_a")
-    text = "\n".join(pdf_pages(client.get("/desk/cases/A/report/en.pdf").data))
-    # case A: two participants, one interviewed (stopped interview) and one invited
-    with app.app_context():
-        rows = db.session.scalars(
-            select(Participant).where(Participant.id.in_(world.participants.values()))
-        ).all()
-        in_a = [p for p in rows if p.case.code == "A"]
-    assert len(in_a) == 2
-    assert re.search(r"Total\s*2", text), text
-    assert re.search(r"Stopped\s*1", text)
+    flat = squash("\n".join(pdf_pages(client.get("/desk/cases/A/report/en.pdf").data)))
+    # case A: pa consented (its interview was stopped), pa2 only invited
+    assert "StatusNumberInvited1Consented1Interviewed0Withdrawn0Total2" in flat
+    assert "StatusNumberPlanned1Inprogress0Paused0Completed0Stopped1Total2" in flat
+    # per interviewer: peer_a stopped one, peer_a2 has one planned
+    assert "peer_a000011" in flat and "peer_a2100001" in flat
 
 
 @pytest.mark.parametrize(
@@ -621,4 +721,4 @@ def test_two_requests_at_once_render_a_document_once(app, world):
     for t in threads:
         t.join()
     assert len(renders) == 1
-    assert sorted(hit for _, hit in results) == [False, True, True, True]
+    assert sorted(hit for _, _, hit in results) == [False, True, True, True]
