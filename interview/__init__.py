@@ -52,6 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         interviews,
         labels,
         main,
+        policy,
         security,
         sync,
         tablet,
@@ -67,6 +68,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)
     security.init_app(app)
     errors.init_app(app)
+    policy.init_app(app)
     labels.init_app(app)
     tablet.init_app(app)
     documents.init_app(app)

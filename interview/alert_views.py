@@ -58,6 +58,7 @@ def index():
         show_all=show_all,
         grace=current_app.config["OVERDUE_GRACE_MINUTES"],
         stale_hours=current_app.config["STALE_TABLET_HOURS"],
+        identifier_flags=alerts.identifier_flags(db.session, *_scope()),
     )
 
 

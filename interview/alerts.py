@@ -5,13 +5,14 @@ conflict revision, a tablet silent since another sync), so acknowledging one occ
 hides the next.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .identifiers import find_identifiers
 from .models import (
     AlertAck,
     Debrief,
@@ -221,6 +222,36 @@ def stale_tablets(
         )
         for device, username in rows
     ]
+
+
+@dataclass
+class FlaggedNotes:
+    """One FACT team's notes whose current text may hold a direct identifier (counts only)."""
+
+    case_code: str
+    notes: int = 0
+    # (interview id, participant code, flagged notes in it), in participant-code order
+    interviews: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+def identifier_flags(
+    session: Session, case_ids: set[int], codes: dict[int, str]
+) -> list[FlaggedNotes]:
+    """Count the notes whose current text has identifier findings, per team and interview."""
+    # the text is sealed at rest, so the guard runs here rather than in the query
+    per_interview: dict[tuple[int, str, str], int] = {}
+    for note, _participant_id, code, case_id in _rows(
+        session, case_ids, Note, Note.deleted_at.is_(None)
+    ):
+        if find_identifiers(note.text or ""):
+            key = (case_id, code, note.interview_id)
+            per_interview[key] = per_interview.get(key, 0) + 1
+    teams: dict[int, FlaggedNotes] = {}
+    for (case_id, code, interview_id), count in sorted(per_interview.items()):
+        team = teams.setdefault(case_id, FlaggedNotes(codes.get(case_id, "")))
+        team.notes += count
+        team.interviews.append((interview_id, code, count))
+    return sorted(teams.values(), key=lambda t: t.case_code)
 
 
 def collect(

@@ -4,10 +4,11 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
 from . import audit
@@ -48,14 +49,22 @@ def sync():
         envelope = parse_envelope(body)
     except EnvelopeError as exc:
         return _error(400, str(exc), "envelope")
-    results = apply_changes(db.session, current_user, envelope.changes, envelope.device_id)
-    record_device(db.session, current_user, envelope.device_id, envelope.pending)
-    if envelope.changes:
-        counts: dict[str, int] = {}
-        for r in results:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        audit.record("sync_batch", "device", envelope.device_id, **counts)
-    db.session.commit()
+    try:
+        results = apply_changes(db.session, current_user, envelope.changes, envelope.device_id)
+        record_device(db.session, current_user, envelope.device_id, envelope.pending)
+        if envelope.changes:
+            counts: dict[str, int] = {}
+            for r in results:
+                counts[r.status] = counts.get(r.status, 0) + 1
+            audit.record("sync_batch", "device", envelope.device_id, **counts)
+        db.session.commit()
+    except OperationalError as exc:
+        # the store could not be written just now (SQLite's lock wait ran out under load, a
+        # dropped connection): nothing of the batch is kept and the tablet sends it again.
+        # Only the error's class is logged: its message quotes the statement and the words.
+        db.session.rollback()
+        current_app.logger.warning("sync batch not kept, answered retry: %s", type(exc).__name__)
+        return _error(503, _("The case store could not take every change. Sending again."), "retry")
     if any(r.status == "retry" for r in results):
         # what applied is committed; the tablet keeps every entry and sends the batch again
         # (the applied ones come back as duplicates)
@@ -136,6 +145,7 @@ def offline_manifest():
         url_for("static", filename="css/app.css"),
         url_for("static", filename="js/offline.js"),
         url_for("static", filename="js/store.js"),
+        url_for("static", filename="js/identifiers.js"),
         url_for("static", filename="js/signature.js"),
         url_for("static", filename="icons/icon.svg"),
     ]

@@ -18,7 +18,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
-from . import audit
+from . import audit, sessions
 from .extensions import db, limiter, login_manager
 from .forms import LoginForm
 from .models import User, utcnow
@@ -68,6 +68,7 @@ def login():
                 user.password_hash = hash_password(form.password.data)
             user.last_login_at = utcnow()
             login_user(user)
+            sessions.start()
             audit.record("login", "user", user.id, user_id=user.id)
             db.session.commit()
             if user.ui_language in current_app.config["LANGUAGES"]:
@@ -126,3 +127,4 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = _l("Please log in to see this page.")
     login_manager.login_message_category = "info"
+    sessions.init_app(app)

@@ -7,7 +7,7 @@ import click
 from flask import Flask
 from sqlalchemy import func, select
 
-from . import audit
+from . import audit, backup, keys
 from .content import ContentError, load_all
 from .demo import seed_cases, seed_participants, seed_users
 from .extensions import db
@@ -78,6 +78,24 @@ def guides_load() -> None:
         click.echo(f"added {report.themes_added} codebook themes")
 
 
+@click.command("deactivate-user")
+@click.argument("username")
+@click.option("--reactivate", is_flag=True, help="Let the user log in again.")
+def deactivate_user(username: str, reactivate: bool) -> None:
+    """Stop a user from logging in, and end every session they have (or let them back in)."""
+    user = db.session.execute(
+        select(User).where(func.lower(User.username) == username.strip().lower())
+    ).scalar_one_or_none()
+    if user is None:
+        raise click.ClickException(f"No user {username}.")
+    user.active = reactivate
+    # every cookie issued so far names the old version, so every session ends now
+    user.session_version += 1
+    audit.record("user_reactivated" if reactivate else "user_deactivated", "user", user.id)
+    db.session.commit()
+    click.echo(f"{'Reactivated' if reactivate else 'Deactivated'} {user.username}.")
+
+
 @click.command("seed-demo")
 @click.option("--reset-passwords", is_flag=True, help="Give the demo users new passwords.")
 def seed_demo(reset_passwords: bool) -> None:
@@ -112,6 +130,9 @@ def init_db() -> None:
 def init_app(app: Flask) -> None:
     """Register the commands with the app."""
     app.cli.add_command(create_user)
+    app.cli.add_command(deactivate_user)
     app.cli.add_command(guides)
     app.cli.add_command(seed_demo)
     app.cli.add_command(init_db)
+    backup.init_app(app)
+    app.cli.add_command(keys.keys)

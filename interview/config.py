@@ -39,6 +39,9 @@ def load_config(instance_path: str) -> dict:
         "SQLALCHEMY_BINDS": {"identity": identity_url},
         "IDENTITY_KEY": os.environ.get("IDENTITY_KEY"),
         "IDENTITY_KEY_FILE": str(instance / "identity.key"),
+        # note and debrief text and sync payloads; a file of keys, the last one sealing
+        "RESEARCH_KEY": os.environ.get("RESEARCH_KEY"),
+        "RESEARCH_KEY_FILE": os.environ.get("RESEARCH_KEY_FILE", str(instance / "research.key")),
         "BABEL_DEFAULT_LOCALE": "nb",
         "BABEL_DEFAULT_TIMEZONE": "Europe/Oslo",
         "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),
@@ -46,8 +49,14 @@ def load_config(instance_path: str) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": os.environ.get("SESSION_COOKIE_SECURE") == "1",
+        # how many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: none)
+        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
         "REMEMBER_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+        # a session ends after this long without activity, and in any case after this long;
+        # the tablet keeps unsent work and sends it after the next login
+        "SESSION_IDLE_MINUTES": int(os.environ.get("SESSION_IDLE_MINUTES", "45")),
+        "SESSION_ABSOLUTE_HOURS": int(os.environ.get("SESSION_ABSOLUTE_HOURS", "12")),
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
         "WTF_CSRF_TIME_LIMIT": 12 * 3600,
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),

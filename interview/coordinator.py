@@ -173,10 +173,9 @@ def plan_interview(participant_id: str):
     form.place_kind.choices = place_choices()
     form.language.choices = language_choices()
     if participant.status == "withdrawn":
-        form.day.errors = list(form.day.errors) + [
-            _("This participant has withdrawn; no new interviews can be planned.")
-        ]
-    elif form.validate_on_submit():
+        # the page of a withdrawn participant has no planning form to show an error on
+        abort(409, _("This participant has withdrawn; no new interviews can be planned."))
+    if form.validate_on_submit():
         guide = db.session.scalars(
             select(GuideVersion).order_by(GuideVersion.version.desc())
         ).first()

@@ -3,6 +3,7 @@
 import traceback
 
 from flask import Flask, abort, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -36,13 +37,38 @@ def _render(code: int, message: str, kind: str | None = None):
 def _refuse_nul_bytes():
     # PostgreSQL cannot store a NUL character; a form carrying one is malformed, not a crash
     for values in (request.args, request.form):
-        for value in values.values():
+        for _name, value in values.items(multi=True):  # a repeated field's later values too
             if "\x00" in value:
                 abort(400)
+    # no form of the app takes a file or JSON (only the API does): an upload where text
+    # belongs, or a number or a list where WTForms expects text, is malformed, not a crash
+    if request.files or (request.is_json and not request.path.startswith("/api/")):
+        abort(400)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Read request JSON strictly: NaN and Infinity, or nesting too deep to parse, are malformed.
+
+    Both then fail as a ValueError, which `request.get_json(silent=True)` answers with None
+    (the API's 400), instead of a RecursionError (a 500) or a NaN that PostgreSQL refuses.
+    """
+
+    def loads(self, s, **kwargs):
+        """Parse JSON text."""
+        kwargs.setdefault("parse_constant", _no_constant)
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError as exc:
+            raise ValueError("JSON nested too deeply") from exc
 
 
 def init_app(app: Flask) -> None:
     """Register the error handlers."""
+    app.json = StrictJSONProvider(app)
     app.before_request(_refuse_nul_bytes)
 
     @app.errorhandler(CSRFError)

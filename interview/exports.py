@@ -138,7 +138,7 @@ def _interview(interview: Interview) -> dict[str, Any]:
         "expected_end_at": iso(interview.expected_end_at),
         "notes": [_note(n, texts, interview.language) for n in live],
         "events": [
-            {"kind": e.kind, "recorded_at": iso(e.recorded_at), "data": e.data or {}}
+            {"kind": e.kind, "recorded_at": iso(e.recorded_at), "data": e.details}
             for e in sorted(interview.events, key=lambda e: (e.recorded_at, e.id))
         ],
         "debriefs": [

@@ -62,6 +62,14 @@ class LoginForm(FlaskForm):
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
 
 
+def _check_interviewers(field) -> None:
+    if not 1 <= len(field.data or []) <= 2:
+        raise ValidationError(_l("Choose one or two interviewers."))
+    offered = {value for value, _label in field.choices or []}
+    if not set(field.data) <= offered:
+        raise ValidationError(_l("Choose peer co-researchers who work in this FACT team."))
+
+
 def language_choices():
     """Return the interview language choices with translated labels."""
     return list(LABELS["language"].items())
@@ -72,7 +80,11 @@ class ParticipantForm(FlaskForm):
 
     case_id = SelectField(_l("FACT team"), coerce=int, validators=[InputRequired()])
     preferred_language = SelectField(_l("Interview language"), validators=[InputRequired()])
-    interviewers = SelectMultipleField(_l("Interviewers (one or two)"), coerce=int)
+    # the choices are checked in validate_interviewers, with a message in the user's language
+    # (WTForms' own message for a multiple choice has no Bokmål translation)
+    interviewers = SelectMultipleField(
+        _l("Interviewers (one or two)"), coerce=int, validate_choice=False
+    )
     name = StringField(
         _l("Name (optional, kept in the identity key store only)"),
         validators=[Optional(), Length(max=200)],
@@ -87,20 +99,20 @@ class ParticipantForm(FlaskForm):
     )
 
     def validate_interviewers(self, field):
-        """Ask for one or two interviewers."""
-        if not 1 <= len(field.data or []) <= 2:
-            raise ValidationError(_l("Choose one or two interviewers."))
+        """Ask for one or two interviewers from the choices."""
+        _check_interviewers(field)
 
 
 class AssignForm(FlaskForm):
     """Change who interviews a participant."""
 
-    interviewers = SelectMultipleField(_l("Interviewers (one or two)"), coerce=int)
+    interviewers = SelectMultipleField(
+        _l("Interviewers (one or two)"), coerce=int, validate_choice=False
+    )
 
     def validate_interviewers(self, field):
-        """Ask for one or two interviewers."""
-        if not 1 <= len(field.data or []) <= 2:
-            raise ValidationError(_l("Choose one or two interviewers."))
+        """Ask for one or two interviewers from the choices."""
+        _check_interviewers(field)
 
 
 def place_choices():

@@ -26,6 +26,8 @@ from .forms import (
     wellbeing_choices,
 )
 from .i18n import oslo_to_utc, utc_to_oslo
+from .identifiers import KINDS as IDENTIFIER_KINDS
+from .identifiers import find_identifiers, given_names
 from .labels import FORM_MESSAGES
 from .models import (
     ConsentFormVersion,
@@ -291,6 +293,38 @@ def _themes_for(
     return sorted(active, key=rank)
 
 
+def _identifier_words() -> dict[str, str]:
+    """The identifier guard's warnings, one per kind, and the advice (page and tablet alike)."""
+    return {
+        "national_id": _("This note may contain a national identity number."),
+        "phone": _("This note may contain a phone number."),
+        "email": _("This note may contain an e-mail address."),
+        "address": _("This note may contain a street address."),
+        "name": _("This note may contain a person's name."),
+        "advice": _("Write around it: the study must never hold who the participant is."),
+        "where": _("Where:"),
+    }
+
+
+def _identifier_findings(notes: list[Note]) -> dict[str, dict]:
+    """Per note id: the kinds of possible identifiers in its saved text and masked excerpts."""
+    out = {}
+    for note in notes:
+        found = find_identifiers(note.text or "")
+        if found:
+            kinds = {f.kind for f in found}
+            out[note.id] = {
+                "kinds": [k for k in IDENTIFIER_KINDS if k in kinds],
+                "excerpts": [f.excerpt for f in found],
+            }
+    return out
+
+
+def _identifier_guard() -> dict:
+    """What the tablet's identifiers.js needs: the words to show and the given-name list."""
+    return {"words": _identifier_words(), "names": sorted(given_names())}
+
+
 @login_required
 def section(interview_id, index: int):
     """One guide section: questions, probes and notes with tags; saving never loses text."""
@@ -327,11 +361,15 @@ def section(interview_id, index: int):
             status = 400
         else:
             result = apply_notes(interview, parsed.inputs, current_user, all_themes)
-            interview.current_section = index
-            db.session.commit()
             refused = [r for r in result.results if r.status in ("rejected", "retry")]
             if refused:
-                # nothing typed is dropped: the page comes back with the text still in it
+                # a refused note refuses the whole form, so nothing is saved half; nothing
+                # typed is dropped either: the page comes back with every text still in it
+                db.session.rollback()
+            else:
+                interview.current_section = index
+                db.session.commit()
+            if refused:
                 errors = {"_all": refused[0].reason or ""}
                 status = 400
                 notes = [
@@ -350,7 +388,9 @@ def section(interview_id, index: int):
                     "warning",
                 )
             if status != 400:
-                return redirect(_after_save(interview, index, len(guide.sections)))
+                target = _after_save(interview, index, len(guide.sections))
+                _warn_identifiers_elsewhere(result.results, target, interview, index)
+                return redirect(target)
     return (
         render_template(
             "interviews/section.html",
@@ -365,9 +405,30 @@ def section(interview_id, index: int):
             errors=errors,
             values=request.form if status == 400 else {},
             new_id=lambda: str(uuid.uuid4()),
+            identifier_findings=_identifier_findings(notes),
+            identifier_words=_identifier_words(),
+            identifier_guard=_identifier_guard(),
         ),
         status,
     )
+
+
+def _warn_identifiers_elsewhere(results, target: str, interview: Interview, index: int) -> None:
+    """Leaving the section: say that a saved note may hold an identifier (never which words)."""
+    # on this section's own page the warning stands beside the note, and on the way to the
+    # distress or stop pages it would only be in the way; the flash names no words
+    here = url_for("interviews.section", interview_id=interview.id, index=index)
+    if request.form.get("go") in ("distress", "stop") or target.split("#")[0] == here:
+        return
+    if any(r.warnings for r in results):
+        flash(
+            _(
+                "A note you saved in section %(n)d may hold something that tells who the "
+                "participant is. Go back to it and write around it.",
+                n=index + 1,
+            ),
+            "warning",
+        )
 
 
 def _after_save(interview: Interview, index: int, count: int) -> str:

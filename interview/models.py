@@ -15,12 +15,12 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from .extensions import db
+from .sealed import SealedInit, sealed
 
 ROLES = ("peer", "coordinator", "admin")
 LANGUAGES = ("nb", "en")
@@ -250,17 +250,22 @@ class Consent(db.Model):
     obtained_by: Mapped[User | None] = relationship()
 
 
-class Note(db.Model):
+class Note(SealedInit, db.Model):
     """A block of text written under one question of one interview, with its tags."""
+
+    SEALED = ("text", "conflict")
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     interview_id: Mapped[str] = mapped_column(ForeignKey("interview.id"), index=True)
     question_key: Mapped[str] = mapped_column(String(120))
-    text: Mapped[str] = mapped_column(Text, default="")
+    # the words are sealed at rest (interview/sealed.py); `text` reads and writes them
+    text_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    text = sealed("text_enc", "text")
     polarity: Mapped[str | None] = mapped_column(String(10))
     possible_quote: Mapped[bool] = mapped_column(Boolean, default=False)
     # the other side's version of fields edited on two tablets at once (see docs/sync.md)
-    conflict: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    conflict_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    conflict = sealed("conflict_enc", "conflict", as_json=True)
     field_revs: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
     rev: Mapped[int] = mapped_column(Integer, default=1)
@@ -277,32 +282,56 @@ class Note(db.Model):
         return (self.conflict or {}).get("text")
 
 
-class InterviewEvent(db.Model):
+class InterviewEvent(SealedInit, db.Model):
     """An append-only event in an interview: pause, distress step, stop, check-in."""
+
+    SEALED = ("comment",)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     interview_id: Mapped[str] = mapped_column(ForeignKey("interview.id"), index=True)
     kind: Mapped[str] = mapped_column(String(20))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # a stop or distress comment is free text about a person in crisis: sealed, apart from data
+    comment_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    comment = sealed("comment_enc", "comment")
     recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     rev: Mapped[int] = mapped_column(Integer, default=1)
 
     interview: Mapped[Interview] = relationship(back_populates="events")
 
+    def __init__(self, **kwargs):
+        data = dict(kwargs.get("data") or {})
+        if "comment" in data:
+            # the comment never rests in the plain JSON details
+            kwargs["comment"] = data.pop("comment") or None
+            kwargs["data"] = data
+        super().__init__(**kwargs)
 
-class Debrief(db.Model):
+    @property
+    def details(self) -> dict[str, Any]:
+        """Return the event's details with its comment, as one table."""
+        out = dict(self.data or {})
+        if self.comment:
+            out["comment"] = self.comment
+        return out
+
+
+class Debrief(SealedInit, db.Model):
     """The peer's reflection and wellbeing after an interview; one per interviewer."""
 
     __table_args__ = (UniqueConstraint("interview_id", "author_id"),)
+    SEALED = ("reflection", "conflict")
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     interview_id: Mapped[str] = mapped_column(ForeignKey("interview.id"), index=True)
     wellbeing: Mapped[int] = mapped_column(Integer)
-    reflection: Mapped[str] = mapped_column(Text, default="")
+    reflection_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    reflection = sealed("reflection_enc", "reflection")
     wants_debrief_talk: Mapped[bool] = mapped_column(Boolean, default=False)
     participant_follow_up: Mapped[bool] = mapped_column(Boolean, default=False)
-    conflict: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    conflict_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    conflict = sealed("conflict_enc", "conflict", as_json=True)
     field_revs: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -336,8 +365,10 @@ class AlertAck(db.Model):
     acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
 
 
-class SyncChange(db.Model):
+class SyncChange(SealedInit, db.Model):
     """One change from a tablet (or a form), claimed by its change_id so it applies at most once."""
+
+    SEALED = ("payload",)
 
     change_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
@@ -350,7 +381,9 @@ class SyncChange(db.Model):
     reason: Mapped[str | None] = mapped_column(String(200))
     # kept only while the change waits for the record it refers to
     waiting_for: Mapped[str | None] = mapped_column(String(36), index=True)
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # sealed: a waiting change may carry a note's words
+    payload_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    payload = sealed("payload_enc", "payload", as_json=True)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

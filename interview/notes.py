@@ -10,6 +10,7 @@ from .models import POLARITIES, Interview, Note, Theme, User
 from .sync import apply_changes, web_change
 
 MAX_NOTE_LENGTH = 20_000
+MAX_REV = 2**31 - 1  # what the stores keep as an integer
 
 
 @dataclass
@@ -87,6 +88,9 @@ def parse_section_form(
         try:
             base_rev = int(form.get(f"{prefix}-rev", ""))
         except ValueError:
+            base_rev = 0
+        if not 1 <= base_rev <= MAX_REV:
+            # checked here, not only by the sync rules, so the other notes are not saved alone
             parsed.errors[prefix] = _("This note's form was damaged. Reload the page.")
             continue
         read(prefix, note.question_key, note_id, base_rev)

@@ -1,6 +1,7 @@
 """Response headers that keep pages private and scripts our own."""
 
 from flask import Flask, Response, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 CSP = "; ".join(
     [
@@ -38,5 +39,10 @@ def allow_private_caching(response: Response, seconds: int) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Add the security headers to every response."""
+    """Add the security headers to every response; trust the configured proxies' headers."""
+    proxies = app.config.get("TRUSTED_PROXIES", 0)
+    if proxies:
+        # behind a TLS proxy: its X-Forwarded-Proto makes the request secure (cookies, HSTS) and
+        # its X-Forwarded-For gives login throttling the real address; never trusted without it
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     app.after_request(_headers)

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, null, select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .access import can_see_participant
 from .consents import decode_signature, record_consent
 from .content import guide_of
+from .identifiers import warning_kinds
 from .models import (
     EVENT_KINDS,
     LANGUAGES,
@@ -119,12 +120,15 @@ class Result:
     status: str
     rev: int | None = None
     reason: str | None = None
+    warnings: list[str] | None = None  # identifier kinds found in a note's text (kinds only)
 
     def as_json(self) -> dict[str, Any]:
         """Return the result as the envelope names it."""
         out: dict[str, Any] = {"change_id": self.change_id, "status": self.status, "rev": self.rev}
         if self.reason:
             out["reason"] = self.reason
+        if self.warnings:
+            out["warnings"] = self.warnings
         return out
 
 
@@ -179,6 +183,10 @@ def parse_envelope(body: Any) -> Envelope:
     return Envelope(device_id.lower(), cursor, pending, changes)
 
 
+# a tablet whose clock was reset may say 1970; anything outside these years is malformed
+MIN_YEAR, MAX_YEAR = 1970, 2200
+
+
 def _parse_time(value: Any) -> datetime:
     if not isinstance(value, str) or len(value) > 40:
         raise Reject("recorded_at must be an ISO-8601 time")
@@ -186,6 +194,9 @@ def _parse_time(value: Any) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise Reject("recorded_at must be an ISO-8601 time") from exc
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        # year 1 or 9999 overflows when shifted to UTC, or when an expected end is added
+        raise Reject(f"recorded_at must be a time between the years {MIN_YEAR} and {MAX_YEAR}")
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
@@ -446,7 +457,7 @@ def _note_input(data: dict, creating: bool) -> dict[str, Any]:
         if (
             not isinstance(themes, list)
             or len(themes) > 60
-            or not all(isinstance(t, str) and len(t) <= 80 for t in themes)
+            or not all(isinstance(t, str) and len(t) <= 80 and "\x00" not in t for t in themes)
         ):
             raise Reject("themes must be a list of theme keys")
         values["themes"] = sorted(set(themes))
@@ -468,6 +479,13 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
             # the same note created again (a form sent twice): the first one's tags stand, and
             # a different text is kept beside it as a conflict version, so no words are lost
             _check_access(user, note.interview.participant)
+            same_place = (
+                str(change.data.get("interview_id") or "").lower() == note.interview_id
+                and change.data.get("question_key") == note.question_key
+            )
+            if not same_place:
+                # not the same note sent again: an id already taken by another note
+                raise Reject("id is already another note's")
             if values["text"] == note.text:
                 return Applied("applied", note.rev)
             return _edit_note(
@@ -589,6 +607,8 @@ def apply_event(session: Session, user: User, change: Change) -> Applied:
         raise Reject("events cannot be edited")
     existing = session.get(InterviewEvent, change.id)
     if existing is not None:
+        # a known record sent again: only someone who may touch it hears that it is there
+        _check_access(user, existing.interview.participant)
         return Applied("applied", existing.rev)
     data = change.data
     _unknown_keys(data, ("interview_id", "kind", "details"))
@@ -658,6 +678,8 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
         raise Reject("a consent cannot be edited; record a withdrawal instead")
     existing = session.get(Consent, change.id)
     if existing is not None:
+        # a known record sent again: only someone who may touch it hears that it is there
+        _check_access(user, existing.participant)
         return Applied("applied", existing.rev)
     data = change.data
     _unknown_keys(
@@ -866,10 +888,22 @@ def apply_changes(
     token = _device.set(device_id)
     try:
         for raw in raw_changes:
-            results.append(_apply_one(session, user, raw, device_id))
+            results.append(_with_warnings(_apply_one(session, user, raw, device_id), raw))
     finally:
         _device.reset(token)
     return results
+
+
+def _with_warnings(result: Result, raw: Any) -> Result:
+    """Name the identifier kinds in a kept note's text, so the peer can write around them."""
+    # kinds only: the answer, like the logs, never repeats the words (DESIGN §6)
+    if result.status in ("applied", "duplicate", "conflict") and isinstance(raw, dict):
+        data = raw.get("data")
+        if raw.get("entity") == "note" and isinstance(data, dict):
+            text = data.get("text")
+            if isinstance(text, str) and len(text) <= MAX_TEXT:
+                result.warnings = warning_kinds(text) or None
+    return result
 
 
 def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) -> Result:
@@ -960,7 +994,8 @@ def _record_rejection(session, user, change, digest, device_id, reason) -> Resul
                 record_id=change.id,
                 digest=digest,
                 status="rejected",
-                reason=reason[:200],
+                # a reason may quote a field name the tablet sent; PostgreSQL stores no NUL
+                reason=reason.replace("\x00", "")[:200],
             )
         )
         session.flush()
@@ -1017,7 +1052,7 @@ def refuse_waiting(session: Session, record_id: str, reason: str) -> None:
         seen.add(current)
         for held in session.scalars(select(SyncChange).where(SyncChange.waiting_for == current)):
             held.status, held.rev, held.reason = "rejected", None, reason[:200]
-            held.waiting_for, held.payload = None, null()
+            held.waiting_for, held.payload = None, None
             pending.append(held.record_id)
     session.flush()
 

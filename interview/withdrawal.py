@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 
 from flask_babel import format_date
 from flask_babel import gettext as _
-from sqlalchemy import delete, null, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from .content import withdrawal_data_choice
@@ -306,7 +306,7 @@ def _scrub_sync_log(
     session.execute(
         update(SyncChange)
         .where(ours)
-        .values(payload=null())
+        .values(payload_enc=None)
         .execution_options(synchronize_session=False)
     )
     return len(held)

@@ -33,6 +33,7 @@ def make_config(tmp_path, **overrides) -> dict:
         "RATELIMIT_ENABLED": False,
         "IDENTITY_KEY": _test_key(),
         "IDENTITY_KEY_FILE": str(tmp_path / "identity.key"),
+        "RESEARCH_KEY_FILE": str(tmp_path / "research.key"),
         "DOCUMENT_CACHE_DIR": str(tmp_path / "documents"),
         # cheap hashing keeps the suite fast; production cost is in config.py
         "ARGON2_TIME_COST": 1,

@@ -1,10 +1,16 @@
 """Small helpers shared by the flow tests."""
 
 import base64
+import hashlib
 import io
+import json
 import uuid
+from datetime import datetime
 
 from PIL import Image, ImageDraw
+from sqlalchemy import select
+
+from interview.extensions import db
 
 
 def signature_data_url() -> str:
@@ -67,3 +73,44 @@ def note_change(iid, note_id, text, base_rev=None, change_id=None, **extra):
         "recorded_at": "2026-11-23T10:00:00Z",
         "data": data,
     }
+
+
+def _plain(value):
+    if isinstance(value, bytes | memoryview):
+        return hashlib.sha256(bytes(value)).hexdigest()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def store_snapshot(app, skip=frozenset(), volatile=None) -> dict[str, tuple[int, str]]:
+    """Row count and a digest of every table of both stores, to compare before and after.
+
+    `skip` names tables left out; `volatile` maps a table to columns left out (bookkeeping a
+    refused request may still touch, such as the user's last login).
+    """
+    volatile = {"user": {"last_login_at"}} if volatile is None else volatile
+    out: dict[str, tuple[int, str]] = {}
+    with app.app_context():
+        for bind_key, metadata in db.metadatas.items():
+            connection = db.session.connection(bind_arguments={"bind": db.engines[bind_key]})
+            for table in metadata.sorted_tables:
+                if table.name in skip:
+                    continue
+                left_out = volatile.get(table.name, set())
+                columns = [c for c in table.columns if c.name not in left_out]
+                order = list(table.primary_key.columns) or columns
+                rows = connection.execute(select(*columns).order_by(*order)).all()
+                blob = json.dumps(
+                    [[_plain(v) for v in row] for row in rows], default=str, sort_keys=True
+                )
+                out[table.name] = (len(rows), hashlib.sha256(blob.encode()).hexdigest())
+        db.session.remove()
+    return out
+
+
+def changed_tables(before: dict, after: dict) -> list[str]:
+    """Name the tables whose rows differ between two snapshots."""
+    return sorted(
+        name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+    )

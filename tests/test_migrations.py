@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 
 from interview import create_app
 from interview.config import ROOT
@@ -154,3 +154,86 @@ def test_the_comparison_does_see_a_difference(migrated_app):
     assert any(
         d[0] == "add_column" and d[3].name == "nickname" for d in diff if isinstance(d, tuple)
     )
+
+
+def test_the_sealing_migration_seals_existing_words_and_the_downgrade_opens_them(
+    tmp_path, keep_logging
+):
+    application = create_app(
+        make_config(
+            tmp_path,
+            SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'old-casestore.db'}",
+            SQLALCHEMY_BINDS={"identity": f"sqlite:///{tmp_path / 'old-identity.db'}"},
+        )
+    )
+    words = "Ord skrevet før forseglingen – æøå"
+    with application.app_context():
+        upgrade(directory=MIGRATIONS, revision="84141d2128d1")
+        conn = db.session
+        conn.execute(
+            text("INSERT INTO \"case\" (id, code, name_nb, name_en) VALUES (1, 'A', 'A', 'A')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO guide_version (id, key, version, published, checksum, content,"
+                " loaded_at) VALUES (1, 'g', 1, '2026-11-01', 'x', '{}', '2026-11-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO participant (id, code, case_id, preferred_language, status,"
+                " created_at) VALUES ('p1', 'A-AAAA', 1, 'nb', 'consented', '2026-11-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO interview (id, participant_id, guide_version_id, language, status,"
+                " place_kind, planned_at, current_section, rev, created_at, updated_at)"
+                " VALUES ('i1', 'p1', 1, 'nb', 'in_progress', 'home', '2026-11-01',"
+                " 0, 1, '2026-11-01', '2026-11-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO note (id, interview_id, question_key, text, possible_quote,"
+                " conflict, field_revs, rev, created_at, updated_at) VALUES ('n1', 'i1',"
+                " 'context.services', :w, 0, :c, '{}', 1, '2026-11-01', '2026-11-01')"
+            ),
+            {"w": words, "c": '{"text": "Den andre"}'},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO interview_event (id, interview_id, kind, data, recorded_at, rev)"
+                " VALUES ('e1', 'i1', 'stop', :d, '2026-11-01', 1)"
+            ),
+            {"d": '{"reason": "other", "comment": "Sliten og lei seg"}'},
+        )
+        conn.commit()
+        upgrade(directory=MIGRATIONS)
+        raw = conn.execute(text("SELECT text_enc, conflict_enc FROM note")).one()
+        assert words.encode() not in bytes(raw[0])
+        assert b"Den andre" not in bytes(raw[1])
+        from interview.models import Note
+
+        note = conn.get(Note, "n1")
+        assert note.text == words
+        assert note.conflict == {"text": "Den andre"}
+        from interview.models import InterviewEvent
+
+        event = conn.get(InterviewEvent, "e1")
+        assert event.data == {"reason": "other"}
+        assert event.comment == "Sliten og lei seg"
+        raw_event = conn.execute(text("SELECT data, comment_enc FROM interview_event")).one()
+        assert "Sliten" not in str(raw_event[0])
+        assert b"Sliten" not in bytes(raw_event[1])
+        conn.commit()
+        downgrade(directory=MIGRATIONS, revision="84141d2128d1")
+        back = conn.execute(text("SELECT text, conflict FROM note")).one()
+        assert back[0] == words
+        assert "Den andre" in back[1]
+        assert (
+            "Sliten og lei seg" in conn.execute(text("SELECT data FROM interview_event")).scalar()
+        )
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()

@@ -212,6 +212,7 @@ async function drain() {
     state.network = "online";
     state.batch = BATCH;
     const summary = await store.applyAnswer({ userId, batch, results: answer.results, updates: answer.updates, cursor: answer.cursor });
+    announceWarnings(batch, answer.results);
     if (summary && summary.withdrawn.length) await dropWithdrawn(summary.withdrawn);
     // the server answers updates in pages: ask again while the cursor still moves
     const more = answer.cursor !== (cursor ?? null) && answer.updates.length > 0;
@@ -220,6 +221,19 @@ async function drain() {
   state.lastSyncOk = true;
   state.serverError = false;
   await dropFinished();
+}
+
+// The identifier guard: tell the section page which kinds the case store found in each kept
+// note (kinds only; identifiers.js shows the warning under the note box).
+function announceWarnings(batch, results) {
+  const byId = new Map(batch.map((e) => [e.change_id, e]));
+  const notes = [];
+  for (const result of results) {
+    const e = byId.get(result.change_id);
+    if (!e || e.entity !== "note" || !["applied", "duplicate", "conflict"].includes(result.status)) continue;
+    notes.push({ id: e.id, kinds: result.warnings || [], text: e.data ? e.data.text : undefined });
+  }
+  if (notes.length) document.dispatchEvent(new CustomEvent("tablet:warnings", { detail: notes }));
 }
 
 function syncNow() {
@@ -764,10 +778,14 @@ function initSection(form) {
     }
   }
 
-  document.addEventListener("tablet:synced", () => overlay({ initial: false }).catch(() => {}));
+  // the identifier guard is loaded on its own: should it fail, notes are saved as ever
+  const guard = import("./identifiers.js").then((m) => m.attachGuard(form)).catch(() => null);
+  const checkIdentifiers = () => guard.then((g) => g && g.checkAll()).catch(() => {});
+  document.addEventListener("tablet:synced", () => overlay({ initial: false }).then(checkIdentifiers).catch(() => {}));
   ready = overlay({ initial: true })
     .then(saveEarly)
     .catch(() => {}); // a storage error is on screen, and the words stay in the boxes
+  ready.then(checkIdentifiers);
   return ready;
 }
 
