@@ -6,6 +6,8 @@ import io
 from datetime import datetime
 
 from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from . import audit
 from .crypto import app_key, seal, seal_bytes
@@ -38,6 +40,39 @@ def decode_signature(data_url: str) -> bytes | None:
     return raw
 
 
+def store_signature(
+    consent_id: str, participant_id: str, printed_name: str | None, signature: bytes | None
+) -> None:
+    """Commit a consent's printed name and signature to the identity store, before the consent.
+
+    The two stores cannot commit together. Committing the identity half first means a crash
+    in between leaves a signature waiting for its consent, never a consent whose signature is
+    lost; the tablet sends the consent again and this reuses the waiting row.
+    """
+    engine = db.engines["identity"]
+    with Session(engine) as session, session.begin():
+        sig = session.scalars(
+            select(ConsentSignature).where(ConsentSignature.consent_id == consent_id)
+        ).first()
+        if sig is None:
+            sig = ConsentSignature(
+                id=new_uuid(), consent_id=consent_id, participant_id=participant_id
+            )
+            session.add(sig)
+        key = app_key()
+        sig.participant_id = participant_id
+        sig.printed_name_enc = (
+            seal(key, printed_name, f"consent_signature.printed_name.{sig.id}")
+            if printed_name
+            else None
+        )
+        sig.signature_enc = (
+            seal_bytes(key, signature, f"consent_signature.signature.{sig.id}")
+            if signature is not None
+            else None
+        )
+
+
 def record_consent(
     interview: Interview,
     user: User,
@@ -66,20 +101,10 @@ def record_consent(
         obtained_by_id=user.id,
         rev=1,
     )
+    if signature is not None or printed_name:
+        store_signature(record.id, record.participant_id, printed_name, signature)
     db.session.add(record)
     interview.participant.consents.append(record)
-    if signature is not None or printed_name:
-        sig = ConsentSignature(
-            id=new_uuid(), consent_id=record.id, participant_id=record.participant_id
-        )
-        key = app_key()
-        if printed_name:
-            sig.printed_name_enc = seal(
-                key, printed_name, f"consent_signature.printed_name.{sig.id}"
-            )
-        if signature is not None:
-            sig.signature_enc = seal_bytes(key, signature, f"consent_signature.signature.{sig.id}")
-        db.session.add(sig)
     if interview.participant.status == "invited":
         interview.participant.status = "consented"
     audit.record("consent_recorded", "participant", interview.participant_id, user_id=user.id)

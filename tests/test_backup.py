@@ -33,10 +33,21 @@ from tests.helpers import CONSENT_ALL_YES, note_change, signature_data_url, star
 NOTE_TEXTS = ("Hjelpen fra teamet kom for sent.", "Likeperson gjorde forskjellen.")
 
 
+def sqlite_config(tmp_path) -> dict:
+    """Two SQLite stores in tmp_path, whatever DATABASE_URL says: the copying path is SQLite's
+    (on PostgreSQL the command prints pg_dump instructions, tested below)."""
+    return make_config(
+        tmp_path,
+        IDENTITY_KEY=None,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'casestore.db'}",
+        SQLALCHEMY_BINDS={"identity": f"sqlite:///{tmp_path / 'identity.db'}"},
+    )
+
+
 @pytest.fixture
 def app(tmp_path):
     """The conftest app, with the identity key in a key file (as in production) not the env."""
-    application = create_app(make_config(tmp_path, IDENTITY_KEY=None))
+    application = create_app(sqlite_config(tmp_path))
     with application.app_context():
         db.drop_all()
         db.create_all()
@@ -402,7 +413,7 @@ def test_restore_warns_when_the_key_is_missing(app, client, world, cli, tmp_path
     if research.is_file() and not app.config.get("RESEARCH_KEY"):
         research.unlink()
     # a new start of the app finds no key file and makes a new key, which opens nothing old
-    fresh = create_app(make_config(tmp_path, IDENTITY_KEY=None))
+    fresh = create_app(sqlite_config(tmp_path))
     assert key_file.is_file()
     result = cli(["restore", str(folder), "--force"], application=fresh)
     assert result.exit_code == 0, result.output
