@@ -5,7 +5,7 @@ FLASK  := $(VENV)/bin/flask --app app
 PORT   ?= 5000
 STAMP  := $(VENV)/.installed
 
-.PHONY: run setup test lint format translations extract update-translations db demo clean
+.PHONY: run setup test lint format translations extract update-translations db demo clean soak crash
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -49,3 +49,12 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
+
+# 20 tablets x 500 changes with lost requests and answers, duplicates, reordering and expired
+# sessions against gunicorn, on SQLite and on PostgreSQL; prints the figures (SOAK_ARGS=--help)
+soak: setup
+	PY=$(PY) bash tests/soak/both_stores.sh soak $(SOAK_ARGS)
+
+# the server killed with SIGKILL mid-batch 20 times; the store checked after (SOAK_ARGS=--help)
+crash: setup
+	PY=$(PY) bash tests/soak/both_stores.sh crash $(SOAK_ARGS)
