@@ -12,7 +12,6 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .identifiers import find_identifiers
 from .models import (
     AlertAck,
     Debrief,
@@ -238,14 +237,13 @@ def identifier_flags(
     session: Session, case_ids: set[int], codes: dict[int, str]
 ) -> list[FlaggedNotes]:
     """Count the notes whose current text has identifier findings, per team and interview."""
-    # the text is sealed at rest, so the guard runs here rather than in the query
+    # the guard ran when the text was written (Note.identifier_kinds): no note is opened here
     per_interview: dict[tuple[int, str, str], int] = {}
     for note, _participant_id, code, case_id in _rows(
-        session, case_ids, Note, Note.deleted_at.is_(None)
+        session, case_ids, Note, Note.deleted_at.is_(None), Note.identifier_kinds.is_not(None)
     ):
-        if find_identifiers(note.text or ""):
-            key = (case_id, code, note.interview_id)
-            per_interview[key] = per_interview.get(key, 0) + 1
+        key = (case_id, code, note.interview_id)
+        per_interview[key] = per_interview.get(key, 0) + 1
     teams: dict[int, FlaggedNotes] = {}
     for (case_id, code, interview_id), count in sorted(per_interview.items()):
         team = teams.setdefault(case_id, FlaggedNotes(codes.get(case_id, "")))

@@ -260,7 +260,10 @@ class Note(SealedInit, db.Model):
     question_key: Mapped[str] = mapped_column(String(120))
     # the words are sealed at rest (interview/sealed.py); `text` reads and writes them
     text_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
-    text = sealed("text_enc", "text")
+    text = sealed("text_enc", "text", on_set=lambda note, text: note.flag_identifiers(text))
+    # kinds the identifier guard found in the text ("phone email"), or NULL: the store cannot
+    # search sealed words, so the coordinator's count reads this instead of opening every note
+    identifier_kinds: Mapped[str | None] = mapped_column(String(60))
     polarity: Mapped[str | None] = mapped_column(String(10))
     possible_quote: Mapped[bool] = mapped_column(Boolean, default=False)
     # the other side's version of fields edited on two tablets at once (see docs/sync.md)
@@ -275,6 +278,12 @@ class Note(SealedInit, db.Model):
 
     interview: Mapped[Interview] = relationship(back_populates="notes")
     themes: Mapped[list[Theme]] = relationship(secondary=note_themes, order_by=Theme.key)
+
+    def flag_identifiers(self, text: str | None) -> None:
+        """Record which kinds of identifier the guard finds in the text."""
+        from .identifiers import warning_kinds
+
+        self.identifier_kinds = " ".join(warning_kinds(text)) or None
 
     @property
     def conflict_text(self) -> str | None:

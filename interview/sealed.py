@@ -42,8 +42,14 @@ def _takes_context(fn) -> bool:
         return False
 
 
-def sealed(column: str, field: str, *, as_json: bool = False, empty: Any = "") -> hybrid_property:
-    """Return an attribute that seals its value into `column` (text, or JSON with as_json)."""
+def sealed(
+    column: str, field: str, *, as_json: bool = False, empty: Any = "", on_set=None
+) -> hybrid_property:
+    """Return an attribute that seals its value into `column` (text, or JSON with as_json).
+
+    `on_set(obj, value)` runs on every write: the one moment the plain value is at hand, for
+    what must be known about it without opening it again (see Note.identifier_kinds).
+    """
 
     def getter(self):
         blob = getattr(self, column)
@@ -59,6 +65,8 @@ def sealed(column: str, field: str, *, as_json: bool = False, empty: Any = "") -
         return value
 
     def setter(self, value):
+        if on_set is not None:
+            on_set(self, value)
         if value is None:
             setattr(self, column, None)
             return

@@ -566,3 +566,25 @@ def test_identifier_flags_leave_out_withdrawn_participants(app, world):
         db.session.get(Participant, world.participants["pa"]).status = "withdrawn"
         db.session.commit()
         assert alerts.identifier_flags(db.session, {case_a.id}, {case_a.id: "A"}) == []
+
+
+def test_the_flag_is_kept_with_the_sealed_text_and_follows_every_edit(app, world):
+    from interview.models import Note
+
+    with app.app_context():
+        note = Note(
+            interview_id=world.interviews["pa"],
+            question_key="context.services",
+            text="Ring henne på 912 34 567",
+        )
+        db.session.add(note)
+        db.session.commit()
+        assert note.identifier_kinds == "phone"
+        note.text = "Skriv til ola@example.org eller ring 912 34 567"
+        db.session.commit()
+        db.session.expire_all()
+        assert db.session.get(Note, note.id).identifier_kinds == "phone email"
+        db.session.get(Note, note.id).text = "Ingenting som peker på noen."
+        db.session.commit()
+        db.session.expire_all()
+        assert db.session.get(Note, note.id).identifier_kinds is None

@@ -203,6 +203,14 @@ def test_the_sealing_migration_seals_existing_words_and_the_downgrade_opens_them
         )
         conn.execute(
             text(
+                "INSERT INTO note (id, interview_id, question_key, text, possible_quote,"
+                " field_revs, rev, created_at, updated_at) VALUES ('n2', 'i1',"
+                " 'context.services', 'Ring henne på 912 34 567', 0, '{}', 1, '2026-11-01',"
+                " '2026-11-01')"
+            )
+        )
+        conn.execute(
+            text(
                 "INSERT INTO interview_event (id, interview_id, kind, data, recorded_at, rev)"
                 " VALUES ('e1', 'i1', 'stop', :d, '2026-11-01', 1)"
             ),
@@ -210,13 +218,16 @@ def test_the_sealing_migration_seals_existing_words_and_the_downgrade_opens_them
         )
         conn.commit()
         upgrade(directory=MIGRATIONS)
-        raw = conn.execute(text("SELECT text_enc, conflict_enc FROM note")).one()
+        raw = conn.execute(text("SELECT text_enc, conflict_enc FROM note WHERE id = 'n1'")).one()
         assert words.encode() not in bytes(raw[0])
         assert b"Den andre" not in bytes(raw[1])
         from interview.models import Note
 
         note = conn.get(Note, "n1")
         assert note.text == words
+        assert note.identifier_kinds is None
+        # the guard's findings are worked out once for notes written before they were kept
+        assert conn.get(Note, "n2").identifier_kinds == "phone"
         assert note.conflict == {"text": "Den andre"}
         from interview.models import InterviewEvent
 
@@ -228,7 +239,7 @@ def test_the_sealing_migration_seals_existing_words_and_the_downgrade_opens_them
         assert b"Sliten" not in bytes(raw_event[1])
         conn.commit()
         downgrade(directory=MIGRATIONS, revision="84141d2128d1")
-        back = conn.execute(text("SELECT text, conflict FROM note")).one()
+        back = conn.execute(text("SELECT text, conflict FROM note WHERE id = 'n1'")).one()
         assert back[0] == words
         assert "Den andre" in back[1]
         assert (
