@@ -1,0 +1,92 @@
+"""The load generator: a second process that sends GET requests to the server on loopback.
+
+Run by `bench/run.py` as `python -m bench.load <json>`, where the JSON names the server, the
+targets (name, path, cookies) and how long to drive each; it prints one JSON line back with,
+per target, the requests answered 200, other answers, requests per second and latencies.
+Each of `concurrency` threads keeps one HTTP/1.1 connection open (keep-alive, as a browser
+would) and sends the next request as soon as the last answer is read.
+"""
+
+import http.client
+import json
+import sys
+import threading
+import time
+
+
+def _drive(host, port, path, headers, until, counts, latencies, lock):
+    conn = http.client.HTTPConnection(host, port, timeout=60)
+    done = bad = 0
+    mine = []
+    try:
+        while time.perf_counter() < until:
+            began = time.perf_counter()
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(host, port, timeout=60)
+                bad += 1
+                continue
+            mine.append(time.perf_counter() - began)
+            if resp.status == 200:
+                done += 1
+            else:
+                bad += 1
+    finally:
+        conn.close()
+    with lock:
+        counts[0] += done
+        counts[1] += bad
+        latencies.extend(mine)
+
+
+def run_target(host, port, target, seconds, concurrency) -> dict:
+    """Drive one path with `concurrency` connections for `seconds`; return what came back."""
+    headers = {"Accept-Encoding": "gzip", "Accept-Language": "nb"}
+    if target.get("cookies"):
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in target["cookies"].items())
+    counts, latencies, lock = [0, 0], [], threading.Lock()
+    began = time.perf_counter()
+    until = began + seconds
+    threads = [
+        threading.Thread(
+            target=_drive,
+            args=(host, port, target["path"], headers, until, counts, latencies, lock),
+        )
+        for _ in range(concurrency)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "name": target["name"],
+        "ok": counts[0],
+        "bad": counts[1],
+        "seconds": elapsed,
+        "rps": counts[0] / elapsed,
+        "p50": latencies[len(latencies) // 2] if latencies else None,
+        "p95": latencies[int(len(latencies) * 0.95)] if latencies else None,
+    }
+
+
+def main() -> int:
+    """Read the plan from argv[1], drive each target in turn, print the results as JSON."""
+    plan = json.loads(sys.argv[1])
+    results = []
+    for _round in range(plan.get("rounds", 1)):
+        for target in plan["targets"]:
+            results.append(
+                run_target(plan["host"], plan["port"], target, plan["seconds"], plan["concurrency"])
+            )
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
