@@ -40,6 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         auth,
         cli,
         codebook_views,
+        compression,
         coordinator,
         crypto,
         database,
@@ -66,6 +67,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     crypto.init_app(app)
     i18n.init_app(app)
     auth.init_app(app)
+    compression.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     policy.init_app(app)

@@ -6,6 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -306,10 +307,57 @@ def _identifier_words() -> dict[str, str]:
     }
 
 
+def _section_notes(interview: Interview, keys: list[str]) -> list[Note]:
+    """Return the section's live notes with their themes, in the order they were written."""
+    return list(
+        db.session.scalars(
+            select(Note)
+            .where(
+                Note.interview_id == interview.id,
+                Note.question_key.in_(keys),
+                Note.deleted_at.is_(None),
+            )
+            .options(selectinload(Note.themes))
+            .order_by(Note.created_at, Note.id)
+        )
+    )
+
+
+def _note_words() -> dict[str, str]:
+    """The fixed words of a note's fields, translated once per page."""
+    return {
+        "note": _("Note"),
+        "new_note": _("New note"),
+        "about": _("This note is about something that…"),
+        "neither": _("Neither"),
+        "inhibits": _("Inhibits"),
+        "promotes": _("Promotes"),
+        "quote": _("Possible quote"),
+        "themes": _("Themes"),
+    }
+
+
+def theme_boxes(prefix: str, themes: list[Theme], checked: list[str], lang: str) -> Markup:
+    """Return a note's theme checkboxes (a note page holds dozens of notes: built in Python)."""
+    name = escape(prefix + "-theme")
+    chosen = set(checked)
+    boxes = []
+    for t in themes:
+        mark = " checked" if str(t.id) in chosen else ""
+        label = escape(t.name(lang))
+        boxes.append(
+            f'<label class="check"><input type="checkbox" name="{name}" value="{t.id}" '
+            f'data-key="{escape(t.key)}"{mark}>{label}</label>'
+        )
+    return Markup("".join(boxes))
+
+
 def _identifier_findings(notes: list[Note]) -> dict[str, dict]:
     """Per note id: the kinds of possible identifiers in its saved text and masked excerpts."""
     out = {}
     for note in notes:
+        if not note.identifier_kinds:
+            continue  # worked out when the text was written: nothing found then
         found = find_identifiers(note.text or "")
         if found:
             kinds = {f.kind for f in found}
@@ -345,7 +393,7 @@ def section(interview_id, index: int):
         abort(404)
     sec = guide.sections[index]
     keys = [q.key for q in sec.questions]
-    notes = [n for n in interview.notes if n.question_key in keys and n.deleted_at is None]
+    notes = _section_notes(interview, keys)
     all_themes = {t.id: t for t in db.session.scalars(select(Theme))}
     active_ids = {t.id for t in all_themes.values() if not t.retired}
     errors: dict[str, str] = {}
@@ -405,6 +453,8 @@ def section(interview_id, index: int):
             errors=errors,
             values=request.form if status == 400 else {},
             new_id=lambda: str(uuid.uuid4()),
+            theme_boxes=theme_boxes,
+            note_words=_note_words(),
             identifier_findings=_identifier_findings(notes),
             identifier_words=_identifier_words(),
             identifier_guard=_identifier_guard(),
