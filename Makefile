@@ -5,7 +5,7 @@ FLASK  := $(VENV)/bin/flask --app app
 PORT   ?= 5000
 STAMP  := $(VENV)/.installed
 
-.PHONY: run setup test lint format translations extract update-translations db demo clean soak crash
+.PHONY: run setup test lint format translations extract update-translations db demo clean soak crash bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -58,3 +58,8 @@ soak: setup
 # the server killed with SIGKILL mid-batch 20 times; the store checked after (SOAK_ARGS=--help)
 crash: setup
 	PY=$(PY) bash tests/soak/both_stores.sh crash $(SOAK_ARGS)
+
+# speed and size: pages, sync, scale, documents, weight and memory against budgets, with the
+# app under gunicorn on SQLite and on PostgreSQL (bench/README.md; BENCH_ARGS=--help)
+bench: setup
+	PY=$(PY) bash tests/soak/both_stores.sh bench.run $(BENCH_ARGS)

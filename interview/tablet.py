@@ -1,10 +1,13 @@
 """What the tablet's scripts need from the server: translated strings and an interview's state."""
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_babel import gettext as _
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import Markup
 
 from . import flow
 from .content import guide_of
+from .i18n import ui_lang
 from .labels import FORM_MESSAGES, LABELS
 from .models import Interview
 
@@ -72,6 +75,22 @@ def tablet_strings() -> dict[str, str | dict]:
     }
 
 
+_KEPT: dict[str, Markup] = {}
+
+
+def tablet_strings_json() -> Markup:
+    """Return `tablet_strings()` as JSON for the page, built once per language and process."""
+    lang = ui_lang()
+    kept = _KEPT.get(lang)
+    if kept is None:
+        # every page carries these words: translating them on each request cost more than
+        # the rest of a small page
+        kept = _KEPT[lang] = Markup(
+            htmlsafe_json_dumps(tablet_strings(), dumps=current_app.json.dumps)
+        )
+    return kept
+
+
 def has_consent(interview: Interview) -> bool:
     """Whether the interview's participant has a consent in force."""
     return flow.valid_consent(interview.participant) is not None
@@ -85,7 +104,7 @@ def guide_section_count(interview: Interview) -> int:
 def init_app(app: Flask) -> None:
     """Make the helpers available to templates."""
     app.jinja_env.globals.update(
-        tablet_strings=tablet_strings,
+        tablet_strings_json=tablet_strings_json,
         has_consent=has_consent,
         guide_section_count=guide_section_count,
     )

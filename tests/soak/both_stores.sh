@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Run tests/soak/<module>.py on SQLite, then on two fresh PostgreSQL databases where
-# PostgreSQL runs here (made and dropped as .ci/run does). Fails if either run fails.
-# Usage: tests/soak/both_stores.sh soak|crash [options of the module]
+# Run tests/soak/<module>.py (or a dotted module such as bench.run) on SQLite, then on two
+# fresh PostgreSQL databases where PostgreSQL runs here (made and dropped as .ci/run does).
+# Fails if either run fails.
+# Usage: tests/soak/both_stores.sh soak|crash|bench.run [options of the module]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 module="$1"
 shift
+case "$module" in
+  *.*) target="$module" ;;
+  *) target="tests.soak.${module}" ;;
+esac
 py="${PY:-.venv/bin/python}"
 status=0
 
 echo "== make ${module}: SQLite"
-env -u DATABASE_URL -u IDENTITY_DATABASE_URL "$py" -m "tests.soak.${module}" "$@" || status=1
+env -u DATABASE_URL -u IDENTITY_DATABASE_URL "$py" -m "${target}" "$@" || status=1
 
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
   echo "== make ${module}: no PostgreSQL here, SQLite only"
@@ -49,7 +54,7 @@ done
 echo "== make ${module}: PostgreSQL"
 DATABASE_URL="postgresql://fact_soak:fact_soak@127.0.0.1:5432/${db}" \
 IDENTITY_DATABASE_URL="postgresql://fact_soak:fact_soak@127.0.0.1:5432/${db}_identity" \
-  "$py" -m "tests.soak.${module}" "$@" || status=1
+  "$py" -m "${target}" "$@" || status=1
 
 [ "$status" -eq 0 ] && echo "== make ${module}: both stores passed"
 exit "$status"
