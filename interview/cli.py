@@ -7,7 +7,7 @@ import click
 from flask import Flask
 from sqlalchemy import func, select
 
-from . import audit, backup, keys
+from . import audit, backup, keys, scale
 from .content import ContentError, load_all
 from .demo import seed_cases, seed_participants, seed_users
 from .extensions import db
@@ -136,3 +136,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(init_db)
     backup.init_app(app)
     app.cli.add_command(keys.keys)
+    app.cli.add_command(scale.seed_scale_command)
