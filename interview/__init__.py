@@ -51,6 +51,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         export_views,
         i18n,
         interviews,
+        kept,
         labels,
         main,
         policy,
@@ -74,6 +75,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     labels.init_app(app)
     tablet.init_app(app)
     documents.init_app(app)
+    kept.init_app(app)
     cli.init_app(app)
     sync.init_update_log()
 

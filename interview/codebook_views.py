@@ -1,10 +1,13 @@
 """The codebook (add, rename, retire themes) and the theme matrix, for coordinators."""
 
+from datetime import datetime
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
@@ -12,7 +15,10 @@ from wtforms.validators import DataRequired, Length
 from . import audit, codebook
 from .access import cases_coordinated_by, coordinated_case_or_404, roles_required
 from .extensions import db
-from .models import Theme
+from .i18n import ui_lang
+from .kept import kept
+from .labels import label
+from .models import POLARITIES, Theme, utcnow
 
 bp = Blueprint("codebook", __name__, url_prefix="/desk/themes")
 
@@ -128,11 +134,40 @@ def retire(theme_id: int):
     return redirect(url_for("codebook.index") + f"#theme-{theme.id}")
 
 
+def _matrix_words() -> dict:
+    """The matrix's words, translated once per page rather than once per cell."""
+    return {
+        "staff": {
+            p: _("Named by the staff as %(polarity)s", polarity=label("polarity", p).lower())
+            for p in POLARITIES
+        },
+        "staff_label": {p: label("polarity", p) for p in POLARITIES},
+        "polarity": {
+            "inhibits": _("inhibits"),
+            "promotes": _("promotes"),
+            "none": _("not marked"),
+        },
+        "no_notes": _("no notes"),
+    }
+
+
 @roles_required(*COORDINATING)
 def matrix():
     """Themes × cases: how patients' notes were tagged, beside what each team's staff named."""
     cases = cases_coordinated_by(current_user)
-    return render_template("desk/matrix.html", matrix=codebook.theme_matrix(db.session, cases))
+    lang = ui_lang()
+
+    def build() -> tuple[datetime, Markup]:
+        table = render_template(
+            "desk/_matrix_table.html",
+            matrix=codebook.theme_matrix(db.session, cases),
+            words=_matrix_words(),
+            lang=lang,
+        )
+        return utcnow(), Markup(table)
+
+    counted, table = kept(("matrix", tuple(c.id for c in cases), lang), build, db.session)
+    return render_template("desk/matrix.html", counted=counted if cases else None, table=table)
 
 
 @roles_required(*COORDINATING)

@@ -74,4 +74,8 @@ def load_config(instance_path: str) -> dict:
         "OVERDUE_GRACE_MINUTES": int(os.environ.get("OVERDUE_GRACE_MINUTES", "30")),
         # a tablet silent this long while it still holds changes is worth a phone call
         "STALE_TABLET_HOURS": int(os.environ.get("STALE_TABLET_HOURS", "24")),
+        # the desk's progress figures and theme matrix are recounted at most this often while
+        # the store changes, and this often when it does not (interview/kept.py)
+        "FIGURES_FRESH_SECONDS": int(os.environ.get("FIGURES_FRESH_SECONDS", "30")),
+        "FIGURES_UNCHANGED_SECONDS": int(os.environ.get("FIGURES_UNCHANGED_SECONDS", "300")),
     }

@@ -9,13 +9,17 @@ from .access import cases_coordinated_by, coordinated_case_or_404, roles_require
 from .charts import Bar, bar_chart, share_chart
 from .extensions import db
 from .i18n import ui_lang
+from .kept import kept
 from .labels import label
 from .models import INTERVIEW_STATUSES, PARTICIPANT_STATUSES, Case, utcnow
-from .progress import CONSENT_ITEMS, CaseProgress, case_progress
+from .progress import CONSENT_ITEMS, CaseProgress, Progress, case_progress
 
 bp = Blueprint("desk", __name__, url_prefix="/desk")
 
 COORDINATING = ("coordinator", "admin")
+# above this many teams the overview shows the per-team tables without a chart card per team
+# (each team's page has its charts): seventy cards would be slow to build and to read
+TEAM_CHARTS_MAX = 8
 
 
 def _given_of(given: int, total: int) -> str:
@@ -77,7 +81,9 @@ def progress_context(cases: list[Case], current: Case | None) -> dict:
         charts=charts_for(progress.total, "all"),
         case_charts={
             p.code: charts_for(p, f"case-{p.code}", p.name(lang), scale) for p in progress.cases
-        },
+        }
+        if len(progress.cases) <= TEAM_CHARTS_MAX
+        else {},
         participant_statuses=PARTICIPANT_STATUSES,
         interview_statuses=INTERVIEW_STATUSES,
         consent_items=CONSENT_ITEMS,
@@ -85,7 +91,16 @@ def progress_context(cases: list[Case], current: Case | None) -> dict:
 
 
 def _render(cases: list[Case], current: Case | None):
-    return render_template("desk/progress.html", **progress_context(cases, current))
+    def build() -> tuple[Progress, Markup]:
+        context = progress_context(cases, current)
+        figures = render_template("desk/_progress_figures.html", linked=True, **context)
+        return context["progress"], Markup(figures)
+
+    key = ("progress", tuple(c.id for c in cases), current.id if current else None, ui_lang())
+    progress, figures = kept(key, build, db.session)
+    return render_template(
+        "desk/progress.html", cases=cases, current=current, progress=progress, figures=figures
+    )
 
 
 @roles_required(*COORDINATING)

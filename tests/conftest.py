@@ -35,6 +35,10 @@ def make_config(tmp_path, **overrides) -> dict:
         "IDENTITY_KEY_FILE": str(tmp_path / "identity.key"),
         "RESEARCH_KEY_FILE": str(tmp_path / "research.key"),
         "DOCUMENT_CACHE_DIR": str(tmp_path / "documents"),
+        # tests read the desk right after changing the store: count on every view (the
+        # keeping itself is tested in tests/test_kept.py)
+        "FIGURES_FRESH_SECONDS": 0,
+        "FIGURES_UNCHANGED_SECONDS": 0,
         # cheap hashing keeps the suite fast; production cost is in config.py
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_COST": 8,
