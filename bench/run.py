@@ -553,10 +553,9 @@ def main(argv=None) -> int:
     finally:
         bench.close()
     failed = [f for f in bench.figures if f.ok is False]
-    print(
-        f"== {bench.store.kind}: {len(bench.figures) - len(failed)} of {len(bench.figures)} figures pass"
-        + (f"; FAIL: {', '.join(f.name for f in failed)}" if failed else "")
-    )
+    passed = len(bench.figures) - len(failed)
+    summary = f"== {bench.store.kind}: {passed} of {len(bench.figures)} figures pass"
+    print(summary + (f"; FAIL: {', '.join(f.name for f in failed)}" if failed else ""))
     return 1 if failed else 0
 
 
