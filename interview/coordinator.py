@@ -3,7 +3,7 @@
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from . import audit
@@ -37,6 +37,8 @@ from .withdrawal import (
 )
 
 bp = Blueprint("coordinator", __name__, url_prefix="/participants")
+# a study's full size is thousands of participants: the list shows them a page at a time
+PAGE_SIZE = 100
 
 COORDINATING = ("coordinator", "admin")
 
@@ -80,10 +82,31 @@ def participants():
     )
     if case_code:
         stmt = stmt.join(Case, Case.id == Participant.case_id).where(Case.code == case_code)
-    rows = list(db.session.scalars(stmt).unique())
-    return render_template(
-        "coordinator/participants.html", participants=rows, cases=cases, case_code=case_code
+    total = db.session.scalar(
+        select(func.count()).select_from(stmt.options().order_by(None).subquery())
     )
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = _page_number(request.args.get("page"), pages)
+    rows = list(db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).unique())
+    return render_template(
+        "coordinator/participants.html",
+        participants=rows,
+        cases=cases,
+        case_code=case_code,
+        page=page,
+        pages=pages,
+        total=total,
+        first=(page - 1) * PAGE_SIZE + 1,
+    )
+
+
+def _page_number(value: str | None, pages: int) -> int:
+    """Return the asked page (1 when not given); a page that is not there is a 404."""
+    if value is None:
+        return 1
+    if not value.isdigit() or not 1 <= int(value) <= pages:
+        abort(404)
+    return int(value)
 
 
 @roles_required(*COORDINATING)
