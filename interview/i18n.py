@@ -1,8 +1,11 @@
 """Language choice for the UI, and helpers for bilingual content and Oslo times."""
 
 from datetime import date, datetime, time
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from babel import Locale
+from babel.dates import DateTimePattern, parse_pattern
 from flask import Flask, current_app, g, request, session, url_for
 from flask_babel import format_date, format_datetime, format_time, get_locale
 from flask_login import current_user
@@ -73,6 +76,27 @@ def utc_to_oslo(value: datetime) -> datetime:
     return value.replace(tzinfo=ZoneInfo("UTC")).astimezone(OSLO)
 
 
+@lru_cache(maxsize=8)
+def _when_patterns(lang: str) -> tuple[DateTimePattern, DateTimePattern, Locale]:
+    locale = Locale.parse(lang)
+    return (
+        parse_pattern(locale.date_formats["medium"].pattern),
+        parse_pattern(locale.time_formats["short"].pattern),
+        locale,
+    )
+
+
+def when_text(value: datetime) -> str:
+    """Return a stored (naive UTC) time as Oslo's medium date and short time.
+
+    The same text as flask-babel's format_date(…, 'medium') and format_time(…, 'short') in
+    Europe/Oslo, with the patterns parsed once: lists show dozens of these.
+    """
+    local = utc_to_oslo(value)
+    day, clock, locale = _when_patterns(ui_lang())
+    return f"{day.apply(local, locale)}, {clock.apply(local, locale)}"
+
+
 def init_app(app: Flask) -> None:
     """Set up Flask-Babel and the template helpers."""
     babel.init_app(app, locale_selector=select_locale, default_timezone="Europe/Oslo")
@@ -83,6 +107,7 @@ def init_app(app: Flask) -> None:
         ui_lang=ui_lang,
         lang_url=lang_url,
         tr=text,
+        when_text=when_text,
         format_datetime=format_datetime,
         format_date=format_date,
         format_time=format_time,

@@ -105,3 +105,26 @@ def test_language_link_keeps_the_page_and_its_parameters(client, auth, world):
     auth.login("coord_a")
     page = client.get("/participants/?case=A").text
     assert 'href="/participants/?case=A&amp;lang=en"' in page
+
+
+def test_when_text_matches_flask_babel_in_both_languages_across_the_year(app):
+    """Lists format times with patterns parsed once: the same text as flask-babel's."""
+    from datetime import datetime, timedelta
+
+    from flask_babel import force_locale, format_date, format_time
+
+    from interview.i18n import when_text
+
+    start = datetime(2026, 1, 1, 0, 0)
+    with app.test_request_context("/"):
+        for lang in ("nb", "en"):
+            with force_locale(lang):
+                for i in range(0, 24 * 366, 7):  # every 7 hours, both DST changes included
+                    moment = start + timedelta(hours=i, minutes=i % 60)
+                    expected = f"{format_date(moment, 'medium')}, {format_time(moment, 'short')}"
+                    assert when_text(moment) == expected
+            with force_locale(lang):
+                # 30 March 2026 00:30 UTC is 02:30 in Oslo, after the clocks went forward
+                assert ("02:30" if lang == "nb" else "2:30") in when_text(
+                    datetime(2026, 3, 30, 0, 30)
+                )
