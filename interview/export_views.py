@@ -1,6 +1,11 @@
-"""The coordinator's exports page and downloads: thin views over `exports`, each one audited."""
+"""The coordinator's exports page and downloads: thin views over `exports`, each one audited.
 
-from flask import Blueprint, Response, render_template, request
+A download is streamed: the audit record is written and committed first, then `exports`
+reads the store a batch of participants at a time while the response is being sent, so the
+server's memory does not grow with the number of notes.
+"""
+
+from flask import Blueprint, Response, render_template, request, stream_with_context
 from flask_login import current_user
 
 from . import audit, exports
@@ -41,22 +46,26 @@ def index():
 def _download(fmt: str):
     cases = _chosen_cases()
     now = utcnow()
-    data = exports.collect(db.session, [c.id for c in cases], user=current_user, now=now)
-    if fmt == "csv":
-        body = exports.to_csv(data)
-    elif fmt == "json":
-        body = exports.to_json(data)
-    else:
-        body = exports.to_qdpx(data, ui_lang())
+    case_ids = [c.id for c in cases]
     codes = [c.code for c in cases]
-    audit.record("export", format=fmt, cases=codes, counts=exports.counts(data))
+    top = exports.head(db.session, case_ids, user=current_user, now=now)
+    counts = exports.store_counts(db.session, case_ids)
+    audit.record("export", format=fmt, cases=codes, counts=counts)
     db.session.commit()
+    # read while the response is sent; the CSV and the project need no consents or events
+    people = exports.participants(db.session, case_ids, notes_only=fmt != "json")
+    if fmt == "csv":
+        body = exports.csv_chunks(people)
+    elif fmt == "json":
+        body = exports.json_chunks(top, people)
+    else:
+        body = exports.qdpx_chunks(top, people, ui_lang())
     mimetype, ext = FORMATS[fmt]
     # case codes are short and plain, but a file name must never carry anything else
     scope = "".join(ch for ch in "-".join(codes) if ch.isalnum() or ch == "-")
     scope = scope if request.args.get("case") and scope else "all"
     filename = f"innofact-{scope}-{now:%Y%m%d-%H%M%S}.{ext}"
-    response = Response(body, mimetype=mimetype)
+    response = Response(stream_with_context(body), mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -5,25 +5,39 @@ import io
 import json
 import uuid
 import zipfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
 
 import pytest
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from lxml import etree
-from sqlalchemy import select
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import selectinload
 
-from interview import exports
+from interview import export_views, exports
 from interview.extensions import db
+from interview.labels import label
 from interview.models import (
+    POLARITIES,
     AuditEvent,
     Case,
+    CaseStaffTheme,
+    Consent,
+    ConsentFormVersion,
+    Debrief,
+    GuideVersion,
     Interview,
+    InterviewEvent,
     Note,
     Participant,
     Theme,
     User,
     utcnow,
 )
+from interview.participants import register
 from tests.helpers import CONSENT_ALL_YES, signature_data_url, start_interview
 
 # a copy of ../shared/standards/refi-qda-project-1.0.xsd, kept in the repo so CI always validates
@@ -439,3 +453,633 @@ def test_exports_page_offers_formats_with_a_labelled_case_filter(client, auth, w
     assert page.text.count('class="button primary"') == 3
     assert client.get("/desk/exports/?case=A").status_code == 200
     assert client.get("/desk/exports/?case=B").status_code == 404
+
+
+# -- streamed exports: the same bytes as the in-memory exports, with bounded memory -----------
+#
+# The reference below is the exports as they were written before they were streamed: read
+# everything into one dict, then build each file whole in memory. It is kept verbatim (apart
+# from names), so the streamed writers are checked against it byte for byte.
+
+
+def _reference_interview(interview: Interview) -> dict[str, Any]:
+    order, texts = exports._question_order(interview.guide_version)
+    live = [n for n in interview.notes if n.deleted_at is None]
+    live.sort(
+        key=lambda n: (order.get(n.question_key, len(order)), n.question_key, n.created_at, n.id)
+    )
+    return {
+        "id": interview.id,
+        "status": interview.status,
+        "language": interview.language,
+        "place_kind": interview.place_kind,
+        "guide": {
+            "key": interview.guide_version.key,
+            "version": interview.guide_version.version,
+        },
+        "planned_at": exports.iso(interview.planned_at),
+        "first_planned_at": exports.iso(interview.first_planned_at),
+        "started_at": exports.iso(interview.started_at),
+        "ended_at": exports.iso(interview.ended_at),
+        "expected_end_at": exports.iso(interview.expected_end_at),
+        "notes": [exports._note(n, texts, interview.language) for n in live],
+        "events": [
+            {"kind": e.kind, "recorded_at": exports.iso(e.recorded_at), "data": e.details}
+            for e in sorted(interview.events, key=lambda e: (e.recorded_at, e.id))
+        ],
+        "debriefs": [
+            {
+                "wellbeing": d.wellbeing,
+                "reflection": d.reflection or "",
+                "wants_debrief_talk": bool(d.wants_debrief_talk),
+                "participant_follow_up": bool(d.participant_follow_up),
+                "created_at": exports.iso(d.created_at),
+                "updated_at": exports.iso(d.updated_at),
+            }
+            for d in sorted(interview.debriefs, key=lambda d: (d.created_at, d.id))
+        ],
+    }
+
+
+def _reference_collect(session, case_ids, user=None, now=None) -> dict[str, Any]:
+    case_stmt = (
+        select(Case)
+        .options(selectinload(Case.staff_themes).selectinload(CaseStaffTheme.theme))
+        .order_by(Case.code)
+    )
+    if case_ids is not None:
+        case_stmt = case_stmt.where(Case.id.in_(list(case_ids) or [-1]))
+    cases = list(session.scalars(case_stmt))
+    interview_loads = selectinload(Participant.interviews)
+    participants = list(
+        session.scalars(
+            select(Participant)
+            .where(
+                Participant.case_id.in_([c.id for c in cases] or [-1]),
+                Participant.status != "withdrawn",
+            )
+            .options(
+                interview_loads.selectinload(Interview.notes).selectinload(Note.themes),
+                interview_loads.selectinload(Interview.events),
+                interview_loads.selectinload(Interview.debriefs),
+                interview_loads.selectinload(Interview.guide_version),
+                selectinload(Participant.consents).selectinload(Consent.form_version),
+            )
+            .order_by(Participant.code)
+        )
+    )
+    themes = list(session.scalars(select(Theme).order_by(Theme.key)))
+    guides: dict[int, GuideVersion] = {}
+    by_case: dict[int, list[dict]] = {c.id: [] for c in cases}
+    for p in participants:
+        interviews = sorted(p.interviews, key=lambda i: (i.planned_at, i.id))
+        for i in interviews:
+            guides[i.guide_version.id] = i.guide_version
+        by_case[p.case_id].append(
+            {
+                "code": p.code,
+                "case": next(c.code for c in cases if c.id == p.case_id),
+                "status": p.status,
+                "preferred_language": p.preferred_language,
+                "created_at": exports.iso(p.created_at),
+                "consents": [
+                    exports._consent(c)
+                    for c in sorted(p.consents, key=lambda c: (c.obtained_at, c.id))
+                ],
+                "interviews": [_reference_interview(i) for i in interviews],
+            }
+        )
+    return {
+        "study": {
+            "name": exports.STUDY,
+            "origin": exports.ORIGIN,
+            "format_version": exports.FORMAT_VERSION,
+            "exported_at": exports.iso(now or utcnow()),
+            "exported_by": None if user is None else {"id": user.id, "username": user.username},
+            "cases": [c.code for c in cases],
+        },
+        "codebook": [
+            {
+                "key": t.key,
+                "name": {"nb": t.name_nb, "en": t.name_en},
+                "retired": bool(t.retired),
+                "created_at": exports.iso(t.created_at),
+            }
+            for t in themes
+        ],
+        "guides": [
+            {
+                "key": g.key,
+                "version": g.version,
+                "published": g.published,
+                "checksum": g.checksum,
+                "content": g.content,
+            }
+            for g in sorted(guides.values(), key=lambda g: (g.key, g.version))
+        ],
+        "cases": [
+            {
+                "code": c.code,
+                "name": {"nb": c.name_nb, "en": c.name_en},
+                "staff_themes": sorted(
+                    ({"theme": s.theme.key, "polarity": s.polarity} for s in c.staff_themes),
+                    key=lambda s: (s["polarity"], s["theme"]),
+                ),
+                "participants": by_case[c.id],
+            }
+            for c in cases
+        ],
+    }
+
+
+def _reference_csv(data: dict) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(exports.CSV_COLUMNS)
+    guides = {(g["key"], g["version"]): g for g in data["guides"]}
+    for case, participant, interview in exports.iter_interviews(data):
+        guide = guides[(interview["guide"]["key"], interview["guide"]["version"])]
+        for note in interview["notes"]:
+            row = (
+                case["code"],
+                participant["code"],
+                interview["id"],
+                exports.guide_label(guide),
+                interview["language"],
+                note["question_key"],
+                note["question_text"],
+                note["id"],
+                note["text"],
+                note["polarity"],
+                ";".join(note["themes"]),
+                note["possible_quote"],
+                note["created_at"],
+                note["updated_at"],
+            )
+            writer.writerow([exports.safe_cell(v) for v in row])
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def _reference_json(data: dict) -> bytes:
+    return json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def _reference_qde(data: dict, lang: str = "en") -> tuple[bytes, dict[str, str]]:
+    _el, _coding, _variable, guid = exports._el, exports._coding, exports._variable, exports.guid
+    study = data["study"]
+    exporter = study["exported_by"]
+    user_guid = guid("user", exporter["id"] if exporter else "system")
+    project = ET.Element(
+        "Project",
+        {
+            "xmlns": exports.QDA_NS,
+            "name": f"{study['name']} {' '.join(study['cases'])}".strip(),
+            "origin": study["origin"],
+            "creatingUserGUID": user_guid,
+            "creationDateTime": study["exported_at"],
+        },
+    )
+    users = _el(project, "Users")
+    _el(users, "User", guid=user_guid, name=exporter["username"] if exporter else "system")
+    with force_locale(lang):
+        names = {
+            "polarity": _("Polarity"),
+            "themes": _("Themes"),
+            "quote": _("Possible quote"),
+            "team": _("FACT team"),
+            "participant": _("Participant"),
+            "language": _("Interview language"),
+            "guide": _("Guide version"),
+            "retired": _("retired"),
+            "description": _(
+                "Interview notes from %(origin)s, export format %(version)s.",
+                origin=study["origin"],
+                version=study["format_version"],
+            ),
+            **{p: label("polarity", p) for p in POLARITIES},
+        }
+    codes = _el(_el(project, "CodeBook"), "Codes")
+    polarity = _el(codes, "Code", guid=guid("code", "polarity"), name=names["polarity"])
+    polarity.set("isCodable", "false")
+    polarity_guids = {}
+    for p in POLARITIES:
+        polarity_guids[p] = guid("code", "polarity", p)
+        _el(polarity, "Code", guid=polarity_guids[p], name=names[p], isCodable="true")
+    themes = _el(codes, "Code", guid=guid("code", "themes"), name=names["themes"])
+    themes.set("isCodable", "false")
+    theme_guids = {}
+    for t in data["codebook"]:
+        theme_guids[t["key"]] = guid("code", "theme", t["key"])
+        code = _el(themes, "Code", guid=theme_guids[t["key"]], name=t["name"].get(lang, t["key"]))
+        code.set("isCodable", "true")
+        other = "en" if lang == "nb" else "nb"
+        retired = f" ({names['retired']})" if t["retired"] else ""
+        _el(code, "Description").text = f"{t['key']}{retired} – {t['name'][other]}"
+    quote_guid = guid("code", "possible_quote")
+    _el(codes, "Code", guid=quote_guid, name=names["quote"], isCodable="true")
+    variables = {k: guid("variable", k) for k in ("team", "participant", "language", "guide")}
+    holder = _el(project, "Variables")
+    for key, variable_guid in variables.items():
+        _el(holder, "Variable", guid=variable_guid, name=names[key], typeOfVariable="Text")
+    files: dict[str, str] = {}
+    sources: list[ET.Element] = []
+    case_sources: dict[str, list[str]] = {c["code"]: [] for c in data["cases"]}
+    for case, participant, interview in exports.iter_interviews(data):
+        text, spans = exports.source_text(interview)
+        if not spans:
+            continue
+        source_guid = guid("interview", interview["id"])
+        case_sources[case["code"]].append(source_guid)
+        files[f"sources/{source_guid}.txt"] = text
+        when = (interview["started_at"] or interview["planned_at"] or "")[:10]
+        source = ET.Element(
+            "TextSource",
+            {
+                "guid": source_guid,
+                "name": f"{participant['code']} {when}".strip(),
+                "plainTextPath": f"internal://{source_guid}.txt",
+                "creatingUser": user_guid,
+            },
+        )
+        _el(source, "Description").text = interview["id"]
+        for note, start, end in spans:
+            note_guid = guid("note", note["id"])
+            selection = _el(
+                source,
+                "PlainTextSelection",
+                guid=note_guid,
+                name=note["question_key"],
+                startPosition=start,
+                endPosition=end,
+                creatingUser=user_guid,
+                creationDateTime=note["created_at"],
+            )
+            if note["polarity"] in polarity_guids:
+                _coding(selection, note_guid, polarity_guids[note["polarity"]], user_guid)
+            for key in note["themes"]:
+                if key in theme_guids:
+                    _coding(selection, note_guid, theme_guids[key], user_guid)
+            if note["possible_quote"]:
+                _coding(selection, note_guid, quote_guid, user_guid)
+        guide = interview["guide"]
+        for key, value in (
+            ("team", case["code"]),
+            ("participant", participant["code"]),
+            ("language", interview["language"]),
+            ("guide", f"{guide['key']} v{guide['version']}"),
+        ):
+            _variable(source, variables[key], value)
+        sources.append(source)
+    cases = _el(project, "Cases")
+    for case in data["cases"]:
+        element = _el(cases, "Case", guid=guid("case", case["code"]))
+        element.set("name", f"{case['code']} – {case['name'].get(lang, case['code'])}")
+        _variable(element, variables["team"], case["code"])
+        for source_guid in case_sources[case["code"]]:
+            _el(element, "SourceRef", targetGUID=source_guid)
+    if not data["cases"]:
+        project.remove(cases)
+    if sources:
+        _el(project, "Sources").extend(sources)
+    _el(project, "Description").text = names["description"]
+    ET.indent(project)
+    return ET.tostring(project, encoding="utf-8", xml_declaration=True), files
+
+
+WHEN = datetime(2026, 11, 23, 10, 0, 0)
+# words that trip up CSV, JSON and XML writers: quotes, markup, formula starts, line breaks
+AWKWARD = [
+    SERVICES,
+    DURATION,
+    SECOND,
+    COOPERATION,
+    "<b>&amp; \"sitert\" 'enkelt' ]]> & <",
+    "-1 + 1",
+    "\tinnrykk",
+    "Linje\r\nCRLF\rCR",
+    "   ",
+    "",
+    "Vanlig notat om bolig og jobb",
+    "+47 er ikke et telefonnummer her",
+]
+
+
+@pytest.fixture
+def many(app, world):
+    """Teams A and B with varied records written straight to the store; team C stays empty.
+
+    Several participants per team (one withdrawn in each, one with no interviews), one to three
+    interviews each (two planned for the same minute, one on a newer guide version), notes
+    with every kind of tag, blank and deleted notes, notes under a question the guide does not
+    know, conflicts, events with comments, debriefs and consents.
+    """
+    with app.app_context():
+        cases = {c.code: c for c in db.session.scalars(select(Case))}
+        users = {u.username: u for u in db.session.scalars(select(User))}
+        guide = db.session.scalars(select(GuideVersion)).one()
+        form = db.session.scalars(select(ConsentFormVersion)).first()
+        themes = list(db.session.scalars(select(Theme).order_by(Theme.key)))
+        keys = [q["key"] for s in guide.content["sections"] for q in s["questions"]]
+        newer, unused = (
+            GuideVersion(
+                key=guide.key,
+                version=v,
+                published=guide.published,
+                checksum=guide.checksum,
+                content=guide.content,
+            )
+            for v in (2, 3)
+        )
+        db.session.add_all([newer, unused])
+        base = datetime(2026, 3, 2, 9, 0)
+        n = 0
+        withdrawn = []
+        for case_code, peer, coordinator, count in (
+            ("A", "peer_a", "coord_a", 5),
+            ("B", "peer_b", "coord_b", 4),
+        ):
+            for k in range(count):
+                p = register(
+                    cases[case_code], ("en", "nb")[k % 2], [users[peer]], users[coordinator]
+                )
+                db.session.add(
+                    Consent(
+                        participant=p,
+                        form_version=form,
+                        language=p.preferred_language,
+                        answers={"participate": True, "quotes": k % 2 == 0, "audio": False},
+                        method="tablet",
+                        obtained_at=base + timedelta(days=k),
+                    )
+                )
+                if k == 4:
+                    continue  # registered, never interviewed
+                if k == 3:
+                    p.status = "withdrawn"
+                    withdrawn.append(p.code)
+                for j in range(1 + k % 3):
+                    planned = base + timedelta(days=k, hours=0 if j < 2 else j)
+                    iv = Interview(
+                        participant=p,
+                        guide_version=newer if j == 2 else guide,
+                        language=p.preferred_language,
+                        place_kind="home",
+                        planned_at=planned,
+                        first_planned_at=planned,
+                        started_at=planned + timedelta(minutes=5) if j != 1 else None,
+                        status="ended" if j != 1 else "planned",
+                    )
+                    db.session.add(iv)
+                    db.session.flush()
+                    db.session.add(
+                        InterviewEvent(
+                            interview_id=iv.id,
+                            kind="stop",
+                            data={"reason": "other", "comment": f"Kommentar <{n}> & «sitat»"},
+                            recorded_at=planned + timedelta(minutes=30),
+                        )
+                    )
+                    db.session.add(
+                        Debrief(
+                            interview_id=iv.id,
+                            wellbeing=1 + n % 5,
+                            reflection=AWKWARD[n % len(AWKWARD)],
+                            wants_debrief_talk=n % 2 == 0,
+                            author_id=users[peer].id,
+                            created_at=planned + timedelta(hours=1),
+                        )
+                    )
+                    blank_only = case_code == "B" and k == 1 and j == 0
+                    for i in range(7):
+                        n += 1
+                        note = Note(
+                            interview_id=iv.id,
+                            question_key="unknown.question" if i == 6 else keys[(n + i) % 4],
+                            text="  " if blank_only else AWKWARD[n % len(AWKWARD)],
+                            polarity=(None, *POLARITIES)[n % 3],
+                            possible_quote=n % 4 == 0,
+                            themes=[themes[n % len(themes)], themes[(n + 5) % len(themes)]][
+                                : n % 3
+                            ],
+                            # the same minute for several notes: the id breaks the tie
+                            created_at=planned + timedelta(minutes=n % 3),
+                            updated_at=planned + timedelta(minutes=10),
+                        )
+                        if n % 5 == 0:
+                            note.conflict = {"text": f"Den andre versjonen {n}"}
+                        if n % 9 == 0:
+                            note.deleted_at = planned + timedelta(hours=2)
+                        db.session.add(note)
+        db.session.scalars(select(Theme).where(Theme.key == "peer_support")).one().retired = True
+        db.session.commit()
+        return {"withdrawn": withdrawn, "cases": {c: cases[c].id for c in cases}}
+
+
+def _streamed(session, fmt: str, case_ids, user, *, batch_size: int, lang: str = "en"):
+    top = exports.head(session, case_ids, user=user, now=WHEN)
+    people = exports.participants(
+        session, case_ids, notes_only=fmt != "json", batch_size=batch_size
+    )
+    if fmt == "csv":
+        chunks = exports.csv_chunks(people)
+    elif fmt == "json":
+        chunks = exports.json_chunks(top, people)
+    else:
+        chunks = exports.qdpx_chunks(top, people, lang)
+    return b"".join(chunks)
+
+
+def _assert_same_project(blob: bytes, data: dict, lang: str = "en") -> list[str]:
+    """The streamed .qdpx holds the reference's project.qde and texts, byte for byte."""
+    xml, files = _reference_qde(data, lang)
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        assert zf.testzip() is None
+        names = zf.namelist()
+        # the texts first, in export order, then the project
+        assert names == [*(n for n in names if n.startswith("sources/")), "project.qde"]
+        assert sorted(names) == sorted(["project.qde", *files])
+        assert zf.read("project.qde") == xml
+        for name, text in files.items():
+            assert zf.read(name) == text.encode("utf-8")
+        for info in zf.infolist():
+            assert info.compress_type == zipfile.ZIP_DEFLATED
+            assert info.date_time == (2026, 11, 23, 10, 0, 0)
+    _validate(xml)
+    return names
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, exports.BATCH_SIZE])
+def test_streamed_exports_are_byte_for_byte_the_in_memory_ones(app, many, batch_size):
+    with app.app_context():
+        admin = db.session.scalars(select(User).where(User.username == "admin")).one()
+        for case_ids in (None, list(many["cases"].values()), [many["cases"]["B"]], []):
+            reference = _reference_collect(db.session, case_ids, user=admin, now=WHEN)
+            assert exports.collect(db.session, case_ids, user=admin, now=WHEN) == reference
+            assert exports.store_counts(db.session, case_ids) == exports.counts(reference)
+            db.session.expunge_all()
+
+            streamed = _streamed(db.session, "csv", case_ids, admin, batch_size=batch_size)
+            assert streamed == _reference_csv(reference)
+            streamed = _streamed(db.session, "json", case_ids, admin, batch_size=batch_size)
+            assert streamed == _reference_json(reference)
+            for lang in ("en", "nb"):
+                blob = _streamed(
+                    db.session, "qdpx", case_ids, admin, batch_size=batch_size, lang=lang
+                )
+                _assert_same_project(blob, reference, lang)
+            # the one-piece writers give the same bytes as well
+            assert exports.to_csv(reference) == _reference_csv(reference)
+            assert exports.to_json(reference) == _reference_json(reference)
+            _assert_same_project(exports.to_qdpx(reference), reference)
+
+
+def test_the_fixture_covers_what_the_writers_must_handle(app, many):
+    with app.app_context():
+        data = exports.collect(db.session, None, now=WHEN)
+    rows = list(exports.iter_interviews(data))
+    notes = [n for _c, _p, i in rows for n in i["notes"]]
+    assert [c["code"] for c in data["cases"]] == ["A", "B", "C"]
+    assert data["cases"][2]["participants"] == []  # a team with nobody: an empty list
+    assert [g["version"] for g in data["guides"]] == [1, 2]  # version 3 is used by nobody
+    assert any(not p["interviews"] for c in data["cases"] for p in c["participants"])
+    assert any(not n["text"].strip() for n in notes)
+    assert any(n["conflict_text"] for n in notes) and any(n["themes"] for n in notes)
+    assert any(not any(n["text"].strip() for n in i["notes"]) and i["notes"] for *_, i in rows)
+    planned = [i["planned_at"] for *_, i in rows]
+    assert len(set(planned)) < len(planned)
+    codes = {p["code"] for c in data["cases"] for p in c["participants"]}
+    assert len(codes) > 3 * 3  # several batches of the small batch sizes, across teams
+    assert len(many["withdrawn"]) == 2 and not codes & set(many["withdrawn"])
+
+
+def test_json_writer_matches_json_dumps_for_streamed_parts():
+    def later():
+        return [{"b": 1, "a": [{}]}, []]
+
+    value = {
+        "z": iter([{"x": iter([]), "y": 'æ\n"ø"'}, {"x": iter([1, {"k": []}]), "w": None}]),
+        "a": later,
+        "m": iter([]),
+        "c": {"nested": [1, 2]},
+    }
+    plain = {
+        "z": [{"x": [], "y": 'æ\n"ø"'}, {"x": [1, {"k": []}], "w": None}],
+        "a": later(),
+        "m": [],
+        "c": {"nested": [1, 2]},
+    }
+    written = "".join(exports._json(value, 0))
+    assert written == json.dumps(plain, ensure_ascii=False, indent=2, sort_keys=True)
+
+
+@pytest.mark.parametrize("path", ["notes.csv", "export.json", "project.qdpx"])
+def test_downloads_are_streamed_and_match_the_reference(
+    app, client, auth, world, many, monkeypatch, path
+):
+    monkeypatch.setattr(export_views, "utcnow", lambda: WHEN)
+    # small pieces: many chunks, each boundary crossed
+    monkeypatch.setattr(exports, "CHUNK_SIZE", 512)
+    sent = []
+
+    @app.after_request
+    def keep(response):
+        # the view's own response (the test client wraps every body in an iterator)
+        sent.append((response.is_streamed, response.headers.get("Content-Length")))
+        return response
+
+    auth.login("admin")
+    response = client.get(f"/desk/exports/{path}?lang=en")
+    assert response.status_code == 200
+    assert sent[-1] == (True, None)
+    assert "Content-Length" not in response.headers
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="innofact-all-20261123-100000.{path.rsplit(".", 1)[1]}"'
+    )
+    pieces = list(response.response)
+    assert len(pieces) > 2
+    blob = b"".join(pieces)
+    with app.app_context():
+        admin = db.session.scalars(select(User).where(User.username == "admin")).one()
+        reference = _reference_collect(db.session, None, user=admin, now=WHEN)
+        (audit,) = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "export"))
+        assert audit.detail["counts"] == exports.counts(reference)
+    if path == "notes.csv":
+        assert blob == _reference_csv(reference)
+    elif path == "export.json":
+        assert blob == _reference_json(reference)
+    else:
+        _assert_same_project(blob, reference)
+    for code in many["withdrawn"]:
+        content = _unzip_all(blob) if path.endswith("qdpx") else blob
+        assert code.encode() not in content
+
+
+def test_audit_is_written_before_the_first_byte(app, client, auth, world, many):
+    auth.login("coord_a")
+    response = client.get("/desk/exports/export.json", buffered=False)
+    assert response.status_code == 200
+    with app.app_context():
+        (audit,) = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "export"))
+        assert audit.detail["cases"] == ["A"]
+        assert audit.detail["counts"] == exports.store_counts(db.session, [many["cases"]["A"]])
+    assert json.loads(response.get_data())["study"]["cases"] == ["A"]
+
+
+BATCH_ROWS = (Participant, Interview, Note, Theme, InterviewEvent, Debrief, Consent)
+
+
+@pytest.mark.parametrize("notes_only", [False, True])
+def test_the_reader_holds_one_batch_of_rows_at_a_time(app, many, notes_only):
+    batch_size = 2
+    with app.app_context():
+        session = db.session()
+        per_participant = session.scalars(
+            select(func.count(Note.id))
+            .join(Interview, Interview.id == Note.interview_id)
+            .group_by(Interview.participant_id)
+        )
+        most_notes = max(per_participant)
+        session.expunge_all()
+        held = {"participants": 0, "notes": 0, "loaded": 0}
+
+        def loaded(_session, instance):
+            held["loaded"] += isinstance(instance, Note)
+            rows = list(session.identity_map.values())
+            held["participants"] = max(
+                held["participants"], sum(isinstance(r, Participant) for r in rows)
+            )
+            held["notes"] = max(held["notes"], sum(isinstance(r, Note) for r in rows))
+
+        event.listen(session, "loaded_as_persistent", loaded)
+        try:
+            codes = []
+            for participant in exports.participants(
+                session, None, notes_only=notes_only, batch_size=batch_size
+            ):
+                codes.append(participant["code"])
+                # while a batch is handed on, the session holds none of its rows
+                assert not any(isinstance(r, BATCH_ROWS) for r in session.identity_map.values())
+        finally:
+            event.remove(session, "loaded_as_persistent", loaded)
+        assert len(codes) > 3 * batch_size
+        assert held["participants"] == batch_size
+        # never more notes than two participants have, of all those read
+        assert 0 < held["notes"] <= batch_size * most_notes < held["loaded"]
+
+
+def test_store_counts_leave_out_withdrawn_and_deleted(app, world, data):
+    with app.app_context():
+        a = db.session.scalars(select(Case).where(Case.code == "A")).one()
+        assert exports.store_counts(db.session, [a.id]) == {
+            "participants": 1,
+            "interviews": 1,
+            "notes": 4,
+        }
+        assert exports.store_counts(db.session, []) == {
+            "participants": 0,
+            "interviews": 0,
+            "notes": 0,
+        }
+        everything = exports.collect(db.session, None)
+        assert exports.store_counts(db.session, None) == exports.counts(everything)
