@@ -334,15 +334,20 @@ def _note_words() -> dict[str, str]:
         "promotes": _("Promotes"),
         "quote": _("Possible quote"),
         "themes": _("Themes"),
+        "all_themes": _("Save and show all themes"),
     }
 
 
-def theme_boxes(prefix: str, themes: list[Theme], checked: list[str], lang: str) -> Markup:
+def theme_boxes(
+    prefix: str, themes: list[Theme], checked: list[str], lang: str, only_checked: bool = False
+) -> Markup:
     """Return a note's theme checkboxes (a note page holds dozens of notes: built in Python)."""
     name = escape(prefix + "-theme")
     chosen = set(checked)
     boxes = []
     for t in themes:
+        if only_checked and str(t.id) not in chosen:
+            continue
         mark = " checked" if str(t.id) in chosen else ""
         label = escape(t.name(lang))
         boxes.append(
@@ -450,10 +455,17 @@ def section(interview_id, index: int):
             themes_for=lambda q: _themes_for(
                 interview, q.themes, [t for t in all_themes.values() if not t.retired]
             ),
+            # the order of a new note's choices before its question's suggestions go first
+            page_themes=_themes_for(
+                interview, (), [t for t in all_themes.values() if not t.retired]
+            ),
             errors=errors,
             values=request.form if status == 400 else {},
             new_id=lambda: str(uuid.uuid4()),
             theme_boxes=theme_boxes,
+            # a page of notes shows each note's chosen themes; offline.js adds the rest from
+            # the page's one list, and without JavaScript "themes=all" shows every list
+            all_themes=request.args.get("themes") == "all" or status == 400,
             note_words=_note_words(),
             identifier_findings=_identifier_findings(notes),
             identifier_words=_identifier_words(),
@@ -491,6 +503,9 @@ def _after_save(interview: Interview, index: int, count: int) -> str:
         return url_for("interviews.finish", interview_id=interview.id)
     if go.startswith("section-") and go[8:].isdigit() and int(go[8:]) < count:
         return url_for("interviews.section", interview_id=interview.id, index=int(go[8:]))
+    if go == "themes":
+        # without JavaScript: every note's whole theme list, on the page just saved
+        return url_for("interviews.section", interview_id=interview.id, index=index, themes="all")
     # the safety bar on this page submits the notes form first, so nothing typed is lost
     here = url_for("interviews.section", interview_id=interview.id, index=index)
     steps = {

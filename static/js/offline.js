@@ -495,6 +495,40 @@ function fillTags(el, data) {
   el.querySelector("input[type=checkbox][id$='-quote']").checked = !!data.possible_quote;
 }
 
+// Each note comes with its chosen themes only; the other choices are copied from the page's
+// one list, named for the note and in the server's order (the question's suggested themes
+// first, then the page's order), the chosen boxes kept as they are. Done before anything
+// else reads the notes, with or without this tablet's storage.
+function fillThemeChoices() {
+  const source = document.getElementById("theme-choices");
+  if (!source) return;
+  document.querySelectorAll("details.themes[data-choices]").forEach((details) => {
+    const first = (details.dataset.first || "").split(" ").filter(Boolean);
+    const rank = (label) => {
+      const at = first.indexOf(label.querySelector("input").dataset.key);
+      return at < 0 ? first.length : at;
+    };
+    const fieldset = details.querySelector("fieldset");
+    const kept = new Map([...fieldset.querySelectorAll("label.check")].map((l) => [l.querySelector("input").dataset.key, l]));
+    const labels = [...source.content.cloneNode(true).children]
+      .sort((a, b) => rank(a) - rank(b))
+      .map((label) => {
+        const key = label.querySelector("input").dataset.key;
+        if (kept.has(key)) {
+          const own = kept.get(key);
+          kept.delete(key);
+          return own;
+        }
+        label.querySelector("input").name = `${details.dataset.choices}-theme`;
+        return label;
+      });
+    fieldset.querySelector("noscript")?.remove();
+    // what is left in `kept` is a retired theme the note still carries: it stays last
+    fieldset.replaceChildren(fieldset.querySelector("legend"), ...labels, ...kept.values());
+    delete details.dataset.choices;
+  });
+}
+
 // A note with two versions shows the other one beside it, as the server's page does.
 function showConflict(el, record) {
   const conflict = record.data.conflict;
@@ -1060,6 +1094,7 @@ function guardLogout() {
 // --- start ----------------------------------------------------------------------------------
 
 async function start() {
+  fillThemeChoices();
   if (!userId || !store.available()) return;
   try {
     await store.deviceId();
