@@ -5,14 +5,19 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from markupsafe import Markup
 
-from .access import cases_coordinated_by, coordinated_case_or_404, roles_required
+from .access import (
+    cases_coordinated_by,
+    coordinated_case_ids,
+    coordinated_case_or_404,
+    roles_required,
+)
 from .charts import Bar, bar_chart, share_chart
 from .extensions import db
 from .i18n import ui_lang
 from .kept import kept
 from .labels import label
 from .models import INTERVIEW_STATUSES, PARTICIPANT_STATUSES, Case, utcnow
-from .progress import CONSENT_ITEMS, CaseProgress, Progress, case_progress
+from .progress import CONSENT_ITEMS, CaseProgress, case_progress
 
 bp = Blueprint("desk", __name__, url_prefix="/desk")
 
@@ -90,30 +95,29 @@ def progress_context(cases: list[Case], current: Case | None) -> dict:
     )
 
 
-def _render(cases: list[Case], current: Case | None):
-    def build() -> tuple[Progress, Markup]:
-        context = progress_context(cases, current)
-        figures = render_template("desk/_progress_figures.html", linked=True, **context)
-        return context["progress"], Markup(figures)
+def _render(current: Case | None):
+    """Render the progress page; below its heading it is kept per worker (interview/kept.py)."""
+    lang = ui_lang()
 
-    key = ("progress", tuple(c.id for c in cases), current.id if current else None, ui_lang())
-    progress, figures = kept(key, build, db.session)
-    return render_template(
-        "desk/progress.html", cases=cases, current=current, progress=progress, figures=figures
-    )
+    def build() -> Markup:
+        context = progress_context(cases_coordinated_by(current_user), current)
+        return Markup(render_template("desk/_progress_body.html", **context))
+
+    ids = coordinated_case_ids(current_user)
+    key = ("progress", tuple(ids), current.id if current else None, lang)
+    return render_template("desk/progress.html", current=current, body=kept(key, build, db.session))
 
 
 @roles_required(*COORDINATING)
 def overview():
     """Show the progress of all the coordinator's cases (an admin's: all cases)."""
-    return _render(cases_coordinated_by(current_user), None)
+    return _render(None)
 
 
 @roles_required(*COORDINATING)
 def case_page(code: str):
     """Show the progress of one case the coordinator works in."""
-    current = coordinated_case_or_404(current_user, code)
-    return _render(cases_coordinated_by(current_user), current)
+    return _render(coordinated_case_or_404(current_user, code))
 
 
 bp.add_url_rule("/", view_func=overview)
