@@ -21,7 +21,7 @@ def first_visit(port: int, path: str, cookies: dict[str, str], proxy) -> dict:
     origin = f"http://127.0.0.1:{port}"
     seen: list[str] = []
     other: list[str] = []
-    sizes: dict[str, int] = {}
+    sizes: list[tuple[str, int]] = []  # (URL, bytes) per request: a URL asked twice counts twice
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1024, "height": 768}, locale="nb-NO")
@@ -42,7 +42,7 @@ def first_visit(port: int, path: str, cookies: dict[str, str], proxy) -> dict:
             seen.append(request.url)
             try:
                 s = request.sizes()
-                sizes[request.url] = s["responseHeadersSize"] + s["responseBodySize"]
+                sizes.append((request.url, s["responseHeadersSize"] + s["responseBodySize"]))
             except Exception:  # a request served from the service worker has no sizes
                 pass
 
@@ -53,11 +53,14 @@ def first_visit(port: int, path: str, cookies: dict[str, str], proxy) -> dict:
         received = proxy.received
         status = page.evaluate("document.documentElement.lang")
         browser.close()
-    largest = sorted(sizes.items(), key=lambda kv: -kv[1])[:8]
+    sync = [n for u, n in sizes if urlsplit(u).path == "/api/v1/sync"]
+    largest = sorted(sizes, key=lambda kv: -kv[1])[:8]
     return {
         "bytes": received,
         "requests": len(seen),
         "other_origins": len(other),
+        "sync_bytes": sum(sync),
+        "sync_requests": len(sync),
         "lang": status,
         "largest": [(urlsplit(u).path, n) for u, n in largest],
     }
