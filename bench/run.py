@@ -47,7 +47,7 @@ class Figure:
     def line(self) -> str:
         """Return the figure as one printed line."""
         verdict = {True: "PASS", False: "FAIL", None: "INFO"}[self.ok]
-        return f"{verdict:4}  {self.name:<34} {self.shown:<46} {self.budget}"
+        return f"{verdict:4}  {self.name:<40}  {self.shown:<46} {self.budget}"
 
 
 class Bench:
