@@ -1,7 +1,9 @@
 """Translated names for the store's codes (statuses, places, events), for templates."""
 
-from flask import Flask
+from flask import Flask, has_app_context
 from flask_babel import lazy_gettext as _l
+
+from .i18n import ui_lang
 
 LABELS = {
     "participant": {
@@ -52,11 +54,25 @@ LABELS = {
 }
 
 
+# (language, kind, code) -> the translated name; the catalogues do not change while the app
+# runs, and lists ask for the same few names hundreds of times a page
+_TRANSLATED: dict[tuple[str, str, str], str] = {}
+
+
 def label(kind: str, code: str | None) -> str:
     """Return the translated name of a code, or the code itself when unknown."""
     if code is None:
         return ""
-    return str(LABELS.get(kind, {}).get(code, code))
+    name = LABELS.get(kind, {}).get(code)
+    if name is None:
+        return str(code)  # unknown codes are not kept: only the known few are
+    if not has_app_context():
+        return str(name)
+    key = (ui_lang(), kind, code)
+    text = _TRANSLATED.get(key)
+    if text is None:
+        text = _TRANSLATED[key] = str(name)
+    return text
 
 
 def error_attrs(field, **attrs) -> dict:
