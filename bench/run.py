@@ -329,7 +329,7 @@ class Bench:
             self.add(
                 f"worker {pid} peak RSS in exports",
                 peak,
-                f"{peak / 2**20:.0f} MB (+{grew / 2**20:.0f} MB over its RSS before)",
+                f"{peak / 2**20:.0f} MB ({grew / 2**20:+.0f} MB over its RSS before)",
                 "+<= 64 MB",
                 grew <= 64 * 2**20,
             )

@@ -17,6 +17,7 @@ from .extensions import db
 
 STARTED = "_started"
 SEEN = "_seen"
+SEEN_GRANULARITY = 30  # seconds
 
 
 def _now() -> float:
@@ -70,7 +71,9 @@ def _check(app: Flask):
             if session.get(STARTED) is None:
                 # a session from before this rule: its clock starts now
                 start(now)
-            elif _is_activity():
+            elif _is_activity() and now - (session.get(SEEN) or 0) >= SEEN_GRANULARITY:
+                # to the half minute: marking every request would sign and send the session
+                # cookie anew on each one, and idleness is counted in tens of minutes
                 session[SEEN] = now
             return None
         audit.record("session_ended", "user", current_user.id, reason=why)

@@ -1,6 +1,6 @@
 """What the tablet's scripts need from the server: translated strings and an interview's state."""
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request, url_for
 from flask_babel import gettext as _
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
@@ -91,6 +91,53 @@ def tablet_strings_json() -> Markup:
     return kept
 
 
+_CHROME: dict[tuple[str, str], dict] = {}
+
+
+def chrome() -> dict:
+    """Return the words and links of every page's frame, built once per language and process."""
+    key = (ui_lang(), request.script_root)
+    kept = _CHROME.get(key)
+    if kept is None:
+        # every page shows these: translating and building them on each request was a
+        # good part of a small page's time
+        kept = _CHROME[key] = {
+            "app": _("FACT Interview Companion"),
+            "skip": _("Skip to content"),
+            "menu": _("Main menu"),
+            "participants": _("Participants"),
+            "progress": _("Progress"),
+            "alerts": _("Alerts"),
+            "themes": _("Themes"),
+            "exports": _("Exports"),
+            "my_interviews": _("My interviews"),
+            "interviews": _("Interviews"),
+            "guides": _("Guides"),
+            "log_out": _("Log out"),
+            "sync_now": _("Sync now"),
+            "url": {
+                name: url_for(endpoint)
+                for name, endpoint in (
+                    ("home", "main.home"),
+                    ("participants", "coordinator.participants"),
+                    ("progress", "desk.overview"),
+                    ("alerts", "alerts.index"),
+                    ("themes", "codebook.matrix"),
+                    ("exports", "exports.index"),
+                    ("interviews", "interviews.mine"),
+                    ("guides", "documents.index"),
+                    ("logout", "auth.logout"),
+                )
+            }
+            | {
+                "css": url_for("static", filename="css/app.css"),
+                "icon": url_for("static", filename="icons/icon.svg"),
+                "offline_js": url_for("static", filename="js/offline.js"),
+            },
+        }
+    return kept
+
+
 def has_consent(interview: Interview) -> bool:
     """Whether the interview's participant has a consent in force."""
     return flow.valid_consent(interview.participant) is not None
@@ -105,6 +152,7 @@ def init_app(app: Flask) -> None:
     """Make the helpers available to templates."""
     app.jinja_env.globals.update(
         tablet_strings_json=tablet_strings_json,
+        chrome=chrome,
         has_consent=has_consent,
         guide_section_count=guide_section_count,
     )
