@@ -34,6 +34,10 @@ class KeyRing:
         self.keys = list(keys)
         # where the ring lives; None when it came from the environment and cannot be rewritten
         self.path = path
+        # AES-GCM set up per key once: that costs more than sealing a note. Kept on the ring,
+        # so a key dropped by a rotation leaves memory with its ring.
+        self._ciphers: dict[bytes, AESGCM] = {}
+        self._ids: dict[bytes, bytes] | None = None  # key id -> key, made on first use
 
     @property
     def active(self) -> bytes:
@@ -42,11 +46,22 @@ class KeyRing:
 
     def by_id(self, kid: bytes) -> bytes | None:
         """Return the key with this id, if the ring holds it."""
-        return next((k for k in self.keys if key_id(k) == kid), None)
+        if self._ids is None or len(self._ids) != len(self.keys):
+            self._ids = {}
+            for k in self.keys:
+                self._ids.setdefault(key_id(k), k)  # the first, as a search from the oldest
+        return self._ids.get(kid)
 
     def ids(self) -> list[str]:
         """Return the key ids, oldest first, as hex."""
         return [key_id(k).hex() for k in self.keys]
+
+    def cipher(self, key: bytes) -> AESGCM:
+        """Return AES-GCM for one of the ring's keys (set up once)."""
+        found = self._ciphers.get(key)
+        if found is None:
+            found = self._ciphers[key] = AESGCM(key)
+        return found
 
 
 def _decode(line: bytes) -> bytes:
@@ -108,9 +123,12 @@ def key_id(key: bytes) -> bytes:
 def seal(key: "bytes | KeyRing", plaintext: str, context: str) -> bytes:
     """Encrypt text with a random nonce; table.column.row is bound as associated data."""
     if isinstance(key, KeyRing):
+        cipher = key.cipher(key.active)
         key = key.active
+    else:
+        cipher = AESGCM(key)
     nonce = os.urandom(12)
-    ct = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), context.encode())
+    ct = cipher.encrypt(nonce, plaintext.encode("utf-8"), context.encode())
     return PREFIX + key_id(key) + nonce + ct
 
 
@@ -122,13 +140,19 @@ def sealed_with(blob: bytes) -> str:
 def open_sealed(key: "bytes | KeyRing", blob: bytes, context: str) -> str:
     """Decrypt a value sealed by `seal`; raise KeyError_ when the key or context does not match."""
     blob = bytes(blob)
-    if isinstance(key, KeyRing):
-        key = key.by_id(blob[2:6]) or b""
-    if not blob.startswith(PREFIX) or len(key) != 32 or blob[2:6] != key_id(key):
+    ring = key if isinstance(key, KeyRing) else None
+    if ring is not None:
+        key = ring.by_id(blob[2:6]) or b""
+        # a key the ring found by its id has that id
+        named = len(key) == 32
+    else:
+        named = len(key) == 32 and blob[2:6] == key_id(key)
+    if not blob.startswith(PREFIX) or not named:
         raise KeyError_("value was sealed with another key")
     nonce, ct = blob[6:18], blob[18:]
     try:
-        return AESGCM(key).decrypt(nonce, ct, context.encode()).decode("utf-8")
+        cipher = ring.cipher(key) if ring is not None else AESGCM(key)
+        return cipher.decrypt(nonce, ct, context.encode()).decode("utf-8")
     except Exception as exc:  # InvalidTag: tampered, moved or wrong key
         raise KeyError_("value cannot be decrypted") from exc
 

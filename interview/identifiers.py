@@ -30,6 +30,7 @@ Each finding carries a masked excerpt: the words around it, with every finding i
 repeats an identifier.
 """
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -42,6 +43,8 @@ MASK = "\u2022"
 CONTEXT = 24
 
 _SP = "[ \u00a0]"  # a space inside a number: plain or non-breaking, never a line break
+_TWO_DIGITS = re.compile(r"\d\d")
+_SIX_DIGITS = re.compile(r"\d{6}")
 _AFTER_NUMBER = rf"(?![\w]|[.,]\d|{_SP}\d|-\d)"
 _BEFORE_NUMBER = r"(?<![\w+.,/-])(?<!\d[ \u00a0])"
 
@@ -172,10 +175,17 @@ _HOUSE = rf"\d{{1,4}}(?:{_SP}?[A-Za-z](?!\w))?(?![\w]|[.,:]\d|{_SP}?(?:{_UNITS})
 _NB_STRONG = r"gata|gaten|gate|veien|vegen|vei|veg|stien|plassen|allé|alléen"
 _NB_PROPER = r"torget|torg|bakken|ringen|svingen|brygge|brygga|alle|alleen|plass|sti"
 _CAP = "A-ZÆØÅÄÖÜÉ"
+# the lookaheads (?=...) add nothing a match does not need: the street word is one run of
+# letters (and hyphens) right before the spaces and the number, so a word that is not followed
+# that way is given up at once instead of trying every suffix at every letter
 _NB_STREET = re.compile(
-    rf"(?<![\w-])[^\W\d_](?:[^\W\d_]|-)+?(?:{_NB_STRONG}){_SP}+{_HOUSE}", re.IGNORECASE
+    rf"(?<![\w-])(?=[^\W\d_](?:[^\W\d_]|-)*{_SP}+\d)"
+    rf"[^\W\d_](?:[^\W\d_]|-)+?(?:{_NB_STRONG}){_SP}+{_HOUSE}",
+    re.IGNORECASE,
 )
-_NB_STREET_PROPER = re.compile(rf"(?<![\w-])[{_CAP}][^\W\d_]+?(?:{_NB_PROPER}){_SP}+{_HOUSE}")
+_NB_STREET_PROPER = re.compile(
+    rf"(?<![\w-])(?=[^\W\d_]+{_SP}+\d)[{_CAP}][^\W\d_]+?(?:{_NB_PROPER}){_SP}+{_HOUSE}"
+)
 _NB_STREET_WORDS = re.compile(
     rf"(?<![\w-])(?:[{_CAP}][\w'’.-]*{_SP}+){{0,2}}[{_CAP}][\w'’.-]*{_SP}+"
     rf"(?:gate|gata|vei|veg|allé|plass){_SP}+{_HOUSE}"
@@ -187,11 +197,26 @@ _EN_STREET = re.compile(
 )
 
 
+# Cheap tests of what a pattern needs somewhere in the text to match at all; a text without
+# it skips the pattern (most notes hold no address, and the street patterns are the slow ones).
+# Each gate is a necessary condition only, so the findings never change:
+# - every Norwegian street pattern ends in a letter, spaces and the house number's digit;
+# - the street-word pattern also needs one of its words right before those spaces;
+# - the English one needs a house number, spaces and a capital.
+_NB_GATE = re.compile(rf"[^\W\d_]{_SP}+\d")
+_NB_WORDS_GATE = re.compile(rf"(?:gate|gata|vei|veg|allé|plass){_SP}+\d")
+_EN_GATE = re.compile(rf"\d[A-Za-z]?{_SP}+[A-Z]")
+
+
 def _addresses(text: str) -> list[tuple[int, int]]:
-    spans = []
-    for pattern in (_NB_STREET, _NB_STREET_PROPER, _NB_STREET_WORDS, _EN_STREET):
-        spans += [(m.start(), m.end()) for m in pattern.finditer(text)]
-    return spans
+    patterns = []
+    if _NB_GATE.search(text):
+        patterns += [_NB_STREET, _NB_STREET_PROPER]
+        if _NB_WORDS_GATE.search(text):
+            patterns.append(_NB_STREET_WORDS)
+    if _EN_GATE.search(text):
+        patterns.append(_EN_STREET)
+    return [(m.start(), m.end()) for pattern in patterns for m in pattern.finditer(text)]
 
 
 # --- personal names ---------------------------------------------------------------------------
@@ -223,8 +248,22 @@ def _listed(word: str, names: frozenset[str]) -> bool:
     return word[0].isupper() and (word in names or word.split("-")[0] in names)
 
 
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
+
+
+@lru_cache(maxsize=1)
+def _name_starts() -> frozenset[str]:
+    """Return the first run of letters of every given name ("Jan" for "Jan-Erik")."""
+    return frozenset(_LETTER_RUN.match(name)[0] for name in given_names())
+
+
 def _names(text: str) -> list[tuple[int, int]]:
     names = given_names()
+    # every flagged name starts with a listed word, and a listed word's first run of letters is
+    # the first run of letters of a given name: a text with no such run has no names to find
+    starts = _name_starts()
+    if not any(run in starts for run in _LETTER_RUN.findall(text)):
+        return []
     words = list(_WORD.finditer(text))
     spans = []
 
@@ -294,11 +333,16 @@ def find_identifiers(text: str) -> list[Finding]:
     if not text:
         return []
     candidates: list[tuple[int, int, str]] = []
-    for m in _NATIONAL_ID.finditer(text):
-        if valid_national_id(m.group(1) + m.group(2)):
-            candidates.append((m.start(), m.end(), "national_id"))
-    candidates += [(m.start(), m.end(), "email") for m in _EMAIL.finditer(text)]
-    candidates += [(s, e, "phone") for s, e in _phones(text)]
+    # each kind is looked for only where the text has what it needs (six digits in a row, an
+    # @, two digits in a row or a +): most notes have none of it, and nothing found changes
+    if _SIX_DIGITS.search(text):
+        for m in _NATIONAL_ID.finditer(text):
+            if valid_national_id(m.group(1) + m.group(2)):
+                candidates.append((m.start(), m.end(), "national_id"))
+    if "@" in text:
+        candidates += [(m.start(), m.end(), "email") for m in _EMAIL.finditer(text)]
+    if "+" in text or _TWO_DIGITS.search(text):
+        candidates += [(s, e, "phone") for s, e in _phones(text)]
     candidates += [(s, e, "address") for s, e in _addresses(text)]
     candidates += [(s, e, "name") for s, e in _names(text)]
     # earliest first, then the longest, then the kind in KINDS order; overlaps are dropped
@@ -321,8 +365,26 @@ def summarise(findings: list[Finding]) -> set[str]:
 
 def warning_kinds(text: str | None) -> list[str]:
     """Return the kinds found in a text, in KINDS order (what the sync answer carries)."""
-    found = summarise(find_identifiers(text or ""))
-    return [kind for kind in KINDS if kind in found]
+    return list(_kinds(text or ""))
+
+
+# The same words are looked at more than once in one save (the note's flag when its text is
+# set, then the sync answer's warnings), so the last answers are kept: under a fingerprint of
+# the text and as kinds only, so the cache never holds the words themselves.
+_KINDS_KEPT = 512
+_kinds_seen: dict[bytes, tuple[str, ...]] = {}
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
+    kinds = _kinds_seen.get(key)
+    if kinds is None:
+        found = summarise(find_identifiers(text))
+        kinds = tuple(kind for kind in KINDS if kind in found)
+        if len(_kinds_seen) >= _KINDS_KEPT:
+            _kinds_seen.clear()
+        _kinds_seen[key] = kinds
+    return kinds
 
 
 __all__ = [

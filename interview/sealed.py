@@ -24,6 +24,39 @@ def context(obj: Any, field: str) -> str:
     return f"{mapper.local_table.name}.{field}.{getattr(obj, pk.key)}"
 
 
+def _row_context(model: type, field: str, key: Any) -> str:
+    return f"{model.__table__.name}.{field}.{key}"
+
+
+def seal_field(
+    model: type, field: str, key: Any, value: Any, *, as_json: bool = False, ring=None
+) -> bytes:
+    """Return the sealed blob of one row's field as the attribute would store it.
+
+    For rows written without making objects of them (a batch of new notes); `key` is the
+    row's primary key, `ring` the research key ring when the caller holds it already.
+    """
+    plain = json.dumps(value, ensure_ascii=False, sort_keys=True) if as_json else value
+    return seal(ring or research_key(), plain, _row_context(model, field, key))
+
+
+def field_opener(model: type, field: str, *, as_json: bool = False, empty: Any = ""):
+    """Return `open(key, blob)`: one row's sealed field in plain, as the attribute reads it.
+
+    For many rows read without loading them as objects; the key ring is read once.
+    """
+    ring = research_key()
+    prefix = f"{model.__table__.name}.{field}."
+
+    def open_(key: Any, blob: bytes | None) -> Any:
+        if blob is None:
+            return None if as_json else empty
+        plain = open_sealed(ring, blob, f"{prefix}{key}")
+        return json.loads(plain) if as_json else plain
+
+    return open_
+
+
 def _ensure_key(obj: Any) -> None:
     mapper = inspect(type(obj))
     (pk,) = mapper.primary_key

@@ -3,7 +3,9 @@
 The rules (docs/sync.md tells the whole story):
 - a change is claimed by its `change_id` before it is applied; a replay answers `duplicate`
   with the rev of the first answer, a reused `change_id` with another payload is `rejected`;
-- each change applies inside its own savepoint, so one bad change never blocks the rest;
+- each change applies inside its own savepoint, so one bad change never blocks the rest (a run
+  of new notes checked in full beforehand is written in one savepoint; should the store refuse
+  it, each of them is applied again on its own: see "new notes in one go" below);
 - an edit carries the `base_rev` it was made on; a field changed on both sides since then is a
   conflict: the store keeps its value, the incoming one is kept beside it and the record is
   flagged; fields changed on one side only merge;
@@ -14,6 +16,7 @@ The rules (docs/sync.md tells the whole story):
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -21,13 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from .access import can_see_participant
 from .consents import decode_signature, record_consent
 from .content import guide_of
+from .crypto import research_key
 from .identifiers import warning_kinds
 from .models import (
     EVENT_KINDS,
@@ -49,8 +53,10 @@ from .models import (
     UpdateLog,
     User,
     new_uuid,
+    note_themes,
     utcnow,
 )
+from .sealed import field_opener, seal_field
 
 ENTITIES = ("interview", "note", "consent", "event", "debrief")
 MAX_TEXT = 20_000
@@ -145,13 +151,13 @@ class Envelope:
 # --- parsing ----------------------------------------------------------------------------
 
 
+# a UUID written the one way the store keeps it (8-4-4-4-12 hex digits), in either case: what
+# str(uuid.UUID(value)) == value.lower() accepts, without building a UUID for every id
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def _is_uuid(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
 
 
 # the stores keep these as 32-bit integers: anything larger is malformed, not a crash
@@ -408,24 +414,62 @@ class Waiting(Exception):
 def _interview_for(session: Session, user: User, interview_id: Any) -> Interview:
     if not _is_uuid(interview_id):
         raise Reject("interview_id must be a UUID")
-    interview = session.get(Interview, interview_id)
+    interview = _get_interview(session, interview_id)
     if interview is None:
         raise Waiting(interview_id)
     _check_access(user, interview.participant)
     return interview
 
 
+def _get_interview(session: Session, interview_id: str) -> Interview | None:
+    batch = _batch.get()
+    if batch is None:
+        return session.get(Interview, interview_id)
+    interview = batch.interviews.get(interview_id)
+    if interview is None or interview not in session:
+        interview = session.get(Interview, interview_id)
+        if interview is not None:
+            batch.interviews[interview_id] = interview
+    return interview
+
+
 def _check_access(user: User, participant: Participant) -> None:
-    if not can_see_participant(user, participant):
+    batch = _batch.get()
+    if batch is None:
+        visible = can_see_participant(user, participant)
+    else:
+        # who is assigned to a participant, and a coordinator's teams, do not change in a batch
+        key = (user.id, participant.id)
+        visible = batch.visible.get(key)
+        if visible is None:
+            visible = batch.visible[key] = can_see_participant(user, participant)
+    if not visible:
         raise Reject("not allowed for this participant")
     if participant.status == "withdrawn":
         raise Withdrawn()
 
 
+def _question_keys(interview: Interview) -> set[str] | frozenset[str]:
+    batch = _batch.get()
+    if batch is None:
+        return guide_of(interview.guide_version).question_keys
+    # a guide version never changes once loaded
+    keys = batch.question_keys.get(interview.guide_version_id)
+    if keys is None:
+        keys = frozenset(guide_of(interview.guide_version).question_keys)
+        batch.question_keys[interview.guide_version_id] = keys
+    return keys
+
+
 def _themes_by_key(session: Session, keys: list[str]) -> list[Theme]:
     if not keys:
         return []
-    found = list(session.scalars(select(Theme).where(Theme.key.in_(keys))))
+    batch = _batch.get()
+    if batch is None:
+        found = list(session.scalars(select(Theme).where(Theme.key.in_(keys))))
+    else:
+        codebook = batch.codebook()
+        found = [codebook[key] for key in set(keys) if key in codebook]
     if len(found) != len(set(keys)):
         raise Reject("a theme is not in the codebook")
     return sorted(found, key=lambda t: t.key)
@@ -493,7 +537,7 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
             )
         interview = _interview_for(session, user, change.data.get("interview_id"))
         question_key = _text(change.data, "question_key", required=True, limit=120)
-        if question_key not in guide_of(interview.guide_version).question_keys:
+        if question_key not in _question_keys(interview):
             raise Reject("question_key is not in this interview's guide")
         note = Note(
             id=change.id,
@@ -878,18 +922,112 @@ def lock_writes(session: Session) -> None:
 # the tablet a batch comes from, for the rules that tell one tablet's versions from another's
 _device: ContextVar[str | None] = ContextVar("sync_device", default=None)
 
+# how many ids one IN (...) names at most
+CHUNK = 500
+
+
+def _chunks(values, size: int = CHUNK):
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+class _Batch:
+    """What one batch looks up again and again, read once and held for the batch.
+
+    Held, not only left in the session: the session keeps an unchanged row only while someone
+    refers to it, so without this every change would read its interview, participant and
+    guide again. Nothing here can change under the batch: it holds the write lock, sync
+    changes never reassign interviewers or teams, and guide versions and the codebook are not
+    changed by them either. A participant's status is read from the row every time.
+    """
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.interviews: dict[str, Interview] = {}
+        self.visible: dict[tuple[int, str], bool] = {}
+        self.question_keys: dict[int, frozenset[str]] = {}
+        self._codebook: dict[str, Theme] | None = None
+        # sync_change rows of the batch's change ids, read at once: the row, or None where
+        # there was none when the batch began (a claim made in the batch is put here too)
+        self.claims: dict[str, SyncChange | None] = {}
+        # record ids whose waiting changes were looked for at once, and those some change
+        # may wait for (found then, or made to wait since)
+        self.wait_checked: set[str] = set()
+        self.may_wait: set[str] = set()
+        # notes of the batch's note creates already in the store, and records made since
+        self.notes_present: set[str] = set()
+        self.created: set[str] = set()
+
+    def codebook(self) -> dict[str, Theme]:
+        """Return every theme by key (retired ones too: old notes keep them)."""
+        if self._codebook is None:
+            self._codebook = {t.key: t for t in self.session.scalars(select(Theme))}
+        return self._codebook
+
+    def read_ahead(self, raw_changes: list[Any]) -> None:
+        """Read in a few statements what the changes would otherwise ask one by one."""
+        change_ids, record_ids, note_ids = set(), set(), set()
+        for raw in raw_changes:
+            if not isinstance(raw, dict):
+                continue
+            if _is_uuid(raw.get("change_id")):
+                change_ids.add(raw["change_id"].lower())
+            if _is_uuid(raw.get("id")):
+                record_ids.add(raw["id"].lower())
+                if raw.get("entity") == "note" and raw.get("base_rev") is None:
+                    note_ids.add(raw["id"].lower())
+        session = self.session
+        self.claims = dict.fromkeys(change_ids)
+        for chunk in _chunks(change_ids):
+            for row in session.scalars(select(SyncChange).where(SyncChange.change_id.in_(chunk))):
+                self.claims[row.change_id] = row
+        for chunk in _chunks(record_ids):
+            self.may_wait.update(
+                session.scalars(
+                    select(SyncChange.waiting_for).where(SyncChange.waiting_for.in_(chunk))
+                )
+            )
+        self.wait_checked = record_ids
+        for chunk in _chunks(note_ids):
+            self.notes_present.update(session.scalars(select(Note.id).where(Note.id.in_(chunk))))
+
+    def nothing_waits(self, record_id: str) -> bool:
+        """True when it is known that no change waits for the record."""
+        return record_id in self.wait_checked and record_id not in self.may_wait
+
+
+_batch: ContextVar[_Batch | None] = ContextVar("sync_batch", default=None)
+
 
 def apply_changes(
     session: Session, user: User, raw_changes: list[Any], device_id: str | None = None
 ) -> list[Result]:
     """Apply a batch of raw changes one by one, each atomically; the caller commits."""
     lock_writes(session)
-    results = []
+    batch = _Batch(session)
+    results: list[Result] = []
     token = _device.set(device_id)
+    batch_token = _batch.set(batch)
     try:
-        for raw in raw_changes:
-            results.append(_with_warnings(_apply_one(session, user, raw, device_id), raw))
+        # after the lock: no other batch can claim a change or add a row in between
+        batch.read_ahead(raw_changes)
+        position = 0
+        while position < len(raw_changes):
+            plans = _new_notes(batch, user, raw_changes, position)
+            if plans:
+                applied = _create_notes(session, user, device_id, plans)
+                if applied is None:
+                    # the store refused the run: each change goes on its own, as always
+                    applied = [_apply_one(session, user, p.raw, device_id) for p in plans]
+                raws = [p.raw for p in plans]
+            else:
+                raws = [raw_changes[position]]
+                applied = [_apply_one(session, user, raws[0], device_id)]
+            results += [_with_warnings(r, raw) for r, raw in zip(applied, raws, strict=True)]
+            position += len(raws)
     finally:
+        _batch.reset(batch_token)
         _device.reset(token)
     return results
 
@@ -906,6 +1044,22 @@ def _with_warnings(result: Result, raw: Any) -> Result:
     return result
 
 
+def _known_change(session: Session, change_id: str) -> SyncChange | None:
+    batch = _batch.get()
+    if batch is not None and change_id in batch.claims:
+        return batch.claims[change_id]
+    return session.get(SyncChange, change_id)
+
+
+def _remember_claim(change_id: str, row: SyncChange | None) -> None:
+    batch = _batch.get()
+    if batch is not None:
+        if row is None:
+            batch.claims.pop(change_id, None)  # not known here: ask the store
+        else:
+            batch.claims[change_id] = row
+
+
 def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) -> Result:
     change_id = raw.get("change_id") if isinstance(raw, dict) else None
     try:
@@ -913,26 +1067,19 @@ def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) ->
     except Reject as exc:
         return Result(str(change_id) if change_id else "", "rejected", None, str(exc))
     digest = change.digest()
-    known = session.get(SyncChange, change.change_id)
+    known = _known_change(session, change.change_id)
     if known is not None:
         return _replay(known, digest)
     savepoint = session.begin_nested()
     try:
-        claim = SyncChange(
-            change_id=change.change_id,
-            user_id=user.id,
-            device_id=device_id,
-            entity=change.entity,
-            record_id=change.id,
-            digest=digest,
-            status="claimed",
-        )
+        claim = _change_row(user, change, digest, device_id, "claimed")
         session.add(claim)
         session.flush()
     except IntegrityError:
         # the same change arrived at the same moment on another connection and won
         savepoint.rollback()
         session.expire_all()
+        _remember_claim(change.change_id, None)
         known = session.get(SyncChange, change.change_id)
         if known is None:
             return Result(change.change_id, "retry", None, "please send this change again")
@@ -955,9 +1102,24 @@ def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) ->
     claim.payload = change.as_payload() if outcome.waiting_for else None
     session.flush()
     savepoint.commit()
+    _remember_claim(change.change_id, claim)
+    _note_waiting(outcome.waiting_for)
     if outcome.created:
+        _note_created(outcome.created)
         release_waiting(session, outcome.created)
     return Result(change.change_id, outcome.status, outcome.rev, outcome.reason)
+
+
+def _note_waiting(record_id: str | None) -> None:
+    batch = _batch.get()
+    if batch is not None and record_id is not None:
+        batch.may_wait.add(record_id)
+
+
+def _note_created(record_id: str) -> None:
+    batch = _batch.get()
+    if batch is not None:
+        batch.created.add(record_id)
 
 
 def _run(session: Session, user: User, change: Change) -> Applied:
@@ -982,31 +1144,42 @@ def _replay(known: SyncChange, digest: str) -> Result:
     return Result(known.change_id, "duplicate", known.rev, reason)
 
 
+def _change_row(user, change, digest, device_id, status: str, **extra) -> SyncChange:
+    """Return the sync_change row that claims (or records the answer to) one change."""
+    return SyncChange(
+        change_id=change.change_id,
+        user_id=user.id,
+        device_id=device_id,
+        entity=change.entity,
+        record_id=change.id,
+        digest=digest,
+        status=status,
+        **extra,
+    )
+
+
 def _record_rejection(session, user, change, digest, device_id, reason) -> Result:
     savepoint = session.begin_nested()
+    # a reason may quote a field name the tablet sent; PostgreSQL stores no NUL
+    row = _change_row(
+        user, change, digest, device_id, "rejected", reason=reason.replace("\x00", "")[:200]
+    )
     try:
-        session.add(
-            SyncChange(
-                change_id=change.change_id,
-                user_id=user.id,
-                device_id=device_id,
-                entity=change.entity,
-                record_id=change.id,
-                digest=digest,
-                status="rejected",
-                # a reason may quote a field name the tablet sent; PostgreSQL stores no NUL
-                reason=reason.replace("\x00", "")[:200],
-            )
-        )
+        session.add(row)
         session.flush()
         savepoint.commit()
+        _remember_claim(change.change_id, row)
     except IntegrityError:
         savepoint.rollback()
+        _remember_claim(change.change_id, None)
     return Result(change.change_id, "rejected", None, reason)
 
 
 def release_waiting(session: Session, record_id: str) -> None:
     """Apply the changes that were waiting for a record that has now arrived."""
+    batch = _batch.get()
+    if batch is not None and batch.nothing_waits(record_id):
+        return  # read ahead for the whole batch: nothing waits for this record
     waiting = list(
         session.scalars(
             select(SyncChange)
@@ -1035,8 +1208,166 @@ def release_waiting(session: Session, record_id: str) -> None:
         held.waiting_for = outcome.waiting_for
         held.payload = change.as_payload() if outcome.waiting_for else None
         savepoint.commit()
+        _note_waiting(outcome.waiting_for)
         if outcome.created:
+            _note_created(outcome.created)
             release_waiting(session, outcome.created)
+
+
+# --- new notes in one go ----------------------------------------------------------------
+#
+# Most of what a tablet sends is new notes. A run of them that apply_note would create as they
+# are (every check passed beforehand, nothing in the store or the batch in their way) is
+# written with one statement per table inside one savepoint: each change's claim first, then
+# the update log, the notes and their themes, exactly the rows apply_note writes. Should the
+# store refuse any of it, the savepoint rolls the whole run back and every change of it goes
+# through the ordinary path on its own, in its own savepoint: a change never fails for
+# another's sake, and what is stored is the same either way.
+
+
+@dataclass
+class _NewNote:
+    """A note create checked in full: what apply_note would write for it."""
+
+    raw: dict
+    change: Change
+    digest: str
+    interview: Interview
+    question_key: str
+    values: dict[str, Any]
+    themes: list[Theme]
+
+
+def _new_notes(batch: _Batch, user: User, raw_changes: list[Any], start: int) -> list[_NewNote]:
+    """Return the run of note creates from `start` that can be written in one go."""
+    if APPLIERS.get("note") is not apply_note:
+        return []  # another applier is in place: every change goes through it
+    plans: list[_NewNote] = []
+    change_ids: set[str] = set()
+    note_ids: set[str] = set()
+    for position in range(start, len(raw_changes)):
+        plan = _new_note(batch, user, raw_changes[position])
+        if plan is None or plan.change.change_id in change_ids or plan.change.id in note_ids:
+            break
+        change_ids.add(plan.change.change_id)
+        note_ids.add(plan.change.id)
+        plans.append(plan)
+    return plans
+
+
+def _new_note(batch: _Batch, user: User, raw: Any) -> _NewNote | None:
+    """Check a note create as apply_note would; None when anything calls for the usual path."""
+    if not isinstance(raw, dict) or raw.get("entity") != "note" or raw.get("base_rev") is not None:
+        return None
+    try:
+        change = parse_change(raw)
+    except Reject:
+        return None
+    if change.change_id not in batch.claims or batch.claims[change.change_id] is not None:
+        return None  # known (a replay), or not read ahead
+    if (
+        change.id in batch.notes_present
+        or change.id in batch.created
+        or not batch.nothing_waits(change.id)
+    ):
+        return None  # the same note again, or changes wait for it: the usual path
+    session = batch.session
+    data = change.data
+    try:
+        values = _note_input(data, creating=True)
+        interview_id = data.get("interview_id")
+        if not _is_uuid(interview_id):
+            return None
+        interview = _get_interview(session, interview_id)
+        if interview is None:
+            return None  # it waits for its interview
+        _check_access(user, interview.participant)
+        question_key = _text(data, "question_key", required=True, limit=120)
+        if question_key not in _question_keys(interview):
+            return None
+        themes = _themes_by_key(session, values.get("themes", []))
+    except Reject:
+        return None  # refused on the usual path, with its reason
+    return _NewNote(raw, change, change.digest(), interview, question_key, values, themes)
+
+
+def _create_notes(
+    session: Session, user: User, device_id: str | None, plans: list[_NewNote]
+) -> list[Result] | None:
+    """Write checked note creates in one savepoint; None (nothing written) if the store refuses."""
+    now = utcnow()
+    ring = research_key()
+    claims, notes, links = [], [], []
+    for plan in plans:
+        change, values = plan.change, plan.values
+        text = values["text"]
+        claims.append(
+            {
+                "change_id": change.change_id,
+                "user_id": user.id,
+                "device_id": device_id,
+                "entity": "note",
+                "record_id": change.id,
+                "digest": plan.digest,
+                "status": "applied",
+                "rev": 1,
+                "reason": None,
+                "waiting_for": None,
+                "payload_enc": None,
+                "received_at": now,
+            }
+        )
+        notes.append(
+            {
+                "id": change.id,
+                "interview_id": plan.interview.id,
+                "question_key": plan.question_key,
+                "text_enc": seal_field(Note, "text", change.id, text, ring=ring),
+                # what Note.text's hook records (Note.flag_identifiers)
+                "identifier_kinds": " ".join(warning_kinds(text)) or None,
+                "polarity": values.get("polarity"),
+                "possible_quote": bool(values.get("possible_quote")),
+                "conflict_enc": None,
+                "field_revs": {},
+                "deleted_at": change.recorded_at if values.get("deleted") else None,
+                "rev": 1,
+                "author_id": user.id,
+                "created_at": change.recorded_at,
+                "updated_at": change.recorded_at,
+            }
+        )
+        links += [{"note_id": change.id, "theme_id": theme.id} for theme in plan.themes]
+    savepoint = session.begin_nested()
+    try:
+        connection = session.connection()
+        # claimed before anything else is written, as one by one
+        connection.execute(insert(SyncChange.__table__), claims)
+        last = _take_seqs(connection, len(plans))
+        first = last - len(plans) + 1
+        connection.execute(
+            insert(UpdateLog.__table__),
+            [
+                {
+                    "seq": first + offset,
+                    "entity": "note",
+                    "record_id": plan.change.id,
+                    "participant_id": plan.interview.participant_id,
+                    "at": now,
+                }
+                for offset, plan in enumerate(plans)
+            ],
+        )
+        connection.execute(insert(Note.__table__), notes)
+        if links:
+            connection.execute(insert(note_themes), links)
+        savepoint.commit()
+    except Exception:
+        savepoint.rollback()
+        return None
+    for plan in plans:
+        _remember_claim(plan.change.change_id, None)  # stored now: a replay reads it there
+        _note_created(plan.change.id)
+    return [Result(plan.change.change_id, "applied", 1, None) for plan in plans]
 
 
 def refuse_waiting(session: Session, record_id: str, reason: str) -> None:
@@ -1147,19 +1478,43 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value else None
 
 
+def _note_data(
+    interview_id: str,
+    question_key: str,
+    text: str,
+    polarity: str | None,
+    themes: list[str],
+    possible_quote: bool,
+    deleted_at: datetime | None,
+    conflict: dict | None,
+    updated_at: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "interview_id": interview_id,
+        "question_key": question_key,
+        "text": text,
+        "polarity": polarity,
+        "themes": sorted(themes),
+        "possible_quote": possible_quote,
+        "deleted": deleted_at is not None,
+        "conflict": conflict,
+        "updated_at": _iso(updated_at),
+    }
+
+
 def _record_data(entity: str, r) -> dict[str, Any]:
     if entity == "note":
-        return {
-            "interview_id": r.interview_id,
-            "question_key": r.question_key,
-            "text": r.text,
-            "polarity": r.polarity,
-            "themes": sorted(t.key for t in r.themes),
-            "possible_quote": r.possible_quote,
-            "deleted": r.deleted_at is not None,
-            "conflict": r.conflict,
-            "updated_at": _iso(r.updated_at),
-        }
+        return _note_data(
+            r.interview_id,
+            r.question_key,
+            r.text,
+            r.polarity,
+            [t.key for t in r.themes],
+            r.possible_quote,
+            r.deleted_at,
+            r.conflict,
+            r.updated_at,
+        )
     if entity == "interview":
         return {
             "participant_id": r.participant_id,
@@ -1218,43 +1573,162 @@ MAX_UPDATES = 1000
 
 def updates_since(session: Session, user: User, cursor: int | None) -> tuple[list[dict], int]:
     """Return what changed since the cursor in records the user may see, and the new cursor."""
-    stmt = select(UpdateLog).order_by(UpdateLog.seq)
-    if cursor:
-        stmt = stmt.where(UpdateLog.seq > cursor)
-    rows = list(session.scalars(stmt.limit(MAX_UPDATES * 4)))
-    new_cursor = rows[-1].seq if rows else (cursor or _current_seq(session))
-    seen: dict[tuple[str, str], UpdateLog] = {}
+    new_cursor = cursor or None
+    seen: dict[tuple[str, str], Any] = {}
+    participants: dict[str, Participant] = {}  # held while the records are read
     visible_cache: dict[str, bool] = {}
     withdrawn: set[str] = set()
-    for row in rows:
-        if row.participant_id is None:
-            continue
-        if row.participant_id not in visible_cache:
-            participant = session.get(Participant, row.participant_id)
-            visible_cache[row.participant_id] = bool(
-                participant and can_see_participant(user, participant)
-            )
-            if participant is not None and participant.status == "withdrawn":
-                withdrawn.add(participant.id)
-        if row.participant_id in withdrawn and row.entity not in ("interview", "participant"):
-            # a withdrawn participant's records never reach a tablet again; their interviews
-            # come with `withdrawn: true`, which tells the tablet to drop all it holds of them
-            continue
-        if visible_cache[row.participant_id]:
-            seen[(row.entity, row.record_id)] = row
-        if len(seen) >= MAX_UPDATES:
-            new_cursor = row.seq
+    for page in _log_pages(session, cursor):
+        new_cursor = page[-1].seq
+        # the page's participants, read at once
+        participants.update(
+            _participants(session, user, {r.participant_id for r in page} - set(participants))
+        )
+        full = False
+        for row in page:
+            if row.participant_id is None:
+                continue
+            if row.participant_id not in visible_cache:
+                participant = participants.get(row.participant_id)
+                visible_cache[row.participant_id] = bool(
+                    participant and can_see_participant(user, participant)
+                )
+                if participant is not None and participant.status == "withdrawn":
+                    withdrawn.add(participant.id)
+            if row.participant_id in withdrawn and row.entity not in ("interview", "participant"):
+                # a withdrawn participant's records never reach a tablet again; their interviews
+                # come with `withdrawn: true`, which tells the tablet to drop all it holds of them
+                continue
+            if visible_cache[row.participant_id]:
+                seen[(row.entity, row.record_id)] = row
+            if len(seen) >= MAX_UPDATES:
+                new_cursor = row.seq
+                full = True
+                break
+        if full:
             break
+    if new_cursor is None:
+        new_cursor = _current_seq(session)
+    wanted: dict[str, set[str]] = {}
+    for entity, record_id in seen:
+        wanted.setdefault(entity, set()).add(record_id)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for entity, ids in wanted.items():
+        for chunk in _chunks(ids):
+            found.update(_current_records(session, user, entity, chunk))
     out = []
     for (entity, record_id), _row in sorted(seen.items(), key=lambda kv: kv[1].seq):
-        record = session.get(MODELS[entity], record_id)
+        record = found.get((entity, record_id))
         if record is None:
             out.append({"entity": entity, "id": record_id, "rev": None, "data": {"gone": True}})
-            continue
-        if entity == "debrief" and user.role == "peer" and record.author_id != user.id:
-            continue  # a peer's debrief is theirs and the coordinators', not their co-peer's
-        out.append(serialize(entity, record))
+        elif record is not _NOT_YOURS:
+            out.append(record)
     return out, new_cursor
+
+
+LOG_PAGE = 500
+
+
+def _log_pages(session: Session, cursor: int | None):
+    """Yield the update log after the cursor in order, MAX_UPDATES * 4 rows at most.
+
+    A page at a time, so that reading stops soon after MAX_UPDATES records are found.
+    """
+    connection = session.connection()
+    after = cursor or None
+    left = MAX_UPDATES * 4
+    while left > 0:
+        size = min(LOG_PAGE, left)
+        stmt = select(
+            UpdateLog.seq, UpdateLog.entity, UpdateLog.record_id, UpdateLog.participant_id
+        ).order_by(UpdateLog.seq)
+        if after is not None:
+            stmt = stmt.where(UpdateLog.seq > after)
+        page = connection.execute(stmt.limit(size)).all()
+        if page:
+            yield page
+        if len(page) < size:
+            return
+        left -= size
+        after = page[-1].seq
+
+
+# a record that is there but not sent to this user (a co-peer's debrief)
+_NOT_YOURS: dict[str, Any] = {}
+
+
+def _participants(session: Session, user: User, ids: set[str | None]) -> dict[str, Participant]:
+    ids = ids - {None}
+    out: dict[str, Participant] = {}
+    for chunk in _chunks(ids):
+        stmt = select(Participant).where(Participant.id.in_(chunk))
+        if user.role == "peer":
+            # who may see them is who is assigned to them
+            stmt = stmt.options(selectinload(Participant.interviewers))
+        out.update((p.id, p) for p in session.scalars(stmt))
+    return out
+
+
+def _current_records(
+    session: Session, user: User, entity: str, ids: list[str]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Return the records as the tablet keeps them (serialize), read a chunk at a time."""
+    if entity == "note":
+        return _current_notes(session, ids)
+    model = MODELS[entity]
+    out = {}
+    for record in session.scalars(select(model).where(model.id.in_(ids))):
+        if entity == "debrief" and user.role == "peer" and record.author_id != user.id:
+            out[(entity, record.id)] = _NOT_YOURS  # theirs and the coordinators', not a co-peer's
+        else:
+            out[(entity, record.id)] = serialize(entity, record)
+    return out
+
+
+def _current_notes(session: Session, ids: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Return notes as serialize does, read as rows: the notes are most of what is sent."""
+    connection = session.connection()
+    themes: dict[str, list[str]] = {}
+    linked = connection.execute(
+        select(note_themes.c.note_id, Theme.key)
+        .join(Theme, Theme.id == note_themes.c.theme_id)
+        .where(note_themes.c.note_id.in_(ids))
+    )
+    for note_id, key in linked:
+        themes.setdefault(note_id, []).append(key)
+    rows = connection.execute(
+        select(
+            Note.id,
+            Note.rev,
+            Note.text_enc,
+            Note.conflict_enc,
+            Note.interview_id,
+            Note.question_key,
+            Note.polarity,
+            Note.possible_quote,
+            Note.deleted_at,
+            Note.updated_at,
+        ).where(Note.id.in_(ids))
+    )
+    open_text = field_opener(Note, "text")
+    open_conflict = field_opener(Note, "conflict", as_json=True)
+    out = {}
+    for row in rows:
+        (note_id, rev, text, conflict, interview_id, question_key, polarity, quote, deleted_at,
+         updated_at) = row  # fmt: skip
+        data = _note_data(
+            interview_id,
+            question_key,
+            open_text(note_id, text),
+            polarity,
+            themes.get(note_id, []),
+            quote,
+            deleted_at,
+            open_conflict(note_id, conflict),
+            updated_at,
+        )
+        out[("note", note_id)] = {"entity": "note", "id": note_id, "rev": rev, "data": data}
+    return out
 
 
 def _current_seq(session: Session) -> int:
