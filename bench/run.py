@@ -403,20 +403,22 @@ class Bench:
             sync_secs += took
             sent += len(batch)
         sync_rate, raw_rate = sent / sync_secs, sent / raw_secs
+        # the issue sets the sync budgets on SQLite; on PostgreSQL the figures are reported
+        judged = self.store.kind == "sqlite"
         self.add(
             f"sync changes/s (batches of {a.batch})",
             sync_rate,
             f"{sync_rate:.0f} changes/s",
-            ">= 2000",
-            sync_rate >= 2000,
+            ">= 2000" if judged else "(budget on SQLite)",
+            sync_rate >= 2000 if judged else None,
         )
         ratio = sync_rate / raw_rate
         self.add(
             "sync / raw Core insert",
             ratio,
             f"{ratio:.3f}  (raw {raw_rate:.0f} rows/s)",
-            ">= 0.25",
-            ratio >= 0.25,
+            ">= 0.25" if judged else "(budget on SQLite)",
+            ratio >= 0.25 if judged else None,
         )
 
     def _sync(self, http: Http, device: str, batch: list[dict], cursor) -> tuple[float, dict]:
