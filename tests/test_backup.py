@@ -6,7 +6,6 @@ import stat
 import threading
 import time
 import uuid
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from interview.models import (
     User,
 )
 from interview.participants import get_identity, register
-from interview.withdrawal import withdraw
+from interview.withdrawal import today_in_oslo, withdraw
 from tests.conftest import PASSWORD, make_config
 from tests.helpers import CONSENT_ALL_YES, note_change, signature_data_url, start_interview
 
@@ -472,7 +471,7 @@ def test_restore_names_withdrawals_made_after_the_backup_and_keeps_the_sync_curs
         withdraw(
             db.session,
             participant,
-            withdrawn_on=date.today(),
+            withdrawn_on=today_in_oslo(),  # the study's calendar: Oslo's date, not UTC's
             keep_data=False,
             keep_identity=False,
             user=db.session.get(User, world.users["coord_a"]),

@@ -921,7 +921,7 @@ def test_finding_planning_for_a_withdrawn_participant_says_why(app, world):
     before = store_snapshot(app)
     answer = scene.coord.post(
         f"/participants/{pid}/interviews?lang=nb",
-        data={"plan-day": date.today().isoformat(), "plan-at": "10:00"},
+        data={"plan-day": today_in_oslo().isoformat(), "plan-at": "10:00"},
     )
     _rejected_unchanged(app, answer, before, status=409)
     assert "Denne deltakeren har trukket seg" in answer.get_data(as_text=True)
