@@ -252,9 +252,6 @@ def test_desk_pages_and_export_answer_after_seeding(app, client, auth, seeded):
 def _dump(application) -> dict:
     """Every generated row in plain values (sealed words opened), for comparing two runs."""
     with application.app_context():
-        # the three apps hold rows with the same ids (the same seed): start from an empty
-        # identity map, never from a session another app's context left under a reused id
-        db.session.remove()
         out = {}
         out["participants"] = [
             (p.id, p.code, p.status, p.preferred_language, p.created_at)
@@ -290,9 +287,13 @@ def _dump(application) -> dict:
 
 def _fresh_app(path, seed: int):
     path.mkdir()
-    application = create_app(make_config(path))
+    config = make_config(path)
+    # three stores side by side: each its own SQLite files, also on CI's PostgreSQL pass, where
+    # DATABASE_URL would give all three the one shared database (the last seed would win)
+    config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path / 'casestore.db'}"
+    config["SQLALCHEMY_BINDS"] = {"identity": f"sqlite:///{path / 'identity.db'}"}
+    application = create_app(config)
     with application.app_context():
-        db.session.remove()
         db.drop_all()
         db.create_all()
         load_all(db.session)
