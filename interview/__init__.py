@@ -52,6 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         i18n,
         interviews,
         kept,
+        kept_pages,
         labels,
         main,
         policy,
@@ -76,6 +77,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     tablet.init_app(app)
     documents.init_app(app)
     kept.init_app(app)
+    kept_pages.init_app(app)
     cli.init_app(app)
     sync.init_update_log()
 

@@ -6,9 +6,18 @@ from flask import abort
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import Select, select
+from sqlalchemy.orm import joinedload
 
 from .extensions import db
-from .models import Case, Interview, Participant, User, participant_interviewers, user_cases
+from .models import (
+    Case,
+    GuideVersion,
+    Interview,
+    Participant,
+    User,
+    participant_interviewers,
+    user_cases,
+)
 
 
 def can_see_participant(user: User, participant: Participant) -> bool:
@@ -18,7 +27,18 @@ def can_see_participant(user: User, participant: Participant) -> bool:
     if user.role == "coordinator":
         return participant.case_id in user.case_ids
     if user.role == "peer":
-        return any(u.id == user.id for u in participant.interviewers)
+        if "interviewers" in participant.__dict__:  # loaded already: no need to ask
+            return any(u.id == user.id for u in participant.interviewers)
+        # one indexed row, not every interviewer as a loaded user
+        return (
+            db.session.scalar(
+                select(participant_interviewers.c.user_id).where(
+                    participant_interviewers.c.participant_id == participant.id,
+                    participant_interviewers.c.user_id == user.id,
+                )
+            )
+            is not None
+        )
     return False
 
 
@@ -38,6 +58,29 @@ def interviews_visible_to(user: User) -> Select:
     """Return a select of the interviews the user may see."""
     visible = participants_visible_to(user).with_only_columns(Participant.id)
     return select(Interview).where(Interview.participant_id.in_(visible))
+
+
+def open_interviews_visible_to(user: User) -> Select:
+    """Return a select of the interviews the user may see whose participant has not withdrawn."""
+    # a withdrawn participant's interviews are no longer anyone's work
+    return (
+        interviews_visible_to(user)
+        .join(Participant, Participant.id == Interview.participant_id)
+        .where(Participant.status != "withdrawn")
+    )
+
+
+def interview_visible_or_404(interview_id) -> None:
+    """Check that the current user may see an interview, by one small query (else 404)."""
+    # the same rule as interview_or_404, in its SQL form, for a page that may not need the
+    # interview loaded at all (a kept page, interview/kept_pages.py)
+    stmt = (
+        open_interviews_visible_to(current_user)
+        .with_only_columns(Interview.id)
+        .where(Interview.id == str(interview_id))
+    )
+    if db.session.connection().execute(stmt).first() is None:
+        abort(404)
 
 
 def cases_coordinated_by(user: User) -> list[Case]:
@@ -76,7 +119,16 @@ def participant_or_404(participant_id) -> Participant:
 
 def interview_or_404(interview_id) -> Interview:
     """Return an interview the current user may see; anything else is a 404."""
-    interview = db.session.get(Interview, str(interview_id))
+    # with the participant and the guide version's checksum, in one statement (the guide's
+    # content is read only where it is needed)
+    interview = db.session.get(
+        Interview,
+        str(interview_id),
+        options=[
+            joinedload(Interview.participant),
+            joinedload(Interview.guide_version).defer(GuideVersion.content),
+        ],
+    )
     if interview is None or not can_see_participant(current_user, interview.participant):
         abort(404)
     if interview.participant.status == "withdrawn":

@@ -18,7 +18,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
-from . import audit, sessions
+from . import audit, kept_pages, sessions
 from .extensions import db, limiter, login_manager
 from .forms import LoginForm
 from .models import User, utcnow
@@ -96,6 +96,7 @@ def _safe_next() -> str | None:
 @login_required
 def logout():
     """End the session everywhere: the session version moves on."""
+    kept_pages.forget_user()
     user = db.session.get(User, current_user.id)
     user.session_version += 1
     audit.record("logout", "user", user.id)

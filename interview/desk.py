@@ -1,6 +1,6 @@
 """The coordinator's desk: progress per case (FACT team), with small SVG charts."""
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template
 from flask_babel import gettext as _
 from flask_login import current_user
 from markupsafe import Markup
@@ -15,6 +15,7 @@ from .charts import Bar, bar_chart, share_chart
 from .extensions import db
 from .i18n import ui_lang
 from .kept import kept
+from .kept_pages import kept_page
 from .labels import label
 from .models import INTERVIEW_STATUSES, PARTICIPANT_STATUSES, Case, utcnow
 from .progress import CONSENT_ITEMS, CaseProgress, case_progress
@@ -103,9 +104,14 @@ def _render(current: Case | None):
         context = progress_context(cases_coordinated_by(current_user), current)
         return Markup(render_template("desk/_progress_body.html", **context))
 
-    ids = coordinated_case_ids(current_user)
-    key = ("progress", tuple(ids), current.id if current else None, lang)
-    return render_template("desk/progress.html", current=current, body=kept(key, build, db.session))
+    def page() -> str:
+        ids = coordinated_case_ids(current_user)
+        key = ("progress", tuple(ids), current.id if current else None, lang)
+        body = kept(key, build, db.session)
+        return render_template("desk/progress.html", current=current, body=body)
+
+    # the whole page is kept no longer than its figures would be
+    return kept_page(page, max_age=current_app.config["FIGURES_UNCHANGED_SECONDS"])
 
 
 @roles_required(*COORDINATING)

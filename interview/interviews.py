@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from . import flow
-from .access import interview_or_404, interviews_visible_to
+from .access import interview_or_404, interview_visible_or_404, open_interviews_visible_to
 from .consents import decode_signature, record_consent
 from .content import guide_of
 from .extensions import db
@@ -29,6 +29,7 @@ from .forms import (
 from .i18n import oslo_to_utc, utc_to_oslo
 from .identifiers import KINDS as IDENTIFIER_KINDS
 from .identifiers import find_identifiers, given_names
+from .kept_pages import kept_page
 from .labels import FORM_MESSAGES
 from .models import (
     ConsentFormVersion,
@@ -58,12 +59,13 @@ def _editable_or_409(interview: Interview) -> None:
 @login_required
 def mine():
     """The interviews the user may see, as today / coming / done."""
+    return kept_page(_mine_page)
+
+
+def _mine_page() -> str:
     rows = list(
         db.session.scalars(
-            interviews_visible_to(current_user)
-            # a withdrawn participant's interviews are no longer anyone's work
-            .join(Participant, Participant.id == Interview.participant_id)
-            .where(Participant.status != "withdrawn")
+            open_interviews_visible_to(current_user)
             .options(
                 selectinload(Interview.participant).selectinload(Participant.case),
             )
@@ -381,7 +383,15 @@ def _identifier_guard() -> dict:
 @login_required
 def section(interview_id, index: int):
     """One guide section: questions, probes and notes with tags; saving never loses text."""
-    interview = interview_or_404(interview_id)
+    if request.method != "POST":
+        # who may see the interview is checked on every load; where its state sends the peer
+        # and what the page shows follow from the store, so a kept page stands for both
+        interview_visible_or_404(interview_id)
+        return kept_page(lambda: _section(interview_or_404(interview_id), index))
+    return _section(interview_or_404(interview_id), index)
+
+
+def _section(interview: Interview, index: int):
     if (
         interview.participant.status == "withdrawn"
         and flow.valid_consent(interview.participant) is None
@@ -398,54 +408,9 @@ def section(interview_id, index: int):
         abort(404)
     sec = guide.sections[index]
     keys = [q.key for q in sec.questions]
-    notes = _section_notes(interview, keys)
-    all_themes = {t.id: t for t in db.session.scalars(select(Theme))}
-    active_ids = {t.id for t in all_themes.values() if not t.retired}
-    errors: dict[str, str] = {}
-    status = 200
-    if request.method == "POST":
-        _editable_or_409(interview)
-        existing = {n.id: n for n in notes}
-        # a retired theme already on a note may stay on it
-        allowed = active_ids | {t.id for n in notes for t in n.themes}
-        parsed = parse_section_form(request.form, keys, existing, allowed)
-        if parsed.errors:
-            errors = parsed.errors
-            status = 400
-        else:
-            result = apply_notes(interview, parsed.inputs, current_user, all_themes)
-            refused = [r for r in result.results if r.status in ("rejected", "retry")]
-            if refused:
-                # a refused note refuses the whole form, so nothing is saved half; nothing
-                # typed is dropped either: the page comes back with every text still in it
-                db.session.rollback()
-            else:
-                interview.current_section = index
-                db.session.commit()
-            if refused:
-                errors = {"_all": refused[0].reason or ""}
-                status = 400
-                notes = [
-                    n
-                    for n in db.session.scalars(
-                        select(Note).where(Note.interview_id == interview.id)
-                    )
-                    if n.question_key in keys and n.deleted_at is None
-                ]
-            elif result.conflicts:
-                flash(
-                    _(
-                        "Someone else changed a note at the same time. Both texts are kept; "
-                        "look at the note marked \u201ctwo versions\u201d."
-                    ),
-                    "warning",
-                )
-            if status != 400:
-                target = _after_save(interview, index, len(guide.sections))
-                _warn_identifiers_elsewhere(result.results, target, interview, index)
-                return redirect(target)
-    return (
-        render_template(
+
+    def page(notes, all_themes, errors, status) -> str:
+        return render_template(
             "interviews/section.html",
             interview=interview,
             guide=guide,
@@ -461,7 +426,6 @@ def section(interview_id, index: int):
             ),
             errors=errors,
             values=request.form if status == 400 else {},
-            new_id=lambda: str(uuid.uuid4()),
             theme_boxes=theme_boxes,
             # a page of notes shows each note's chosen themes; offline.js adds the rest from
             # the page's one list, and without JavaScript "themes=all" shows every list
@@ -470,9 +434,57 @@ def section(interview_id, index: int):
             identifier_findings=_identifier_findings(notes),
             identifier_words=_identifier_words(),
             identifier_guard=_identifier_guard(),
-        ),
-        status,
-    )
+        )
+
+    def themes() -> dict[int, Theme]:
+        return {t.id: t for t in db.session.scalars(select(Theme))}
+
+    if request.method != "POST":
+        return page(_section_notes(interview, keys), themes(), {}, 200)
+    notes = _section_notes(interview, keys)
+    all_themes = themes()
+    active_ids = {t.id for t in all_themes.values() if not t.retired}
+    errors: dict[str, str] = {}
+    status = 200
+    _editable_or_409(interview)
+    existing = {n.id: n for n in notes}
+    # a retired theme already on a note may stay on it
+    allowed = active_ids | {t.id for n in notes for t in n.themes}
+    parsed = parse_section_form(request.form, keys, existing, allowed)
+    if parsed.errors:
+        errors = parsed.errors
+        status = 400
+    else:
+        result = apply_notes(interview, parsed.inputs, current_user, all_themes)
+        refused = [r for r in result.results if r.status in ("rejected", "retry")]
+        if refused:
+            # a refused note refuses the whole form, so nothing is saved half; nothing
+            # typed is dropped either: the page comes back with every text still in it
+            db.session.rollback()
+        else:
+            interview.current_section = index
+            db.session.commit()
+        if refused:
+            errors = {"_all": refused[0].reason or ""}
+            status = 400
+            notes = [
+                n
+                for n in db.session.scalars(select(Note).where(Note.interview_id == interview.id))
+                if n.question_key in keys and n.deleted_at is None
+            ]
+        elif result.conflicts:
+            flash(
+                _(
+                    "Someone else changed a note at the same time. Both texts are kept; "
+                    "look at the note marked \u201ctwo versions\u201d."
+                ),
+                "warning",
+            )
+        if status != 400:
+            target = _after_save(interview, index, len(guide.sections))
+            _warn_identifiers_elsewhere(result.results, target, interview, index)
+            return redirect(target)
+    return page(notes, all_themes, errors, status), status
 
 
 def _warn_identifiers_elsewhere(results, target: str, interview: Interview, index: int) -> None:
@@ -706,12 +718,7 @@ def debrief(interview_id):
 
 
 def _conflicted_notes():
-    visible = (
-        interviews_visible_to(current_user)
-        .join(Participant, Participant.id == Interview.participant_id)
-        .where(Participant.status != "withdrawn")
-        .with_only_columns(Interview.id)
-    )
+    visible = open_interviews_visible_to(current_user).with_only_columns(Interview.id)
     return list(
         db.session.scalars(
             select(Note)

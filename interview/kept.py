@@ -26,12 +26,18 @@ from .models import AuditEvent, UpdateLog
 MAX_ENTRIES = 256
 
 
+# built once: it is asked on every kept page and every desk page
+_VERSION = select(
+    select(func.max(UpdateLog.seq)).scalar_subquery(),
+    select(func.max(AuditEvent.id)).scalar_subquery(),
+)
+
+
 def store_version(session: Session) -> tuple[int, int]:
     """Return numbers that change whenever anything is synced, saved or audited."""
-    return (
-        session.scalar(select(func.max(UpdateLog.seq))) or 0,
-        session.scalar(select(func.max(AuditEvent.id))) or 0,
-    )
+    # on the session's connection, without the ORM's handling a plain pair of numbers needs not
+    row = session.connection().execute(_VERSION).one()
+    return (row[0] or 0, row[1] or 0)
 
 
 class Kept:

@@ -63,7 +63,8 @@ participant_interviewers = Table(
     "participant_interviewer",
     db.metadata,
     Column("participant_id", ForeignKey("participant.id", ondelete="CASCADE"), primary_key=True),
-    Column("user_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+    # a peer's own participants are looked up by the peer on every interview page
+    Column("user_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True, index=True),
 )
 
 note_themes = Table(

@@ -11,6 +11,8 @@ from .sync import apply_changes, web_change
 
 MAX_NOTE_LENGTH = 20_000
 MAX_REV = 2**31 - 1  # what the stores keep as an integer
+# a section page's new notes get their ids from the page's load id (see `new_note_id`)
+NEW_NOTES = uuid.UUID("8bec8626-d791-4377-8e96-4d22e4f3d9b8")
 
 
 @dataclass
@@ -40,6 +42,16 @@ def _is_uuid(value: str) -> bool:
         return str(uuid.UUID(value)) == value.lower()
     except (ValueError, AttributeError):
         return False
+
+
+def new_note_id(load: str, question_key: str) -> str | None:
+    """Return the id of a page load's new note under a question (None for a bad load id)."""
+    # every load of a section page has its own id, and each new-note box one derived from it:
+    # sending one page twice (a double tap) saves its notes once, two loads never share a note
+    load = (load or "").lower()
+    if not _is_uuid(load):
+        return None
+    return str(uuid.uuid5(NEW_NOTES, f"{load}/{question_key}"))
 
 
 def parse_section_form(
@@ -97,10 +109,11 @@ def parse_section_form(
 
     for qkey in question_keys:
         prefix = f"new-{qkey}"
-        new_id = (form.get(f"{prefix}-id") or "").lower()
         if not (form.get(f"{prefix}-text") or "").strip():
             continue
-        if not _is_uuid(new_id):
+        # the tablet's script names its new notes itself; a page without it sends the load id
+        new_id = (form.get(f"{prefix}-id") or "").lower() or new_note_id(form.get("load", ""), qkey)
+        if not new_id or not _is_uuid(new_id):
             parsed.errors[prefix] = _("This note's form was damaged. Reload the page.")
             continue
         read(prefix, qkey, new_id, None)

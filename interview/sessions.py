@@ -12,7 +12,7 @@ from flask import Flask, flash, request, session
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
 
-from . import audit
+from . import audit, kept_pages
 from .extensions import db
 
 STARTED = "_started"
@@ -78,6 +78,7 @@ def _check(app: Flask):
             return None
         audit.record("session_ended", "user", current_user.id, reason=why)
         db.session.commit()
+        kept_pages.forget_user()
         logout_user()
         lang = session.get("lang")
         session.clear()

@@ -4,6 +4,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import uuid
 from datetime import datetime
 
@@ -11,6 +12,7 @@ from PIL import Image, ImageDraw
 from sqlalchemy import select
 
 from interview.extensions import db
+from interview.notes import new_note_id
 
 
 def signature_data_url() -> str:
@@ -36,6 +38,22 @@ CONSENT_ALL_YES = {
     "item-quotes": "yes",
     "item-recontact": "yes",
 }
+
+
+def page_load(page_text: str) -> str:
+    """Return a section page's load id, as a browser without JavaScript sends it back."""
+    found = re.search(
+        r'<input type="hidden" name="load" value="([0-9a-f-]+)" form="section-form">', page_text
+    )
+    assert found, "the section page carries no load id"
+    return found.group(1)
+
+
+def new_note_on_page(page_text: str, question_key: str) -> tuple[str, dict[str, str]]:
+    """Return the id a section page gives its new note under a question, and the fields that
+    carry it when the page is sent without JavaScript (the load id, an empty note id)."""
+    load = page_load(page_text)
+    return new_note_id(load, question_key), {"load": load, f"new-{question_key}-id": ""}
 
 
 def start_interview(client, interview_id: str, minutes: int = 75):

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import re
 import shutil
 import subprocess
 import time
@@ -26,7 +25,7 @@ from interview.identifiers import (
     warning_kinds,
 )
 from interview.models import AuditEvent, Note, Participant
-from tests.helpers import give_paper_consent, note_change, start_interview
+from tests.helpers import give_paper_consent, new_note_on_page, note_change, start_interview
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -441,10 +440,10 @@ def test_sync_conflict_warns_and_rejected_change_does_not(client, auth, world):
 
 def _new_note_form(client, iid, text, go):
     page = client.get(f"/interviews/{iid}/section/0")
-    new_id = re.search(r'name="new-context.services-id" value="([0-9a-f-]+)"', page.text).group(1)
+    new_id, fields = new_note_on_page(page.text, "context.services")
     response = client.post(
         f"/interviews/{iid}/section/0",
-        data={"new-context.services-id": new_id, "new-context.services-text": text, "go": go},
+        data={**fields, "new-context.services-text": text, "go": go},
     )
     assert response.status_code == 302
     return new_id, response

@@ -22,6 +22,7 @@ from tests.helpers import (
     CONSENT_ALL_YES,
     blank_signature_data_url,
     give_paper_consent,
+    new_note_on_page,
     signature_data_url,
     start_interview,
 )
@@ -179,13 +180,13 @@ def test_whole_interview_with_notes_tags_pause_and_debrief(client, auth, world, 
     assert page.status_code == 200
     # the guide is shown in the interview language (Bokmål here)
     assert "Introduksjon" in page.text or 'lang="nb"' in page.text
-    new_id = re.search(r'name="new-context.services-id" value="([0-9a-f-]+)"', page.text).group(1)
+    new_id, fields = new_note_on_page(page.text, "context.services")
 
     communication = _theme_id(app, "communication")
     response = client.post(
         f"/interviews/{iid}/section/0",
         data={
-            "new-context.services-id": new_id,
+            **fields,
             "new-context.services-text": "Får hjelp med bolig og medisiner.",
             "new-context.services-polarity": "promotes",
             "new-context.services-theme": [str(communication)],
@@ -204,7 +205,7 @@ def test_whole_interview_with_notes_tags_pause_and_debrief(client, auth, world, 
     client.post(
         f"/interviews/{iid}/section/0",
         data={
-            "new-context.services-id": new_id,
+            **fields,
             "new-context.services-text": "Får hjelp med bolig og medisiner.",
             "go": "stay",
         },

@@ -5,15 +5,13 @@ without JavaScript a button saves and shows every list, and posting the page as 
 would never drops a note's themes.
 """
 
-import re
-
 import lxml.html
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from interview.extensions import db
 from interview.models import Note, Theme
-from tests.helpers import give_paper_consent, start_interview
+from tests.helpers import give_paper_consent, new_note_on_page, start_interview
 
 
 def _theme_ids(app) -> dict[str, int]:
@@ -33,11 +31,11 @@ def _started(client, auth, world):
 
 def _save_note(client, iid, text, theme_ids):
     page = client.get(f"/interviews/{iid}/section/0").text
-    new_id = re.search(r'name="new-context.services-id" value="([0-9a-f-]+)"', page).group(1)
+    new_id, fields = new_note_on_page(page, "context.services")
     answer = client.post(
         f"/interviews/{iid}/section/0",
         data={
-            "new-context.services-id": new_id,
+            **fields,
             "new-context.services-text": text,
             "new-context.services-theme": [str(t) for t in theme_ids],
             "go": "stay",
@@ -49,9 +47,13 @@ def _save_note(client, iid, text, theme_ids):
 
 def _form_as_posted(html: str) -> MultiDict:
     """Return what a browser without JavaScript sends for the notes form."""
-    form = lxml.html.fromstring(html).get_element_by_id("section-form")
+    doc = lxml.html.fromstring(html)
+    form = doc.get_element_by_id("section-form")
+    # a form sends its own fields and those outside it that name it (form="section-form")
+    owned = [e for e in form.iter("input", "textarea") if e.get("form") in (None, "section-form")]
+    owned += doc.xpath("//*[@form='section-form'][not(ancestor::form[@id='section-form'])]")
     fields = MultiDict()
-    for el in form.iter("input", "textarea"):
+    for el in owned:
         kind = el.get("type", "text")
         if not el.get("name") or kind in ("submit", "button"):
             continue
@@ -133,11 +135,11 @@ def test_a_refused_form_shows_every_list_with_what_was_ticked(app, world, client
     iid = _started(client, auth, world)
     ids = _theme_ids(app)
     page = client.get(f"/interviews/{iid}/section/0").text
-    new_id = re.search(r'name="new-context.services-id" value="([0-9a-f-]+)"', page).group(1)
+    new_id, fields = new_note_on_page(page, "context.services")
     answer = client.post(
         f"/interviews/{iid}/section/0",
         data={
-            "new-context.services-id": new_id,
+            **fields,
             "new-context.services-text": "x" * 20_001,
             "new-context.services-theme": [str(ids["housing"])],
             "go": "stay",

@@ -7,7 +7,7 @@ from werkzeug.serving import make_server
 from interview.extensions import db
 from interview.models import Participant, User
 from tests.conftest import PASSWORD
-from tests.helpers import give_paper_consent, start_interview
+from tests.helpers import give_paper_consent, new_note_on_page, start_interview
 
 TABLET = {"width": 1024, "height": 768}
 ALL_SAVED = {"nb": "Alt er lagret i saksarkivet", "en": "All saved to the case store"}
@@ -100,15 +100,10 @@ def _started_with_note(app, client, world, text):
     start_interview(client, iid)
     give_paper_consent(client, iid)
     page = client.get(f"/interviews/{iid}/section/0").text
-    marker = 'name="new-context.services-id" value="'
-    new_id = page.split(marker, 1)[1].split('"', 1)[0]
+    new_id, fields = new_note_on_page(page, "context.services")
     client.post(
         f"/interviews/{iid}/section/0",
-        data={
-            "new-context.services-text": text,
-            "new-context.services-id": new_id,
-            "go": "stay",
-        },
+        data={**fields, "new-context.services-text": text, "go": "stay"},
     )
     client.post("/logout")
     with app.app_context():

@@ -1,14 +1,12 @@
 """On the tablet every note offers every theme, copied from the page's one list."""
 
-import re
-
 import pytest
 from sqlalchemy import select
 
 from interview.extensions import db
 from interview.models import Note, Theme
 from tests.browser.helpers import TABLET, _login, _wait_status, _watch_errors
-from tests.helpers import give_paper_consent, start_interview
+from tests.helpers import give_paper_consent, new_note_on_page, start_interview
 
 pytestmark = pytest.mark.browser
 
@@ -23,11 +21,11 @@ def test_every_note_offers_every_theme_and_a_new_tag_is_saved(server, browser, a
             t.key: t.id for t in db.session.scalars(select(Theme).where(Theme.retired.is_(False)))
         }
     page_html = client.get(f"/interviews/{iid}/section/0").text
-    new_id = re.search(r'name="new-context.services-id" value="([0-9a-f-]+)"', page_html).group(1)
+    new_id, fields = new_note_on_page(page_html, "context.services")
     client.post(
         f"/interviews/{iid}/section/0",
         data={
-            "new-context.services-id": new_id,
+            **fields,
             "new-context.services-text": "Teamet snakker med fastlegen.",
             "new-context.services-theme": [str(themes["housing"])],
             "go": "stay",
