@@ -4,7 +4,8 @@ Run by `bench/run.py` as `python -m bench.load <json>`, where the JSON names the
 targets (name, path, cookies) and how long to drive each; it prints one JSON line back with,
 per target, the requests answered 200, other answers, requests per second and latencies.
 Each of `concurrency` threads keeps one HTTP/1.1 connection open (keep-alive, as a browser
-would) and sends the next request as soon as the last answer is read.
+would), sends back the cookies the server sets (as a browser would) and sends the next
+request as soon as the last answer is read.
 """
 
 import http.client
@@ -14,8 +15,22 @@ import threading
 import time
 
 
+def _take_cookies(headers: dict, resp) -> None:
+    # as a browser does: a cookie the server sets is sent with the next request (the session
+    # cookie moves on every half minute of activity, sessions.SEEN_GRANULARITY)
+    changed = resp.msg.get_all("Set-Cookie") or []
+    if not changed:
+        return
+    jar = dict(p.split("=", 1) for p in headers.get("Cookie", "").split("; ") if "=" in p)
+    for line in changed:
+        name, _, value = line.split(";", 1)[0].partition("=")
+        jar[name.strip()] = value
+    headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+
+
 def _drive(host, port, path, headers, until, counts, latencies, lock):
     conn = http.client.HTTPConnection(host, port, timeout=60)
+    headers = dict(headers)
     done = bad = 0
     mine = []
     try:
@@ -25,6 +40,7 @@ def _drive(host, port, path, headers, until, counts, latencies, lock):
                 conn.request("GET", path, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
+                _take_cookies(headers, resp)
             except (OSError, http.client.HTTPException):
                 conn.close()
                 conn = http.client.HTTPConnection(host, port, timeout=60)

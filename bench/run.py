@@ -118,13 +118,10 @@ class Bench:
             "participants": ("koordinator", "/participants/"),
         }
 
-    def statements(self) -> dict[str, int]:
-        """Count the SQL statements each page runs (in-process, same store)."""
-        counts: dict[str, int] = {}
+    def _clients(self) -> dict:
+        """Return in-process test clients logged in as kari and koordinator."""
         app = self.app
         app.config["RATELIMIT_ENABLED"] = False
-        # count the statements of the real work, not of figures kept from an earlier view
-        app.config.update(FIGURES_FRESH_SECONDS=0, FIGURES_UNCHANGED_SECONDS=0)
         clients = {}
         for user in ("kari", "koordinator"):
             client = app.test_client()
@@ -142,6 +139,18 @@ class Bench:
             )
             assert answer.status_code in (302, 303), answer.status_code
             clients[user] = client
+        return clients
+
+    def statements(self) -> dict[str, int]:
+        """Count the SQL statements each page runs (in-process, same store)."""
+        counts: dict[str, int] = {}
+        app = self.app
+        # count the statements of the real work, not of figures or pages kept from an earlier
+        # view
+        app.config.update(
+            FIGURES_FRESH_SECONDS=0, FIGURES_UNCHANGED_SECONDS=0, KEPT_PAGES_SECONDS=0
+        )
+        clients = self._clients()
         seen = []
 
         def count(*_args, **_kwargs):
@@ -265,6 +274,40 @@ class Bench:
                 "<= 150 MB",
                 rss <= 150 * 2**20,
             )
+
+    def bench_render(self) -> None:
+        """In-process: a page rendered afresh (after any change in the store) and a kept one."""
+        app = self.app
+        clients = self._clients()
+        pages = self.pages()
+        gzip = {"Accept-Encoding": "gzip"}
+        for name in ("interview page", "interview list", "progress page"):
+            user, path = pages[name]
+            took = {}
+            for label, seconds in (("afresh", 0), ("kept", 300)):
+                app.config.update(
+                    KEPT_PAGES_SECONDS=seconds,
+                    FIGURES_FRESH_SECONDS=seconds,
+                    FIGURES_UNCHANGED_SECONDS=seconds,
+                )
+                for _ in range(3):
+                    clients[user].get(path, headers=gzip)
+                times = []
+                for _ in range(15):
+                    began = time.perf_counter()
+                    answer = clients[user].get(path, headers=gzip)
+                    times.append(time.perf_counter() - began)
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"{path} answered {answer.status_code}")
+                took[label] = sorted(times)[len(times) // 2] * 1000
+            self.add(
+                f"{name}: afresh / kept (in-process)",
+                took["afresh"],
+                f"{took['afresh']:.1f} ms / {took['kept']:.1f} ms",
+            )
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
 
     def bench_latency(self) -> None:
         """p95 latency at the large size, one user at a time."""
@@ -580,6 +623,7 @@ def main(argv=None) -> int:
             bench.bench_statements(small, large)
         if wanted("pages"):
             bench.bench_pages()
+            bench.bench_render()
         if wanted("latency"):
             bench.bench_latency()
         if wanted("weight"):

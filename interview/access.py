@@ -5,7 +5,7 @@ from functools import wraps
 from flask import abort
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import joinedload
 
 from .extensions import db
@@ -70,16 +70,28 @@ def open_interviews_visible_to(user: User) -> Select:
     )
 
 
+_VISIBLE_INTERVIEW: dict[tuple, Select] = {}
+
+
 def interview_visible_or_404(interview_id) -> None:
     """Check that the current user may see an interview, by one small query (else 404)."""
     # the same rule as interview_or_404, in its SQL form, for a page that may not need the
-    # interview loaded at all (a kept page, interview/kept_pages.py)
-    stmt = (
-        open_interviews_visible_to(current_user)
-        .with_only_columns(Interview.id)
-        .where(Interview.id == str(interview_id))
-    )
-    if db.session.connection().execute(stmt).first() is None:
+    # interview loaded at all (a kept page, interview/kept_pages.py). The statement depends
+    # only on who asks, so it is built once per person and role (and a coordinator's teams)
+    user = current_user
+    key = (user.id, user.role, tuple(sorted(user.case_ids)) if user.role == "coordinator" else ())
+    stmt = _VISIBLE_INTERVIEW.get(key)
+    if stmt is None:
+        stmt = (
+            open_interviews_visible_to(user)
+            .with_only_columns(Interview.id)
+            .where(Interview.id == bindparam("interview_id"))
+        )
+        if len(_VISIBLE_INTERVIEW) >= 512:
+            _VISIBLE_INTERVIEW.clear()
+        _VISIBLE_INTERVIEW[key] = stmt
+    found = db.session.connection().execute(stmt, {"interview_id": str(interview_id)}).first()
+    if found is None:
         abort(404)
 
 

@@ -81,4 +81,5 @@ def load_config(instance_path: str) -> dict:
         # a page is sent again as it was while the store has not changed, at most this long
         # (interview/kept_pages.py); 0 renders every page on every load
         "KEPT_PAGES_SECONDS": int(os.environ.get("KEPT_PAGES_SECONDS", "300")),
+        "KEPT_PAGES_MAX_BYTES": int(os.environ.get("KEPT_PAGES_MAX_BYTES", str(16 * 2**20))),
     }

@@ -57,6 +57,8 @@ def test_a_short_benchmark_run_prints_its_figures():
         "interview page / trivial",
         "interview list / trivial",
         "progress page / trivial",
+        "interview page: afresh / kept (in-process)",
+        "progress page: afresh / kept (in-process)",
         "guide PDF cold / one-page WeasyPrint",
         "guide PDF cached speed-up",
         "sync changes/s (batches of 20)",

@@ -1,0 +1,41 @@
+"""A section page sent again from what the server kept, in Chromium without JavaScript: the
+load id at the end of the page travels with the notes form (form="section-form"), so each
+load's new notes are its own (a double tap is tested in tests/test_kept_pages.py)."""
+
+from sqlalchemy import select
+
+from interview.extensions import db
+from interview.models import Note
+from tests.browser.helpers import TABLET, _login
+from tests.helpers import give_paper_consent, start_interview
+
+
+def test_without_javascript_each_load_saves_its_own_new_note(server, browser, app, world, client):
+    iid = world.interviews["pa"]
+    client.post("/login", data={"username": "peer_a", "password": "correct horse battery"})
+    start_interview(client, iid)
+    give_paper_consent(client, iid)
+    client.post("/logout")
+
+    context = browser.new_context(viewport=TABLET, java_script_enabled=False)
+    page = context.new_page()
+    _login(page, server.url, "peer_a", "nb")
+    url = f"{server.url}/interviews/{iid}/section/0"
+    loads = []
+    for text in ("Første besøk – æøå.", "Andre besøk."):
+        # the page is loaded twice first, so the second is the kept one
+        page.goto(url)
+        page.goto(url)
+        loads.append(page.locator("input[name=load]").get_attribute("value"))
+        page.locator("textarea[name='new-context.services-text']").fill(text)
+        page.locator(".sticky-actions button[value=stay]").click()
+        page.wait_for_url(f"**/interviews/{iid}/section/0#saved")
+    assert loads[0] != loads[1]
+    shown = page.eval_on_selector_all("textarea", "els => els.map(e => e.value)")
+    assert "Første besøk – æøå." in shown and "Andre besøk." in shown
+    with app.app_context():
+        texts = sorted(
+            n.text for n in db.session.scalars(select(Note).where(Note.interview_id == iid))
+        )
+    assert texts == ["Andre besøk.", "Første besøk – æøå."]
+    context.close()
