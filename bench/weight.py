@@ -8,14 +8,14 @@ origin are counted (and stopped) by a route on the whole browser context.
 
 from urllib.parse import urlsplit
 
-from tests.browser.conftest import CHROMIUM_ARGS, _chromium_path
+from tests.chromium import CHROMIUM_ARGS, chromium_path
 
 
 def first_visit(port: int, path: str, cookies: dict[str, str], proxy) -> dict:
     """Load `path` once in a fresh context (logged in by cookie); return bytes and requests."""
     from playwright.sync_api import sync_playwright
 
-    executable = _chromium_path()
+    executable = chromium_path()
     if executable is None:
         raise RuntimeError("Chromium is not installed (apt-get install -y chromium)")
     origin = f"http://127.0.0.1:{port}"

@@ -9,6 +9,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import joinedload
 
 from .extensions import db
+from .kept import version_columns
 from .models import (
     Case,
     GuideVersion,
@@ -73,26 +74,31 @@ def open_interviews_visible_to(user: User) -> Select:
 _VISIBLE_INTERVIEW: dict[tuple, Select] = {}
 
 
-def interview_visible_or_404(interview_id) -> None:
-    """Check that the current user may see an interview, by one small query (else 404)."""
-    # the same rule as interview_or_404, in its SQL form, for a page that may not need the
-    # interview loaded at all (a kept page, interview/kept_pages.py). The statement depends
-    # only on who asks, so it is built once per person and role (and a coordinator's teams)
+def interview_visible_or_404(interview_id) -> tuple[int, int]:
+    """Check that the current user may see an interview (else 404); return the store's version.
+
+    One statement answers both, for a page that may not need the interview loaded at all (a
+    kept page, interview/kept_pages.py): the version is read with the check, before the page.
+    """
+    # the same rule as interview_or_404, in its SQL form. The statement depends only on who
+    # asks, so it is built once per person and role (and a coordinator's teams)
     user = current_user
     key = (user.id, user.role, tuple(sorted(user.case_ids)) if user.role == "coordinator" else ())
     stmt = _VISIBLE_INTERVIEW.get(key)
     if stmt is None:
-        stmt = (
+        visible = (
             open_interviews_visible_to(user)
             .with_only_columns(Interview.id)
             .where(Interview.id == bindparam("interview_id"))
         )
+        stmt = select(visible.exists(), *version_columns())
         if len(_VISIBLE_INTERVIEW) >= 512:
             _VISIBLE_INTERVIEW.clear()
         _VISIBLE_INTERVIEW[key] = stmt
-    found = db.session.connection().execute(stmt, {"interview_id": str(interview_id)}).first()
-    if found is None:
+    row = db.session.connection().execute(stmt, {"interview_id": str(interview_id)}).one()
+    if not row[0]:
         abort(404)
+    return (row[1] or 0, row[2] or 0)
 
 
 def cases_coordinated_by(user: User) -> list[Case]:

@@ -386,8 +386,8 @@ def section(interview_id, index: int):
     if request.method != "POST":
         # who may see the interview is checked on every load; where its state sends the peer
         # and what the page shows follow from the store, so a kept page stands for both
-        interview_visible_or_404(interview_id)
-        return kept_page(lambda: _section(interview_or_404(interview_id), index))
+        version = interview_visible_or_404(interview_id)
+        return kept_page(lambda: _section(interview_or_404(interview_id), index), version=version)
     return _section(interview_or_404(interview_id), index)
 
 

@@ -26,11 +26,16 @@ from .models import AuditEvent, UpdateLog
 MAX_ENTRIES = 256
 
 
+def version_columns() -> tuple:
+    """Return the two columns of the store's version, to read beside other columns."""
+    return (
+        select(func.max(UpdateLog.seq)).scalar_subquery(),
+        select(func.max(AuditEvent.id)).scalar_subquery(),
+    )
+
+
 # built once: it is asked on every kept page and every desk page
-_VERSION = select(
-    select(func.max(UpdateLog.seq)).scalar_subquery(),
-    select(func.max(AuditEvent.id)).scalar_subquery(),
-)
+_VERSION = select(*version_columns())
 
 
 def store_version(session: Session) -> tuple[int, int]:

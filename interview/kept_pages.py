@@ -199,12 +199,17 @@ def _session_mark() -> str | None:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def kept_page(render: Callable[[], Any], max_age: float | None = None) -> Any:
+def kept_page(
+    render: Callable[[], Any],
+    max_age: float | None = None,
+    version: tuple[int, int] | None = None,
+) -> Any:
     """Return `render()`, or the page this session was shown for this address, if still good.
 
     `render` must depend only on the store, the person, the address, the language and the day.
     It returns the page's HTML, which is kept, or an answer of its own (a redirect), which is
-    not.
+    not. `version` is the store's version where the view has just read it (with its access
+    check, access.interview_visible_or_404).
     """
     app = current_app._get_current_object()
     seconds = app.config["KEPT_PAGES_SECONDS"]
@@ -229,7 +234,8 @@ def kept_page(render: Callable[[], Any], max_age: float | None = None) -> Any:
         request.headers.get("X-Offline-Copy") == "1",
     )
     # the version is read before the page, so a kept page is never older than its version
-    version = store_version(db.session)
+    if version is None:
+        version = store_version(db.session)
     day = today_in_oslo()
     now = time.monotonic()
     gzip = accepts_gzip(request)

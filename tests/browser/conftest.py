@@ -1,27 +1,12 @@
 """Real Chromium against the app served on loopback."""
 
 import os
-import shutil
 import threading
 
 import pytest
 from werkzeug.serving import make_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _chromium_path() -> str | None:
-    if os.path.exists(CHROMIUM):
-        return CHROMIUM
-    return shutil.which("chromium")
+from tests.chromium import CHROMIUM_ARGS, chromium_path
 
 
 @pytest.fixture
@@ -38,7 +23,7 @@ def live_server(app, world):
 @pytest.fixture
 def browser():
     """A headless Chromium; missing Chromium is a failure when REQUIRE_BROWSER=1."""
-    path = _chromium_path()
+    path = chromium_path()
     if path is None:
         if os.environ.get("REQUIRE_BROWSER") == "1":
             pytest.fail("Chromium is not installed but REQUIRE_BROWSER=1")
