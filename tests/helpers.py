@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 
 from PIL import Image, ImageDraw
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from interview.extensions import db
 from interview.notes import new_note_id
@@ -132,3 +132,23 @@ def changed_tables(before: dict, after: dict) -> list[str]:
     return sorted(
         name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
     )
+
+
+def statements_of(app, client, path: str) -> int:
+    """Return how many SQL statements one GET of `path` runs (it must answer 200)."""
+    seen = []
+
+    def count(*_args, **_kwargs):
+        seen.append(1)
+
+    with app.app_context():
+        engines = list(db.engines.values())
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        answer = client.get(path)
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+    assert answer.status_code == 200, answer.status_code
+    return len(seen)

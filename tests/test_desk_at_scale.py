@@ -2,10 +2,9 @@
 
 import re
 
-from sqlalchemy import event
-
 from interview.extensions import db
 from interview.scale import seed_scale
+from tests.helpers import statements_of
 
 ROW = re.compile(r'<th scope="row"><a href="/participants/[0-9a-f-]+" class="code">')
 
@@ -23,25 +22,6 @@ def _grow(app, participants: int, prefix: str = "S") -> None:
             prefix=prefix,
         )
         db.session.commit()
-
-
-def _statements(app, client, path: str) -> int:
-    seen = []
-
-    def count(*_args, **_kwargs):
-        seen.append(1)
-
-    with app.app_context():
-        engines = list(db.engines.values())
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        answer = client.get(path)
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
-    assert answer.status_code == 200
-    return len(seen)
 
 
 def test_participants_are_listed_a_page_at_a_time(app, world, client, auth):
@@ -78,7 +58,7 @@ def test_a_single_page_of_participants_shows_no_pager(app, world, client, auth):
 def test_desk_pages_run_the_same_statements_at_both_sizes(app, world, client, auth):
     auth.login("coord_a")
     paths = ("/participants/", "/desk/", "/desk/alerts/", "/desk/themes/matrix", "/interviews/")
-    small = {path: _statements(app, client, path) for path in paths}
+    small = {path: statements_of(app, client, path) for path in paths}
     _grow(app, 400)
-    large = {path: _statements(app, client, path) for path in paths}
+    large = {path: statements_of(app, client, path) for path in paths}
     assert small == large
