@@ -78,6 +78,26 @@ def give_paper_consent(client, interview_id: str, number: str = "P-123"):
     )
 
 
+def consented_interview(client, world, username: str = "peer_a", key: str = "pa") -> str:
+    """Log in as a peer and take the world's interview past the capacity check and paper
+    consent, as the peer would; return its id (the peer stays logged in)."""
+    from tests.conftest import PASSWORD
+
+    client.post("/login", data={"username": username, "password": PASSWORD})
+    iid = world.interviews[key]
+    start_interview(client, iid)
+    give_paper_consent(client, iid)
+    return iid
+
+
+def post_sync(client, changes, cursor=None, device=None):
+    """Send one sync batch as a tablet does; return the answer."""
+    return client.post(
+        "/api/v1/sync",
+        json={"device_id": device or str(uuid.uuid4()), "cursor": cursor, "changes": changes},
+    )
+
+
 def note_change(iid, note_id, text, base_rev=None, change_id=None, **extra):
     """Return a sync change for a note: a create without base_rev, else an edit of text."""
     data = {"text": text, **extra}

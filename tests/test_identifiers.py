@@ -25,7 +25,13 @@ from interview.identifiers import (
     warning_kinds,
 )
 from interview.models import AuditEvent, Note, Participant
-from tests.helpers import give_paper_consent, new_note_on_page, note_change, start_interview
+from tests.helpers import (
+    consented_interview,
+    give_paper_consent,
+    new_note_on_page,
+    note_change,
+    start_interview,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -379,14 +385,6 @@ PHONE = "912 34 567"
 NOTE_WITH_PHONE = f"Hun ba meg ringe Kari Nordmann på {PHONE} etter møtet."
 
 
-def _ready(client, auth, world):
-    auth.login("peer_a")
-    iid = world.interviews["pa"]
-    start_interview(client, iid)
-    give_paper_consent(client, iid)
-    return iid
-
-
 def _sync(client, changes):
     body = {"device_id": str(uuid.uuid4()), "cursor": None, "changes": changes}
     response = client.post("/api/v1/sync", json=body)
@@ -398,7 +396,7 @@ def _sync(client, changes):
 
 
 def test_sync_answer_names_the_kinds_and_keeps_the_note(client, auth, world, app):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     nid = str(uuid.uuid4())
     create = note_change(iid, nid, NOTE_WITH_PHONE)
     first = _sync(client, [create])[0]
@@ -413,7 +411,7 @@ def test_sync_answer_names_the_kinds_and_keeps_the_note(client, auth, world, app
 
 
 def test_sync_answer_without_findings_carries_no_warnings(client, auth, world):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     nid = str(uuid.uuid4())
     created = _sync(client, [note_change(iid, nid, "Kari sa at teamet kom hver uke.")])[0]
     assert created["status"] == "applied" and "warnings" not in created
@@ -427,7 +425,7 @@ def test_sync_answer_without_findings_carries_no_warnings(client, auth, world):
 
 
 def test_sync_conflict_warns_and_rejected_change_does_not(client, auth, world):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     nid = str(uuid.uuid4())
     _sync(client, [note_change(iid, nid, "Første versjon")])
     _sync(client, [note_change(iid, nid, "Andre versjon", base_rev=1)])
@@ -451,7 +449,7 @@ def _new_note_form(client, iid, text, go):
 
 def test_section_page_warns_beside_the_saved_note(client, auth, world, app, caplog):
     caplog.set_level(logging.DEBUG)
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     client.get("/?lang=en")
     nid, response = _new_note_form(client, iid, NOTE_WITH_PHONE, "stay")
     assert PHONE.replace(" ", "") not in response.headers["Location"].replace(" ", "")
@@ -472,7 +470,7 @@ def test_section_page_warns_beside_the_saved_note(client, auth, world, app, capl
 
 
 def test_leaving_the_section_flashes_a_warning_without_the_words(client, auth, world):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     client.get("/?lang=en")
     _nid, response = _new_note_form(client, iid, NOTE_WITH_PHONE, "next")
     assert response.headers["Location"].endswith(f"/interviews/{iid}/section/1")
@@ -486,7 +484,7 @@ def test_leaving_the_section_flashes_a_warning_without_the_words(client, auth, w
 
 
 def test_section_page_without_findings_shows_no_warning(client, auth, world):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     _nid, response = _new_note_form(client, iid, "Kari sa at teamet kom hver uke.", "next")
     with client.session_transaction() as session:
         assert not session.get("_flashes")
@@ -496,7 +494,7 @@ def test_section_page_without_findings_shows_no_warning(client, auth, world):
 
 
 def test_coordinator_sees_flagged_notes_per_team_without_the_words(client, auth, world, app):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     _sync(
         client,
         [

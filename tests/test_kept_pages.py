@@ -14,10 +14,9 @@ from interview.extensions import db
 from interview.kept_pages import KeptPages, Page, gzip_answer, make_page
 from interview.models import Note, Participant, Theme, participant_interviewers
 from tests.helpers import (
-    give_paper_consent,
+    consented_interview,
     new_note_on_page,
     page_load,
-    start_interview,
     statements_of,
 )
 
@@ -33,12 +32,9 @@ def _without_load(html: str) -> str:
 
 
 @pytest.fixture
-def under_way(app, client, auth, world):
+def under_way(app, client, world):
     """peer_a logged in, interview pa started with paper consent; its section page's address."""
-    auth.login("peer_a")
-    iid = world.interviews["pa"]
-    start_interview(client, iid)
-    give_paper_consent(client, iid)
+    iid = consented_interview(client, world)
     return iid, SECTION.format(iid)
 
 

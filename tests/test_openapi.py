@@ -9,7 +9,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from interview.api import OPENAPI, openapi_document
-from tests.helpers import give_paper_consent, start_interview
+from tests.helpers import consented_interview
 from tests.helpers import note_change as _note_change
 
 DOC = json.loads(OPENAPI.read_text(encoding="utf-8"))
@@ -52,14 +52,6 @@ def _sync(client, changes, cursor=None, valid=True):
     return client.post("/api/v1/sync", json=body)
 
 
-def _ready(client, auth, world):
-    auth.login("peer_a")
-    iid = world.interviews["pa"]
-    start_interview(client, iid)
-    give_paper_consent(client, iid)
-    return iid
-
-
 def test_served_document_is_the_file_and_openapi_3_1(client, app):
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200
@@ -78,7 +70,7 @@ def test_every_component_schema_is_valid_2020_12():
 
 
 def test_sync_applied_duplicate_conflict_rejected_and_updates_match(client, auth, world):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     # the first sync with cursor null: everything visible, interview and consent included
     first = check("/api/v1/sync", "post", _sync(client, []))
     assert first["results"] == []

@@ -10,7 +10,7 @@ from interview.extensions import db
 from interview.models import Interview, Note, Participant, SyncChange
 from interview.sync import fold_events, merge_fields
 from tests.conftest import get_row
-from tests.helpers import give_paper_consent, start_interview
+from tests.helpers import consented_interview, post_sync
 from tests.helpers import note_change as _note_change
 
 
@@ -39,40 +39,25 @@ def test_fold_is_order_independent():
     assert forward.expected_end_at == t.replace(hour=11)
 
 
-def _sync(client, changes, cursor=None, device=None):
-    return client.post(
-        "/api/v1/sync",
-        json={"device_id": device or str(uuid.uuid4()), "cursor": cursor, "changes": changes},
-    )
-
-
-def _ready(client, auth, world):
-    auth.login("peer_a")
-    iid = world.interviews["pa"]
-    start_interview(client, iid)
-    give_paper_consent(client, iid)
-    return iid
-
-
 def test_replay_is_duplicate_with_the_same_rev_and_reuse_is_rejected(client, auth, world, app):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     change = _note_change(iid, str(uuid.uuid4()), "Første notat")
-    first = _sync(client, [change]).get_json()["results"][0]
-    again = _sync(client, [change]).get_json()["results"][0]
+    first = post_sync(client, [change]).get_json()["results"][0]
+    again = post_sync(client, [change]).get_json()["results"][0]
     assert first["status"] == "applied" and first["rev"] == 1
     assert again == {"change_id": change["change_id"], "status": "duplicate", "rev": 1}
     reused = dict(change, data=dict(change["data"], text="Noe annet"))
-    answer = _sync(client, [reused]).get_json()["results"][0]
+    answer = post_sync(client, [reused]).get_json()["results"][0]
     assert answer["status"] == "rejected" and "reused" in answer["reason"]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Note)) == 1
 
 
 def test_stale_edit_keeps_both_texts_and_one_bad_change_blocks_nothing(client, auth, world, app):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     nid = str(uuid.uuid4())
-    _sync(client, [_note_change(iid, nid, "A")])
-    results = _sync(
+    post_sync(client, [_note_change(iid, nid, "A")])
+    results = post_sync(
         client,
         [
             _note_change(iid, nid, "B fra nettbrett 1", base_rev=1),
@@ -112,7 +97,9 @@ def test_edit_before_create_and_note_before_interview_converge(client, auth, wor
             "place_kind": "cafe",
         },
     }
-    statuses = [r["status"] for r in _sync(client, [edit, create, interview]).get_json()["results"]]
+    statuses = [
+        r["status"] for r in post_sync(client, [edit, create, interview]).get_json()["results"]
+    ]
     assert statuses == ["applied", "applied", "applied"]
     with app.app_context():
         note = get_row(Note, nid)
@@ -127,13 +114,13 @@ def test_edit_before_create_and_note_before_interview_converge(client, auth, wor
 def test_no_access_and_withdrawn_are_rejected_and_create_nothing(client, auth, world, app):
     auth.login("peer_b")
     iid = world.interviews["pa"]
-    answer = _sync(client, [_note_change(iid, str(uuid.uuid4()), "fremmed")]).get_json()
+    answer = post_sync(client, [_note_change(iid, str(uuid.uuid4()), "fremmed")]).get_json()
     assert answer["results"][0]["status"] == "rejected"
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Note)) == 0
         get_row(Participant, world.participants["pb"]).status = "withdrawn"
         db.session.commit()
-    answer = _sync(
+    answer = post_sync(
         client, [_note_change(world.interviews["pb"], str(uuid.uuid4()), "sent")]
     ).get_json()
     assert answer["results"][0]["status"] == "rejected"
@@ -141,24 +128,24 @@ def test_no_access_and_withdrawn_are_rejected_and_create_nothing(client, auth, w
 
 
 def test_updates_since_cursor_show_another_tablets_notes(app, world, auth, client):
-    iid = _ready(client, auth, world)
-    cursor = _sync(client, []).get_json()["cursor"]
+    iid = consented_interview(client, world)
+    cursor = post_sync(client, []).get_json()["cursor"]
     other = app.test_client()
     other.post("/login", data={"username": "coord_a", "password": "correct horse battery"})
     nid = str(uuid.uuid4())
-    assert _sync(other, [_note_change(iid, nid, "fra koordinator")]).status_code == 200
-    body = _sync(client, [], cursor=cursor).get_json()
+    assert post_sync(other, [_note_change(iid, nid, "fra koordinator")]).status_code == 200
+    body = post_sync(client, [], cursor=cursor).get_json()
     assert body["cursor"] > cursor
     assert any(u["id"] == nid and u["data"]["text"] == "fra koordinator" for u in body["updates"])
     # peer_b sees none of it
     stranger = app.test_client()
     stranger.post("/login", data={"username": "peer_b", "password": "correct horse battery"})
-    assert all(u["id"] != nid for u in _sync(stranger, [], cursor=cursor).get_json()["updates"])
+    assert all(u["id"] != nid for u in post_sync(stranger, [], cursor=cursor).get_json()["updates"])
 
 
 def test_bad_requests_get_json_answers_never_500(client, auth, world):
-    assert _sync(client, []).status_code == 401
-    assert _sync(client, []).get_json()["code"] == "login"
+    assert post_sync(client, []).status_code == 401
+    assert post_sync(client, []).get_json()["code"] == "login"
     auth.login("peer_a")
     bad = client.post("/api/v1/sync", data="{nope", content_type="application/json")
     assert bad.status_code == 400 and bad.get_json()["code"] == "envelope"
@@ -177,33 +164,35 @@ def test_a_co_peers_debrief_is_not_sent_to_my_tablet(app, world, auth, client):
         participant = get_row(Participant, world.participants["pa"])
         participant.interviewers.append(db.session.get(User, world.users["peer_a2"]))
         db.session.commit()
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     client.post(f"/interviews/{iid}/finish")
     client.post(f"/interviews/{iid}/debrief", data={"wellbeing": "1", "reflection": "Privat"})
     other = app.test_client()
     other.post("/login", data={"username": "peer_a2", "password": "correct horse battery"})
-    updates = _sync(other, []).get_json()["updates"]
+    updates = post_sync(other, []).get_json()["updates"]
     assert any(u["entity"] == "interview" for u in updates)  # control: they do get updates
     assert all(u["entity"] != "debrief" for u in updates)
     coordinator = app.test_client()
     coordinator.post("/login", data={"username": "coord_a", "password": "correct horse battery"})
-    assert any(u["entity"] == "debrief" for u in _sync(coordinator, []).get_json()["updates"])
+    assert any(u["entity"] == "debrief" for u in post_sync(coordinator, []).get_json()["updates"])
 
 
 def _conflicted(client, app, iid, note_id, device=None):
     """A note edited on two sides from rev 1; returns the second, conflicting change."""
-    _sync(client, [_note_change(iid, note_id, "Start")])
-    _sync(client, [_note_change(iid, note_id, "Fra nettbrett A", base_rev=1)])
+    post_sync(client, [_note_change(iid, note_id, "Start")])
+    post_sync(client, [_note_change(iid, note_id, "Fra nettbrett A", base_rev=1)])
     stale = _note_change(iid, note_id, "Fra nettbrett B", base_rev=1)
-    assert _sync(client, [stale], device=device).get_json()["results"][0]["status"] == "conflict"
+    assert (
+        post_sync(client, [stale], device=device).get_json()["results"][0]["status"] == "conflict"
+    )
     return stale
 
 
 def test_a_replayed_conflict_is_never_taken_for_an_apply(client, auth, world, app):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     note_id = str(uuid.uuid4())
     stale = _conflicted(client, app, iid, note_id)
-    again = _sync(client, [stale]).get_json()["results"][0]
+    again = post_sync(client, [stale]).get_json()["results"][0]
     assert again["status"] == "duplicate"
     assert again["reason"] == "conflict"  # the tablet treats it as the conflict it was
 
@@ -211,14 +200,14 @@ def test_a_replayed_conflict_is_never_taken_for_an_apply(client, auth, world, ap
 def test_one_tablet_typing_on_after_a_conflict_leaves_one_version_of_its_own(
     client, auth, world, app
 ):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     note_id = str(uuid.uuid4())
     tablet_b = str(uuid.uuid4())
     _conflicted(client, app, iid, note_id, device=tablet_b)
     for minute, text in ((1, "Fra nettbrett B, mer"), (2, "Fra nettbrett B, mer og mer")):
         change = _note_change(iid, note_id, text, base_rev=1)
         change["recorded_at"] = f"2026-11-23T10:0{minute}:00Z"
-        result = _sync(client, [change], device=tablet_b).get_json()
+        result = post_sync(client, [change], device=tablet_b).get_json()
         assert result["results"][0]["status"] == "conflict"
     with app.app_context():
         note = get_row(Note, note_id)
@@ -227,11 +216,11 @@ def test_one_tablet_typing_on_after_a_conflict_leaves_one_version_of_its_own(
     # an older version of theirs arriving late is kept beside, never over, the newer one
     late = _note_change(iid, note_id, "Fra nettbrett B, tidlig", base_rev=1)
     late["recorded_at"] = "2026-11-23T09:59:00Z"
-    _sync(client, [late], device=tablet_b)
+    post_sync(client, [late], device=tablet_b)
     # and the same person's version from another tablet is kept too
     other = _note_change(iid, note_id, "Fra telefonen", base_rev=1)
     other["recorded_at"] = "2026-11-23T10:05:00Z"
-    _sync(client, [other])
+    post_sync(client, [other])
     with app.app_context():
         versions = get_row(Note, note_id).conflict["text"].split("\n\n———\n\n")
         assert versions == [
@@ -242,7 +231,7 @@ def test_one_tablet_typing_on_after_a_conflict_leaves_one_version_of_its_own(
 
 
 def test_a_third_person_version_is_kept_beside_the_others(client, auth, world, app):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     note_id = str(uuid.uuid4())
     _conflicted(client, app, iid, note_id)
     with app.app_context():
@@ -253,7 +242,7 @@ def test_a_third_person_version_is_kept_beside_the_others(client, auth, world, a
         db.session.commit()
     client.post("/logout")
     auth.login("peer_a2")
-    result = _sync(client, [_note_change(iid, note_id, "Fra nettbrett C", base_rev=1)])
+    result = post_sync(client, [_note_change(iid, note_id, "Fra nettbrett C", base_rev=1)])
     assert result.get_json()["results"][0]["status"] == "conflict"
     with app.app_context():
         versions = get_row(Note, note_id).conflict["text"].split("\n\n———\n\n")
@@ -263,7 +252,7 @@ def test_a_third_person_version_is_kept_beside_the_others(client, auth, world, a
 def test_a_change_the_server_fails_on_is_kept_for_another_try(
     client, auth, world, app, monkeypatch
 ):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     note_id = str(uuid.uuid4())
     change = _note_change(iid, note_id, "Sendes på nytt")
     from interview import sync as sync_rules
@@ -272,11 +261,11 @@ def test_a_change_the_server_fails_on_is_kept_for_another_try(
         raise RuntimeError("the disk hiccuped")
 
     monkeypatch.setitem(sync_rules.APPLIERS, "note", broken)
-    response = _sync(client, [change])
+    response = post_sync(client, [change])
     assert response.status_code == 503
     assert response.get_json()["code"] == "retry"
     monkeypatch.undo()
-    result = _sync(client, [change]).get_json()["results"][0]
+    result = post_sync(client, [change]).get_json()["results"][0]
     assert result["status"] == "applied"
     with app.app_context():
         assert get_row(Note, note_id).text == "Sendes på nytt"
@@ -288,7 +277,7 @@ def test_an_interview_a_coordinator_plans_reaches_the_peers_tablet_in_updates(
     """Records made through relationships (participant=...) are logged with their ids."""
     auth.login("peer_a")
     device = str(uuid.uuid4())
-    first = _sync(client, [], device=device).get_json()
+    first = post_sync(client, [], device=device).get_json()
     auth.logout()
     auth.login("coord_a")
     answer = client.post(
@@ -303,7 +292,7 @@ def test_an_interview_a_coordinator_plans_reaches_the_peers_tablet_in_updates(
     assert answer.status_code == 302
     auth.logout()
     auth.login("peer_a")
-    later = _sync(client, [], cursor=first["cursor"], device=device).get_json()
+    later = post_sync(client, [], cursor=first["cursor"], device=device).get_json()
     planned = [
         u
         for u in later["updates"]
@@ -330,6 +319,6 @@ def test_a_huge_base_rev_is_refused_for_that_change_only(auth, client, world):
     auth.login("peer_a")
     iid = world.interviews["pa"]
     change = _note_change(iid, str(uuid.uuid4()), "text", base_rev=10**30)
-    answer = _sync(client, [change])
+    answer = post_sync(client, [change])
     assert answer.status_code == 200
     assert answer.get_json()["results"][0]["status"] == "rejected"

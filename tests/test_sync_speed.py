@@ -15,23 +15,8 @@ from interview.extensions import db
 from interview.identifiers import warning_kinds
 from interview.models import Note, Participant, SyncChange, UpdateLog, User
 from tests.conftest import get_row
-from tests.helpers import give_paper_consent, start_interview
+from tests.helpers import consented_interview, post_sync
 from tests.helpers import note_change as _note_change
-
-
-def _sync(client, changes, cursor=None, device=None):
-    return client.post(
-        "/api/v1/sync",
-        json={"device_id": device or str(uuid.uuid4()), "cursor": cursor, "changes": changes},
-    )
-
-
-def _ready(client, auth, world):
-    auth.login("peer_a")
-    iid = world.interviews["pa"]
-    start_interview(client, iid)
-    give_paper_consent(client, iid)
-    return iid
 
 
 def _new_note(iid, text, **data):
@@ -108,15 +93,15 @@ def _stored(note_id: str, change_id: str) -> dict:
 def test_a_note_written_in_one_go_is_stored_as_one_written_on_its_own(
     app, world, auth, client, monkeypatch, runs, data
 ):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     text = "Kari Nordmann ringte fra 912 34 567 om Storgata 12"
     device = str(uuid.uuid4())
     fast = _new_note(iid, text, **data)
-    fast_answer = _sync(client, [fast], device=device).get_json()["results"][0]
+    fast_answer = post_sync(client, [fast], device=device).get_json()["results"][0]
     assert runs == [1]
     _one_by_one(monkeypatch)
     plain = _new_note(iid, text, **data)
-    plain_answer = _sync(client, [plain], device=device).get_json()["results"][0]
+    plain_answer = post_sync(client, [plain], device=device).get_json()["results"][0]
     assert runs == [1]
     for answer, change in ((fast_answer, fast), (plain_answer, plain)):
         assert answer.pop("change_id") == change["change_id"]
@@ -129,7 +114,7 @@ def test_a_note_written_in_one_go_is_stored_as_one_written_on_its_own(
 
 
 def test_a_batch_of_new_notes_keeps_every_rule_for_each_change(app, world, auth, client, runs):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     later_interview = str(uuid.uuid4())
     a = _new_note(iid, "A")
     edit_a = _note_change(iid, a["id"], "A2", base_rev=1)
@@ -141,7 +126,7 @@ def test_a_batch_of_new_notes_keeps_every_rule_for_each_change(app, world, auth,
     reused = dict(d, data=dict(d["data"], text="D igjen"))
     e = _new_note(iid, "E")
     batch = [a, a, edit_a, waits, bad_theme, d, again_a, not_mine, reused, e]
-    results = _sync(client, batch).get_json()["results"]
+    results = post_sync(client, batch).get_json()["results"]
     statuses = [(r["status"], r["rev"]) for r in results]
     assert statuses == [
         ("applied", 1),
@@ -186,12 +171,12 @@ def test_a_batch_of_new_notes_keeps_every_rule_for_each_change(app, world, auth,
             "place_kind": "home",
         },
     }
-    assert _sync(client, [plan]).get_json()["results"][0]["status"] == "applied"
+    assert post_sync(client, [plan]).get_json()["results"][0]["status"] == "applied"
     with app.app_context():
         assert get_row(Note, waits["id"]).text == "Før intervjuet"
         assert db.session.get(SyncChange, waits["change_id"]).rev == 1
     # and every change of the first batch replays as it was answered
-    replayed = _sync(client, batch).get_json()["results"]
+    replayed = post_sync(client, batch).get_json()["results"]
     assert [r["status"] for r in replayed] == [
         "duplicate",
         "duplicate",
@@ -209,9 +194,9 @@ def test_a_batch_of_new_notes_keeps_every_rule_for_each_change(app, world, auth,
 def test_when_the_store_refuses_a_run_each_change_goes_on_its_own(
     app, world, auth, client, monkeypatch, runs
 ):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     first = _new_note(iid, "Sendt før")
-    assert _sync(client, [first]).get_json()["results"][0]["status"] == "applied"
+    assert post_sync(client, [first]).get_json()["results"][0]["status"] == "applied"
     # another connection claimed `first` after this batch looked: the run's claims clash
     read_ahead = sync._Batch.read_ahead
 
@@ -222,7 +207,7 @@ def test_when_the_store_refuses_a_run_each_change_goes_on_its_own(
 
     monkeypatch.setattr(sync._Batch, "read_ahead", blind)
     one, two = _new_note(iid, "En"), _new_note(iid, "To")
-    results = _sync(client, [one, first, two]).get_json()["results"]
+    results = post_sync(client, [one, first, two]).get_json()["results"]
     assert [(r["status"], r["rev"]) for r in results] == [
         ("applied", 1),
         ("duplicate", 1),
@@ -243,14 +228,14 @@ def test_when_the_store_refuses_a_run_each_change_goes_on_its_own(
 def test_a_failing_applier_still_answers_retry_and_writes_nothing(
     app, world, auth, client, monkeypatch
 ):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     change = _new_note(iid, "Sendes på nytt")
 
     def broken(*_args):
         raise RuntimeError("the disk hiccuped")
 
     monkeypatch.setitem(sync.APPLIERS, "note", broken)
-    assert _sync(client, [change, _new_note(iid, "Også")]).status_code == 503
+    assert post_sync(client, [change, _new_note(iid, "Også")]).status_code == 503
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Note)) == 0
         assert db.session.scalar(select(func.count()).select_from(SyncChange)) == 0
@@ -297,18 +282,18 @@ def _reference_updates(session, user, cursor):
 def test_updates_read_a_page_at_a_time_are_the_updates_the_rules_name(
     app, world, auth, client, monkeypatch, page, most
 ):
-    iid = _ready(client, auth, world)
+    iid = consented_interview(client, world)
     tagged = _new_note(iid, "Med tema", themes=["poor_communication", "culture_attitude"])
     quote = _new_note(iid, "Et sitat", possible_quote=True, polarity="promotes")
     gone = _new_note(iid, "Slettes")
     both = _new_note(iid, "Fra nettbrett A")
-    _sync(client, [tagged, quote, gone, both])
-    _sync(client, [_note_change(iid, gone["id"], "", base_rev=1, deleted=True)])
-    _sync(client, [_note_change(iid, both["id"], "Nettbrett B", base_rev=1)])
-    _sync(client, [_note_change(iid, both["id"], "Nettbrett C", base_rev=1)])  # a conflict
+    post_sync(client, [tagged, quote, gone, both])
+    post_sync(client, [_note_change(iid, gone["id"], "", base_rev=1, deleted=True)])
+    post_sync(client, [_note_change(iid, both["id"], "Nettbrett B", base_rev=1)])
+    post_sync(client, [_note_change(iid, both["id"], "Nettbrett C", base_rev=1)])  # a conflict
     auth.logout()
     auth.login("peer_a2")
-    _sync(client, [_new_note(world.interviews["pa2"], "Ikke for peer_a")])
+    post_sync(client, [_new_note(world.interviews["pa2"], "Ikke for peer_a")])
     with app.app_context():
         db.session.get(Participant, world.participants["pa2"]).status = "withdrawn"
         db.session.commit()

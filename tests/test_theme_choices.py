@@ -11,7 +11,10 @@ from werkzeug.datastructures import MultiDict
 
 from interview.extensions import db
 from interview.models import Note, Theme
-from tests.helpers import give_paper_consent, new_note_on_page, start_interview
+from tests.helpers import (
+    consented_interview,
+    new_note_on_page,
+)
 
 
 def _theme_ids(app) -> dict[str, int]:
@@ -19,14 +22,6 @@ def _theme_ids(app) -> dict[str, int]:
         return {
             t.key: t.id for t in db.session.scalars(select(Theme).where(Theme.retired.is_(False)))
         }
-
-
-def _started(client, auth, world):
-    auth.login("peer_a")
-    iid = world.interviews["pa"]
-    start_interview(client, iid)
-    give_paper_consent(client, iid)
-    return iid
 
 
 def _save_note(client, iid, text, theme_ids):
@@ -69,7 +64,7 @@ def _form_as_posted(html: str) -> MultiDict:
 
 
 def test_notes_carry_their_chosen_themes_and_the_page_one_list(app, world, client, auth):
-    iid = _started(client, auth, world)
+    iid = consented_interview(client, world)
     ids = _theme_ids(app)
     note_id = _save_note(client, iid, "Får hjelp med bolig.", [ids["communication"]])
     html = client.get(f"/interviews/{iid}/section/0").text
@@ -93,7 +88,7 @@ def test_notes_carry_their_chosen_themes_and_the_page_one_list(app, world, clien
 
 
 def test_posting_the_page_without_javascript_keeps_the_themes(app, world, client, auth):
-    iid = _started(client, auth, world)
+    iid = consented_interview(client, world)
     ids = _theme_ids(app)
     note_id = _save_note(
         client, iid, "Får hjelp med bolig.", [ids["communication"], ids["housing"]]
@@ -109,7 +104,7 @@ def test_posting_the_page_without_javascript_keeps_the_themes(app, world, client
 
 
 def test_the_button_without_javascript_saves_and_shows_every_list(app, world, client, auth):
-    iid = _started(client, auth, world)
+    iid = consented_interview(client, world)
     ids = _theme_ids(app)
     _save_note(client, iid, "Får hjelp med bolig.", [ids["communication"]])
     fields = _form_as_posted(client.get(f"/interviews/{iid}/section/0").text)
@@ -132,7 +127,7 @@ def test_the_button_without_javascript_saves_and_shows_every_list(app, world, cl
 
 
 def test_a_refused_form_shows_every_list_with_what_was_ticked(app, world, client, auth):
-    iid = _started(client, auth, world)
+    iid = consented_interview(client, world)
     ids = _theme_ids(app)
     page = client.get(f"/interviews/{iid}/section/0").text
     new_id, fields = new_note_on_page(page, "context.services")

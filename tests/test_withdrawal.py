@@ -29,18 +29,11 @@ from interview.models import (
 from interview.sync import serialize
 from interview.withdrawal import WithdrawalError, today_in_oslo, withdraw
 from tests.conftest import PASSWORD, get_row
-from tests.helpers import note_change, signature_data_url, start_interview
+from tests.helpers import note_change, post_sync, signature_data_url, start_interview
 from tests.test_openapi import assert_valid
 
 SECRET = "Hemmelig notat om teamet"
 REFLECTION = "Tung samtale, men viktig"
-
-
-def _sync(client, changes, cursor=None):
-    return client.post(
-        "/api/v1/sync",
-        json={"device_id": str(uuid.uuid4()), "cursor": cursor, "changes": changes},
-    )
 
 
 def _change(entity, record_id, data, base_rev=None):
@@ -97,7 +90,7 @@ def _interview_with_data(app, world, client):
         str(uuid.uuid4()),
         {"interview_id": iid, "wellbeing": 3, "reflection": REFLECTION},
     )
-    answer = _sync(client, [consent, *notes, stop, debrief]).get_json()
+    answer = post_sync(client, [consent, *notes, stop, debrief]).get_json()
     assert [r["status"] for r in answer["results"]] == ["applied"] * 5, answer
     return iid, answer["cursor"]
 
@@ -273,7 +266,7 @@ def test_keep_is_possible_only_when_the_form_allows_it_and_hides_everything(app,
     offline = peer.get("/api/v1/offline").get_json()
     assert all(iv["id"] != iid for iv in offline["interviews"])
     # and never sent to a tablet again
-    updates = _sync(peer, [], cursor=0).get_json()["updates"]
+    updates = post_sync(peer, [], cursor=0).get_json()["updates"]
     assert all(u["entity"] in ("interview", "participant") for u in updates if u["id"] != pid)
     assert not any(u["entity"] in ("note", "debrief", "event", "consent") for u in updates)
 
@@ -304,7 +297,7 @@ def test_tablet_gets_the_drop_signal_and_later_changes_are_rejected(app, world, 
     assert _post_withdrawal(coord, pid).status_code == 302
 
     late_note = note_change(iid, str(uuid.uuid4()), "skrevet etter tilbaketrekking")
-    response = _sync(client, [late_note], cursor=cursor)
+    response = post_sync(client, [late_note], cursor=cursor)
     assert response.status_code == 200
     body = response.get_json()
     assert_valid("SyncResponse", body)
@@ -317,7 +310,7 @@ def test_tablet_gets_the_drop_signal_and_later_changes_are_rejected(app, world, 
         assert _count(Note) == 0
         assert db.session.get(SyncChange, late_note["change_id"]).payload is None
     # a replay answers the same, and still creates nothing
-    again = _sync(client, [late_note]).get_json()["results"][0]
+    again = post_sync(client, [late_note]).get_json()["results"][0]
     assert again["status"] == "rejected" and "withdrawn" in again["reason"]
     # another participant's interview carries withdrawn: false
     with app.app_context():
@@ -331,7 +324,7 @@ def test_a_note_waiting_for_a_refused_interview_is_refused_and_forgotten(app, wo
     pid = world.participants["pa"]
     new_iid, nid = str(uuid.uuid4()), str(uuid.uuid4())
     waiting = note_change(new_iid, nid, SECRET)
-    assert _sync(client, [waiting]).get_json()["results"][0]["rev"] is None  # kept waiting
+    assert post_sync(client, [waiting]).get_json()["results"][0]["rev"] is None  # kept waiting
     coord = _client_as(app, "coord_a")
     assert _post_withdrawal(coord, pid).status_code == 302
     create = _change(
@@ -344,12 +337,12 @@ def test_a_note_waiting_for_a_refused_interview_is_refused_and_forgotten(app, wo
             "place_kind": "cafe",
         },
     )
-    assert _sync(client, [create]).get_json()["results"][0]["status"] == "rejected"
+    assert post_sync(client, [create]).get_json()["results"][0]["status"] == "rejected"
     with app.app_context():
         held = get_row(SyncChange, waiting["change_id"])
         assert held.status == "rejected" and held.payload is None and held.waiting_for is None
         assert db.session.get(Interview, new_iid) is None
-    replay = _sync(client, [waiting]).get_json()["results"][0]
+    replay = post_sync(client, [waiting]).get_json()["results"][0]
     assert replay["status"] == "rejected" and "withdrawn" in replay["reason"]
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.browser.helpers import TABLET, _login, _wait_status, _watch_errors
-from tests.helpers import give_paper_consent, start_interview
+from tests.helpers import consented_interview
 
 pytestmark = pytest.mark.browser
 
@@ -13,10 +13,7 @@ WARNING = ".note[data-note-id] .identifier-warning"
 def test_typing_an_identifier_warns_under_the_note_and_the_note_is_kept(
     server, browser, app, world, client
 ):
-    iid = world.interviews["pa"]
-    client.post("/login", data={"username": "peer_a", "password": "correct horse battery"})
-    start_interview(client, iid)
-    give_paper_consent(client, iid)
+    iid = consented_interview(client, world)
     client.post("/logout")
 
     context = browser.new_context(viewport=TABLET)

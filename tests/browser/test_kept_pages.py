@@ -7,14 +7,11 @@ from sqlalchemy import select
 from interview.extensions import db
 from interview.models import Note
 from tests.browser.helpers import TABLET, _login
-from tests.helpers import give_paper_consent, start_interview
+from tests.helpers import consented_interview
 
 
 def test_without_javascript_each_load_saves_its_own_new_note(server, browser, app, world, client):
-    iid = world.interviews["pa"]
-    client.post("/login", data={"username": "peer_a", "password": "correct horse battery"})
-    start_interview(client, iid)
-    give_paper_consent(client, iid)
+    iid = consented_interview(client, world)
     client.post("/logout")
 
     context = browser.new_context(viewport=TABLET, java_script_enabled=False)

@@ -6,16 +6,13 @@ from sqlalchemy import select
 from interview.extensions import db
 from interview.models import Note, Theme
 from tests.browser.helpers import TABLET, _login, _wait_status, _watch_errors
-from tests.helpers import give_paper_consent, new_note_on_page, start_interview
+from tests.helpers import consented_interview, new_note_on_page
 
 pytestmark = pytest.mark.browser
 
 
 def test_every_note_offers_every_theme_and_a_new_tag_is_saved(server, browser, app, world, client):
-    iid = world.interviews["pa"]
-    client.post("/login", data={"username": "peer_a", "password": "correct horse battery"})
-    start_interview(client, iid)
-    give_paper_consent(client, iid)
+    iid = consented_interview(client, world)
     with app.app_context():
         themes = {
             t.key: t.id for t in db.session.scalars(select(Theme).where(Theme.retired.is_(False)))
