@@ -56,7 +56,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         labels,
         main,
         policy,
+        rescue_views,
         security,
+        study_key,
         sync,
         tablet,
     )
@@ -67,6 +69,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     crypto.init_app(app)
+    study_key.init_app(app)
     i18n.init_app(app)
     auth.init_app(app)
     compression.init_app(app)
@@ -91,4 +94,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(codebook_views.bp)
     app.register_blueprint(export_views.bp)
     app.register_blueprint(document_views.bp)
+    app.register_blueprint(rescue_views.bp)
     return app

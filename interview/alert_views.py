@@ -1,4 +1,5 @@
-"""The coordinator's alerts: overdue, distress, follow-up, debrief talk, conflicts, tablets."""
+"""The coordinator's alerts: overdue, distress, follow-up, debrief talk, lost work, conflicts,
+tablets; and the interviews under way with their last check-in."""
 
 from datetime import timedelta
 
@@ -43,6 +44,7 @@ def index():
     """List the open alerts, safety first; with ?all=1 the acknowledged ones too."""
     show_all = request.args.get("all") == "1"
     items = open_alerts(include_acknowledged=show_all)
+    scope = _scope()
     acks = {}
     if show_all:
         rows = db.session.execute(
@@ -58,7 +60,8 @@ def index():
         show_all=show_all,
         grace=current_app.config["OVERDUE_GRACE_MINUTES"],
         stale_hours=current_app.config["STALE_TABLET_HOURS"],
-        identifier_flags=alerts.identifier_flags(db.session, *_scope()),
+        identifier_flags=alerts.identifier_flags(db.session, *scope),
+        under_way=alerts.under_way(db.session, *scope),
     )
 
 

@@ -29,6 +29,7 @@ KINDS = (
     "distress_2",
     "follow_up",
     "debrief_talk",
+    "lost_work",
     "conflict",
     "stale_tablet",
 )
@@ -49,6 +50,11 @@ class Alert:
     username: str | None = None
     count: int | None = None
     entity: str | None = None
+    # lost_work: the old store (its first 8 characters), when it last synced, and the codes
+    # of the participants whose interviews its waiting changes belonged to
+    store: str | None = None
+    last_sync_at: datetime | None = None
+    codes: tuple[str, ...] = ()
 
 
 def _visible_participants(case_ids: set[int]):
@@ -71,26 +77,31 @@ def _rows(session: Session, case_ids: set[int], model, *where, with_author: bool
     return session.execute(stmt).all()
 
 
-def overdue(
-    session: Session, case_ids: set[int], codes: dict[int, str], now: datetime, grace: timedelta
-) -> list[Alert]:
-    """Interviews under way whose expected end, or last check-in after it, is over grace ago."""
+def _under_way_rows(session: Session, case_ids: set[int], *where):
+    """Interviews under way in these cases: (interview, code, case id, last check-in or None)."""
     last_check_in = (
         select(InterviewEvent.interview_id, func.max(InterviewEvent.recorded_at).label("at"))
         .where(InterviewEvent.kind == "check_in")
         .group_by(InterviewEvent.interview_id)
         .subquery()
     )
-    rows = session.execute(
+    return session.execute(
         select(Interview, Participant.code, Participant.case_id, last_check_in.c.at)
         .join(Participant, Participant.id == Interview.participant_id)
         .outerjoin(last_check_in, last_check_in.c.interview_id == Interview.id)
         .where(
             Interview.participant_id.in_(_visible_participants(case_ids)),
             Interview.status.in_(ACTIVE_STATUSES),
-            Interview.expected_end_at.is_not(None),
+            *where,
         )
     ).all()
+
+
+def overdue(
+    session: Session, case_ids: set[int], codes: dict[int, str], now: datetime, grace: timedelta
+) -> list[Alert]:
+    """Interviews under way whose expected end, or last check-in after it, is over grace ago."""
+    rows = _under_way_rows(session, case_ids, Interview.expected_end_at.is_not(None))
     alerts = []
     for interview, code, case_id, checked_in in rows:
         # a check-in after the expected end says "all is well" and starts the grace again
@@ -207,6 +218,8 @@ def stale_tablets(
                 Device.pending > 0,
                 Device.last_sync_at < now - silent_for,
                 Device.user_id.in_(people),
+                # a store known to be replaced never syncs again (see lost_work)
+                Device.replaced_by.is_(None),
             )
         )
         .order_by(Device.last_sync_at)
@@ -221,6 +234,83 @@ def stale_tablets(
         )
         for device, username in rows
     ]
+
+
+def lost_work(session: Session, case_ids: set[int]) -> list[Alert]:
+    """Stores replaced by a new one in the same browser while changes still waited in them."""
+    people = select(user_cases.c.user_id).where(user_cases.c.case_id.in_(case_ids or {-1}))
+    rows = session.execute(
+        select(Device, User.username)
+        .join(User, User.id == Device.user_id)
+        .where(
+            Device.lost_at.is_not(None),
+            Device.replaced_by.is_not(None),
+            Device.user_id.in_(people),
+        )
+        .order_by(Device.lost_at)
+    ).all()
+    # the interviews concerned, by participant code: only those in these cases, never withdrawn
+    wanted = {i for device, _name in rows for i in device.pending_interviews or [] if i}
+    # asked even when nothing is wanted, so the page runs the same statements whatever the data
+    codes = dict(
+        session.execute(
+            select(Interview.id, Participant.code)
+            .join(Participant, Participant.id == Interview.participant_id)
+            .where(
+                Interview.id.in_(sorted(wanted) or [""]),
+                Interview.participant_id.in_(_visible_participants(case_ids)),
+            )
+        ).all()
+    )
+    return [
+        Alert(
+            "lost_work",
+            f"{device.id}>{device.replaced_by}",
+            device.lost_at,
+            username=username,
+            count=device.pending,
+            store=device.id[:8],
+            last_sync_at=device.last_sync_at,
+            codes=tuple(sorted({codes[i] for i in device.pending_interviews or [] if i in codes})),
+        )
+        for device, username in rows
+    ]
+
+
+@dataclass(frozen=True)
+class UnderWay:
+    """An interview under way: when it should end and when the peer last checked in."""
+
+    interview_id: str
+    participant_code: str
+    case_code: str | None
+    status: str
+    expected_end_at: datetime | None
+    last_check_in: datetime | None
+
+
+def under_way(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[UnderWay]:
+    """Every interview in progress or paused in these cases, the one ending first at the top."""
+    rows = _under_way_rows(session, case_ids)
+    found = [
+        UnderWay(
+            interview.id,
+            code,
+            codes.get(case_id),
+            interview.status,
+            interview.expected_end_at,
+            checked_in,
+        )
+        for interview, code, case_id, checked_in in rows
+    ]
+    return sorted(
+        found,
+        key=lambda u: (
+            u.expected_end_at is None,
+            u.expected_end_at or datetime.min,
+            u.participant_code,
+        ),
+    )
 
 
 @dataclass
@@ -268,6 +358,7 @@ def collect(
         *debrief_flags(session, case_ids, codes),
         *conflicts(session, case_ids, codes),
         *stale_tablets(session, case_ids, now, silent_for),
+        *lost_work(session, case_ids),
     ]
     if not include_acknowledged:
         seen = acknowledged(session, {a.key for a in alerts})

@@ -1,4 +1,4 @@
-"""The tablet's API: sync, the session check, the offline manifest and the OpenAPI document."""
+"""The tablet's API: sync, the session check, the study key, the offline manifest, OpenAPI."""
 
 import json
 from datetime import timedelta
@@ -11,13 +11,23 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
-from . import audit
+from . import audit, study_key
 from .access import interviews_visible_to
 from .content import guide_of
+from .devices import (
+    BROWSER_COOKIE,
+    BROWSER_COOKIE_DAYS,
+    browser_id_from,
+    new_browser_id,
+    record_device,
+)
 from .extensions import db
 from .i18n import ui_lang
 from .models import Interview, Participant, utcnow
-from .sync import EnvelopeError, apply_changes, parse_envelope, record_device, updates_since
+from .rescue import rescue_token
+from .security import revalidate_each_time
+from .sessions import session_id
+from .sync import EnvelopeError, apply_changes, parse_envelope, updates_since
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -51,9 +61,22 @@ def sync():
         return _error(400, str(exc), "envelope")
     # the user itself, not the proxy: the rules ask who it is for every change
     user = current_user._get_current_object()
+    browser_id = browser_id_from(request.cookies.get(BROWSER_COOKIE))
+    fresh_browser = browser_id is None
+    if fresh_browser:
+        browser_id = new_browser_id()
     try:
         results = apply_changes(db.session, user, envelope.changes, envelope.device_id)
-        record_device(db.session, user, envelope.device_id, envelope.pending)
+        record_device(
+            db.session,
+            user,
+            envelope.device_id,
+            envelope.pending,
+            browser_id=browser_id,
+            replaces=envelope.replaces,
+            pending_interviews=envelope.pending_interviews,
+            nothing_new=all(r.status == "duplicate" for r in results),
+        )
         if envelope.changes:
             counts: dict[str, int] = {}
             for r in results:
@@ -72,8 +95,29 @@ def sync():
         # (the applied ones come back as duplicates)
         return _error(503, _("The case store could not take every change. Sending again."), "retry")
     updates, cursor = updates_since(db.session, user, envelope.cursor)
-    return jsonify(
+    response = jsonify(
         {"results": [r.as_json() for r in results], "cursor": cursor, "updates": updates}
+    )
+    if fresh_browser:
+        _give_browser_cookie(response, browser_id)
+    return response
+
+
+def _give_browser_cookie(response: Response, browser_id: str) -> None:
+    """Name this browser in a cookie the server sets, which outlives a deleted tablet store.
+
+    Safari deletes what a script stored (IndexedDB: the tablet's store) after seven days
+    unused, but not cookies the server set: a new store then comes from a browser the server
+    knows, and the coordinator can be told that the old store's waiting work may be lost.
+    """
+    response.set_cookie(
+        BROWSER_COOKIE,
+        browser_id,
+        max_age=BROWSER_COOKIE_DAYS * 24 * 3600,
+        path="/",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        httponly=True,
+        samesite="Lax",
     )
 
 
@@ -89,8 +133,24 @@ def session_info():
             "role": current_user.role,
             "lang": ui_lang(),
             "csrf_token": generate_csrf(),
+            # sealed into a rescue copy, it proves on the desk whose work the copy holds
+            "rescue_token": rescue_token(current_app.secret_key, current_user.id),
+            # names this session, so a logout made offline ends this one and no newer one
+            "sid": session_id(),
         }
     )
+
+
+def study_key_info():
+    """Give the study's public key: tablets seal signatures and rescue copies to it."""
+    try:
+        info = study_key.current().public_info()
+    except study_key.StudyKeyError:
+        current_app.logger.error("the study key file is missing or unusable")
+        return _error(503, _("The study key is not available just now."), "study_key")
+    response = jsonify(info)
+    revalidate_each_time(response)
+    return response
 
 
 def _interview_pages(interview: Interview) -> list[str]:
@@ -147,9 +207,13 @@ def offline_manifest():
         url_for("static", filename="css/app.css"),
         url_for("static", filename="js/offline.js"),
         url_for("static", filename="js/store.js"),
+        url_for("static", filename="js/seal.js"),
+        url_for("static", filename="js/keeping.js"),
         url_for("static", filename="js/identifiers.js"),
         url_for("static", filename="js/signature.js"),
         url_for("static", filename="icons/icon.svg"),
+        url_for("static", filename="icons/icon-180.png"),
+        url_for("main.manifest"),
     ]
     return jsonify({"shell": shell, "interviews": interviews, "lang": ui_lang()})
 
@@ -166,5 +230,6 @@ def openapi_document() -> dict:
 
 bp.add_url_rule("/sync", view_func=sync, methods=["POST"])
 bp.add_url_rule("/session", view_func=session_info)
+bp.add_url_rule("/study-key", view_func=study_key_info)
 bp.add_url_rule("/offline", view_func=offline_manifest)
 bp.add_url_rule("/openapi.json", view_func=openapi)

@@ -1,5 +1,6 @@
 """Logging in and out; a session lives only as long as the user's session version."""
 
+from datetime import UTC
 from urllib.parse import urlsplit
 
 from flask import (
@@ -98,16 +99,38 @@ def logout():
     """End the session everywhere: the session version moves on."""
     kept_pages.forget_user()
     user = db.session.get(User, current_user.id)
-    user.session_version += 1
-    audit.record("logout", "user", user.id)
+    # A tablet that was logged out without a network ends its old session when it next
+    # reaches the store ("deferred"). By then the peer may have logged in elsewhere: only when
+    # this is still their latest session do all their sessions end, as at a normal logout.
+    started = session.get(sessions.STARTED)
+    newer_login = (
+        request.form.get("deferred") == "1"
+        and started is not None
+        and user.last_login_at is not None
+        and user.last_login_at.replace(tzinfo=UTC).timestamp() > started + 1
+    )
+    if not newer_login:
+        user.session_version += 1
+    deferred = {"deferred": True} if request.form.get("deferred") == "1" else {}
+    audit.record("logout", "user", user.id, **deferred)
     db.session.commit()
     logout_user()
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
     flash(_("You are logged out."), "info")
     return redirect(url_for("auth.login"))
 
 
+def signed_out():
+    """The page a signed-out tablet shows: it names nobody, so it can be kept offline."""
+    return render_template("auth/signed_out.html", signed_out_frame=True)
+
+
 bp.add_url_rule("/login", view_func=login, methods=["GET", "POST"])
 bp.add_url_rule("/logout", view_func=logout, methods=["POST"])
+bp.add_url_rule("/signed-out", view_func=signed_out)
 
 
 def _load_user(identity: str) -> User | None:

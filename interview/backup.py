@@ -9,7 +9,9 @@ instructions instead of copying.
 
 `restore` verifies every checksum first, refuses to overwrite a store that holds data unless
 told to, copies the files back with the backup API, runs `PRAGMA integrity_check`, and checks
-that the key in place opens the restored data.
+that the key in place opens the restored data. The study key pair's private half
+(`STUDY_KEY_FILE`) is a key file like the others: copied apart with `--keys-to`, checked on
+restore.
 """
 
 import hashlib
@@ -32,6 +34,7 @@ from .crypto import KeyError_
 from .extensions import db
 from .models import Debrief, IdentityEntry, InterviewEvent, Note, SyncChange
 from .participants import get_identity
+from .study_key import StudyKeyError, load_key_file
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -554,10 +557,36 @@ def key_warnings(app: Flask, manifest: dict) -> list[str]:
         setting, fingerprint = recorded.get("setting"), recorded.get("fingerprint")
         if fingerprint and setting in now and now[setting] and now[setting] != fingerprint:
             warnings.append(
-                f"the key {setting} in place is not the key in use when this backup was taken"
+                STUDY_KEY_CHANGED
+                if setting == "STUDY_KEY_FILE"
+                else f"the key {setting} in place is not the key in use when this backup was taken"
             )
+    warnings += _study_key_warnings(app)
     warnings += _decrypt_warnings(app)
     return warnings
+
+
+# nothing in the stores is sealed to the study key (what it opens is sealed again with the
+# identity or research key on arrival): the key that matters is the one tablets hold now
+STUDY_KEY_CHANGED = (
+    "the study key in place (STUDY_KEY_FILE) is not the one in use when this backup was "
+    "taken. The restored stores do not need it: keep the key in place, which the tablets seal "
+    "to now. Keep the backup's copy as well: a rescue copy sealed to it opens only with it."
+)
+
+
+def _study_key_warnings(app: Flask) -> list[str]:
+    path = Path(app.config.get("STUDY_KEY_FILE") or "")
+    if not str(path) or not path.is_file():
+        return []  # a missing key file is named above
+    try:
+        load_key_file(path)
+    except StudyKeyError as exc:
+        return [
+            f"the study key in place cannot be used ({exc}): tablets cannot seal signatures "
+            "and rescue copies cannot be opened; put back the copy kept with this backup"
+        ]
+    return []
 
 
 def _decrypt_warnings(app: Flask) -> list[str]:

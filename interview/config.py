@@ -42,6 +42,9 @@ def load_config(instance_path: str) -> dict:
         # note and debrief text and sync payloads; a file of keys, the last one sealing
         "RESEARCH_KEY": os.environ.get("RESEARCH_KEY"),
         "RESEARCH_KEY_FILE": os.environ.get("RESEARCH_KEY_FILE", str(instance / "research.key")),
+        # the study key pair's private half (RSA-3072, PKCS8 PEM): it opens what tablets seal
+        # to the public half (signatures, printed names, rescue copies); made when missing
+        "STUDY_KEY_FILE": os.environ.get("STUDY_KEY_FILE", str(instance / "study-key.pem")),
         "BABEL_DEFAULT_LOCALE": "nb",
         "BABEL_DEFAULT_TIMEZONE": "Europe/Oslo",
         "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),

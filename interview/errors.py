@@ -2,7 +2,7 @@
 
 import traceback
 
-from flask import Flask, abort, jsonify, render_template, request
+from flask import Flask, abort, current_app, jsonify, render_template, request, session
 from flask.json.provider import DefaultJSONProvider
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -34,15 +34,41 @@ def _render(code: int, message: str, kind: str | None = None):
     return render_template("errors.html", code=code, message=message), code
 
 
+def accepts_upload(max_bytes: int):
+    """Mark a view whose form takes a file of up to `max_bytes` (no other form takes one)."""
+
+    def mark(view):
+        view.upload_limit = max_bytes
+        return view
+
+    return mark
+
+
+def upload_limit(endpoint: str | None) -> int | None:
+    """Return the size limit of an upload view's requests, or None for every other view."""
+    view = current_app.view_functions.get(endpoint) if endpoint else None
+    return getattr(view, "upload_limit", None)
+
+
+def _raise_upload_limit(endpoint, _values):
+    # before any hook reads the form (the CSRF check does): the request limit of an upload
+    # view, for someone logged in only; a stranger's upload is cut off at the usual limit
+    limit = upload_limit(endpoint)
+    if limit and request.method == "POST" and session.get("_user_id"):
+        request.max_content_length = limit
+
+
 def _refuse_nul_bytes():
     # PostgreSQL cannot store a NUL character; a form carrying one is malformed, not a crash
     for values in (request.args, request.form):
         for _name, value in values.items(multi=True):  # a repeated field's later values too
             if "\x00" in value:
                 abort(400)
-    # no form of the app takes a file or JSON (only the API does): an upload where text
-    # belongs, or a number or a list where WTForms expects text, is malformed, not a crash
-    if request.files or (request.is_json and not request.path.startswith("/api/")):
+    # no form of the app takes a file or JSON but the upload views (the API takes JSON): an
+    # upload where text belongs, or a number or a list where WTForms expects text, is malformed
+    if (request.files and not upload_limit(request.endpoint)) or (
+        request.is_json and not request.path.startswith("/api/")
+    ):
         abort(400)
 
 
@@ -69,6 +95,8 @@ class StrictJSONProvider(DefaultJSONProvider):
 def init_app(app: Flask) -> None:
     """Register the error handlers."""
     app.json = StrictJSONProvider(app)
+    # URL value preprocessors run before every before_request hook
+    app.url_value_preprocessor(_raise_upload_limit)
     app.before_request(_refuse_nul_bytes)
 
     @app.errorhandler(CSRFError)
@@ -91,6 +119,12 @@ def init_app(app: Flask) -> None:
             if code in (400, 404, 409) and err.description != type(err).description
             else None
         )
+        limit = upload_limit(request.endpoint) if code == 413 else None
+        if limit:
+            custom = _(
+                "The file is too large: at most %(size)s MB can be sent here.",
+                size=limit // (1024 * 1024),
+            )
         return _render(code, custom or _messages().get(code, err.description or ""))
 
     @app.errorhandler(Exception)

@@ -25,7 +25,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from .labels import LABELS
+from .labels import FORM_MESSAGES, LABELS
 
 
 class LocalDateField(DateField):
@@ -167,13 +167,14 @@ class RescheduleForm(FlaskForm):
 class ConsentForm(FlaskForm):
     """Consent on the tablet; items are added per form version in the view."""
 
+    # chosen first: the form then shows only what that way of consenting needs
     method = RadioField(
-        _l("How was consent given?"),
+        _l("How does the participant give consent?"),
         choices=[
-            SelectChoice("tablet", _l("Signed here on the tablet")),
-            SelectChoice("paper", _l("Paper form signed")),
+            SelectChoice("tablet", _l("Signs here on the tablet")),
+            SelectChoice("paper", _l("Has signed a paper form")),
         ],
-        validators=[InputRequired(message=_l("Choose how consent was given."))],
+        validators=[InputRequired(message=FORM_MESSAGES["need_method"])],
     )
     printed_name = StringField(
         _l("Participant's name in block letters (optional)"),

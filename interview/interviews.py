@@ -27,10 +27,11 @@ from .forms import (
     wellbeing_choices,
 )
 from .i18n import oslo_to_utc, utc_to_oslo
+from .i18n import text as text_in
 from .identifiers import KINDS as IDENTIFIER_KINDS
 from .identifiers import find_identifiers, given_names
 from .kept_pages import kept_page
-from .labels import FORM_MESSAGES
+from .labels import FORM_MESSAGES, Words
 from .models import (
     ConsentFormVersion,
     Debrief,
@@ -200,29 +201,15 @@ def consent(interview_id):
     form_version = _latest_consent_form()
     content = form_version.content
     form = ConsentForm()
-    item_errors: dict[str, str] = {}
     answers: dict[str, bool] = {}
-    if request.method == "POST" and form.validate():
-        for item in content["items"]:
-            value = request.form.get(f"item-{item['key']}")
-            if value not in ("yes", "no"):
-                item_errors[item["key"]] = str(FORM_MESSAGES["answer_every_item"])
-            else:
-                answers[item["key"]] = value == "yes"
-        if answers.get("participate") is False:
-            item_errors["participate"] = str(FORM_MESSAGES["need_participate"])
-        signature = None
-        if form.method.data == "tablet":
-            signature = decode_signature(form.signature.data or "")
-            if signature is None:
-                form.signature.errors = list(form.signature.errors) + [
-                    str(FORM_MESSAGES["need_signature"])
-                ]
-        elif not (form.paper_form_number.data or "").strip():
-            form.paper_form_number.errors = list(form.paper_form_number.errors) + [
-                str(FORM_MESSAGES["need_paper_number"])
-            ]
-        if not item_errors and not form.signature.errors and not form.paper_form_number.errors:
+    item_errors: dict[str, str] = {}
+    if request.method == "POST":
+        # every check at once, so the summary names everything that is missing in one go
+        form.validate()
+        answers, item_errors = _consent_answers(content["items"])
+        signature = _check_consent_method(form)
+        # each field asked afresh: `form.errors` is worked out once and would miss the checks above
+        if not item_errors and not any(field.errors for field in form):
             record_consent(
                 interview,
                 current_user,
@@ -240,11 +227,6 @@ def consent(interview_id):
             db.session.commit()
             flash(_("Consent is recorded. You can begin the interview."), "success")
             return redirect(url_for("interviews.section", interview_id=interview.id, index=0))
-    elif request.method == "POST":
-        for item in content["items"]:
-            value = request.form.get(f"item-{item['key']}")
-            if value in ("yes", "no"):
-                answers[item["key"]] = value == "yes"
     status = 400 if request.method == "POST" else 200
     return (
         render_template(
@@ -256,6 +238,8 @@ def consent(interview_id):
             form_version=form_version,
             answers=answers,
             item_errors=item_errors,
+            problems=_consent_problems(form, content["items"], answers, item_errors, interview),
+            consent_strings=_consent_strings(),
             # a drawn signature survives a rejected submission, so nobody signs twice
             kept_signature=form.signature.data
             if form.signature.data and decode_signature(form.signature.data)
@@ -265,21 +249,96 @@ def consent(interview_id):
     )
 
 
-def _participant_words(lang: str) -> dict[str, str]:
+def _consent_answers(items: list[dict]) -> tuple[dict[str, bool], dict[str, str]]:
+    """Read each item's yes or no from the posted form; return the answers and what is amiss."""
+    answers: dict[str, bool] = {}
+    errors: dict[str, str] = {}
+    for item in items:
+        value = request.form.get(f"item-{item['key']}")
+        if value in ("yes", "no"):
+            answers[item["key"]] = value == "yes"
+        else:
+            errors[item["key"]] = str(FORM_MESSAGES["answer_every_item"])
+    if answers.get("participate") is False:
+        errors["participate"] = str(FORM_MESSAGES["need_participate"])
+    return answers, errors
+
+
+def _check_consent_method(form: ConsentForm) -> bytes | None:
+    """Check the fields of the chosen way of consenting; return the signature drawn, if any."""
+    if form.method.errors:
+        # one plain message, whether nothing was chosen or something unknown was sent
+        form.method.errors = [str(FORM_MESSAGES["need_method"])]
+        return None
+    if form.method.data == "tablet":
+        signature = decode_signature(form.signature.data or "")
+        if signature is None and not form.signature.errors:
+            form.signature.errors = [str(FORM_MESSAGES["need_signature"])]
+        return signature
+    if not (form.paper_form_number.data or "").strip() and not form.paper_form_number.errors:
+        form.paper_form_number.errors = [str(FORM_MESSAGES["need_paper_number"])]
+    return None
+
+
+def _consent_problems(
+    form: ConsentForm,
+    items: list[dict],
+    answers: dict[str, bool],
+    item_errors: dict[str, str],
+    interview: Interview,
+) -> list[tuple[str, Markup]]:
+    """The error summary: (id of the field to go to, what to do), in the order of the form."""
+    problems: list[tuple[str, Markup]] = []
+    if form.method.errors:
+        problems.append(("method-0", escape(form.method.errors[0])))
+    words = _consent_strings()
+    lang = interview.language
+    for item in items:
+        key = item["key"]
+        if key not in item_errors:
+            continue
+        # the item in the participant's words, the message in the peer's
+        named = Markup('<span lang="{}">{}</span>').format(lang, text_in(item["text"], lang))
+        says = words["participate_item"] if answers.get(key) is False else words["answer_item"]
+        problems.append((f"item-{key}-yes", escape(says) % {"item": named}))
+    for field, target in (
+        (form.printed_name, "printed_name"),
+        (form.signature, "signature-pad"),
+        (form.paper_form_number, "paper_form_number"),
+    ):
+        problems += [(target, escape(message)) for message in field.errors]
+    return problems
+
+
+def _consent_strings() -> dict[str, str]:
+    """The consent form's messages in the UI language, for the page and its script alike."""
+    return {
+        "title": _("There is a problem"),
+        "need_method": str(FORM_MESSAGES["need_method"]),
+        "answer_every_item": str(FORM_MESSAGES["answer_every_item"]),
+        "answer_item": _("Answer yes or no: %(item)s"),
+        "need_participate": str(FORM_MESSAGES["need_participate"]),
+        "participate_item": _("The participant has answered no: %(item)s"),
+        "need_signature": str(FORM_MESSAGES["need_signature"]),
+        "need_paper_number": str(FORM_MESSAGES["need_paper_number"]),
+    }
+
+
+def _participant_words(lang: str) -> Words:
     """The consent form's words the participant reads, in the interview language."""
     with force_locale(lang):
-        return {
-            "answers": _("Your answers"),
-            "required": _("required to take part"),
-            "yes": _("Yes"),
-            "no": _("No"),
-            "signature": _("Signature"),
-            "sign_hint": _("Sign with a finger or a stylus in the box."),
-            "clear": _("Clear signature"),
-            "printed_name": _("Your name in block letters (optional)"),
-            "withdrawing": _("About withdrawing"),
-            "contact": _("Contact"),
-        }
+        return Words(
+            answers=_("Your answers"),
+            required=_("required to take part"),
+            yes=_("Yes"),
+            no=_("No"),
+            signature=_("Signature"),
+            sign_hint=_("Sign with a finger or a stylus in the box."),
+            clear=_("Clear signature"),
+            printed_name=_("Your name in block letters (optional)"),
+            withdrawing=_("About withdrawing"),
+            contact=_("Contact"),
+        )
 
 
 def _themes_for(
@@ -426,9 +485,9 @@ def _section(interview: Interview, index: int):
             # a page of notes shows each note's chosen themes; offline.js adds the rest from
             # the page's one list, and without JavaScript "themes=all" shows every list
             all_themes=request.args.get("themes") == "all" or status == 400,
-            note_words=_note_words(),
+            note_words=Words(**_note_words()),
             identifier_findings=_identifier_findings(notes),
-            identifier_words=_identifier_words(),
+            identifier_words=Words(**_identifier_words()),
             identifier_guard=_identifier_guard(),
         )
 

@@ -19,6 +19,7 @@ from . import audit
 from .crypto import KeyRing, RingSource, load_ring, open_sealed, seal, sealed_with, write_ring
 from .extensions import db
 from .models import ConsentSignature, Debrief, IdentityEntry, InterviewEvent, Note, SyncChange
+from .study_key import StudyKeyError
 
 BATCH = 500
 
@@ -159,7 +160,7 @@ def rotate_command(ring: str) -> None:
 
 @keys.command("status")
 def status_command() -> None:
-    """Show each ring's keys and how many values each key sealed."""
+    """Show each ring's keys and how many values each key sealed, and the study key pair."""
     for name in ("research", "identity"):
         ring = _ring_source(name).get()
         use = key_use(name)
@@ -171,3 +172,19 @@ def status_command() -> None:
         unknown = {k: n for k, n in use.items() if k not in ring.ids()}
         for kid, n in unknown.items():
             click.echo(f"  {kid}: {n} values sealed with a key that is NOT in the ring")
+    _study_key_status()
+
+
+def _study_key_status() -> None:
+    """Say whether the study key pair is in place, its id, and what it opens."""
+    source = current_app.extensions["study_key"]
+    try:
+        key = source.get()
+    except StudyKeyError as exc:
+        click.echo(f"study: NO usable study key ({exc}): tablets cannot seal signatures")
+        return
+    click.echo(f"study: RSA-{key.private_key.key_size} key pair in {source.path}")
+    click.echo(
+        f"  {key.kid}: opens what tablets sealed to it (signatures, printed names, rescue "
+        "copies); tablets hold only its public half"
+    )

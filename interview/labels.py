@@ -1,5 +1,7 @@
 """Translated names for the store's codes (statuses, places, events), for templates."""
 
+from types import SimpleNamespace
+
 from flask import Flask, has_app_context
 from flask_babel import lazy_gettext as _l
 
@@ -83,6 +85,18 @@ def error_attrs(field, **attrs) -> dict:
     return attrs
 
 
+class Words(SimpleNamespace):
+    """A page's fixed words by name, for templates: `words.clear` is always the word.
+
+    A dict would not do: Jinja's `said.clear` finds the method `dict.clear` before the key, and
+    the page showed `<built-in method clear of dict object at 0x…>`. A namespace has no methods
+    to find; `words[kind]` works too, for words chosen by a code.
+    """
+
+    def __getitem__(self, name: str) -> str:
+        return self.__dict__[name]
+
+
 def init_app(app: Flask) -> None:
     """Make `label` and `error_attrs` available in templates."""
     app.jinja_env.globals["label"] = label
@@ -96,6 +110,7 @@ FORM_MESSAGES = {
         "All three must be true before you go on. If not, choose "
         "\u201cFind another day\u201d: that is the right thing to do."
     ),
+    "need_method": _l("Choose how the participant gives consent."),
     "answer_every_item": _l("Answer yes or no."),
     "need_participate": _l(
         "Without consent to take part, the interview cannot go ahead. "

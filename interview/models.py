@@ -415,12 +415,25 @@ class SyncCounter(db.Model):
 
 
 class Device(db.Model):
-    """A tablet that syncs: when it last did, and how many changes it said it still holds."""
+    """A tablet's store that syncs: when it last did, and how many changes it said it holds.
+
+    The id is the `device_id` the tablet made when it created its IndexedDB store, so it names
+    the store: a browser whose store was deleted (Safari, after seven days unused) comes back
+    with a new one (interview/devices.py).
+    """
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
     last_sync_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     pending: Mapped[int] = mapped_column(Integer, default=0)
+    first_sync_at: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow)
+    # the browser's `fact_browser` cookie: a new store in the same browser replaced this one
+    browser_id: Mapped[str | None] = mapped_column(String(36))
+    # ids of the interviews the changes still waiting on the tablet belong to
+    pending_interviews: Mapped[list[str] | None] = mapped_column(JSON)
+    # the store that replaced this one, and when the server found work waiting here was lost
+    replaced_by: Mapped[str | None] = mapped_column(String(64))
+    lost_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class IdentityEntry(db.Model):

@@ -38,6 +38,13 @@ def allow_private_caching(response: Response, seconds: int) -> None:
     response.headers["Cache-Control"] = f"private, max-age={seconds}"
 
 
+def revalidate_each_time(response: Response) -> None:
+    """Let a browser keep a response that holds no data, but only after asking the server."""
+    # the study's public key: a tablet must learn of a new key at its next contact
+    g.private_caching = True
+    response.headers["Cache-Control"] = "no-cache"
+
+
 def init_app(app: Flask) -> None:
     """Add the security headers to every response; trust the configured proxies' headers."""
     proxies = app.config.get("TRUSTED_PROXIES", 0)

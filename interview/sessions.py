@@ -6,6 +6,7 @@ message, and the tablet's API answers 401, so the tablet keeps every change in i
 and sends it after the next login (docs/sync.md).
 """
 
+import secrets
 from datetime import UTC, datetime
 
 from flask import Flask, flash, request, session
@@ -17,6 +18,7 @@ from .extensions import db
 
 STARTED = "_started"
 SEEN = "_seen"
+SID = "_sid"
 SEEN_GRANULARITY = 30  # seconds
 
 
@@ -53,6 +55,14 @@ def start(now: float | None = None) -> None:
     now = _now() if now is None else now
     session[STARTED] = now
     session[SEEN] = now
+    # names this session to the tablet, so a logout made offline later ends this session and
+    # never a newer one (docs/sync.md, "Logging out")
+    session[SID] = secrets.token_urlsafe(12)
+
+
+def session_id() -> str | None:
+    """Return this session's id (made at login), or None for a session from before ids."""
+    return session.get(SID)
 
 
 def _check(app: Flask):

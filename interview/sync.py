@@ -41,7 +41,6 @@ from .models import (
     Consent,
     ConsentFormVersion,
     Debrief,
-    Device,
     GuideVersion,
     Interview,
     InterviewEvent,
@@ -57,16 +56,19 @@ from .models import (
     utcnow,
 )
 from .sealed import field_opener, seal_field
+from .sealed_box import BoxError, open_box
 
 ENTITIES = ("interview", "note", "consent", "event", "debrief")
 MAX_TEXT = 20_000
 CONFLICT_SEPARATOR = "\n\n———\n\n"
 MAX_CHANGES = 500
+MAX_PENDING_INTERVIEWS = 200
 NOTE_FIELDS = ("text", "polarity", "themes", "possible_quote", "deleted")
 DEBRIEF_FIELDS = ("wellbeing", "reflection", "wants_debrief_talk", "participant_follow_up")
 STOP_REASONS = ("participant_wish", "distress", "practical", "other", "declined")
 RESCHEDULE_REASONS = ("capacity", "participant_asked", "practical")
 WITHDRAWN_REASON = "the participant has withdrawn; this change was not kept"
+SEALED_UNOPENED = "the sealed signature could not be opened"
 
 
 class EnvelopeError(ValueError):
@@ -146,6 +148,9 @@ class Envelope:
     cursor: int | None
     pending: int | None
     changes: list[Any] = field(default_factory=list)
+    # the store this one replaced on the same browser, and the interviews of the waiting changes
+    replaces: str | None = None
+    pending_interviews: list[str] | None = None
 
 
 # --- parsing ----------------------------------------------------------------------------
@@ -186,7 +191,26 @@ def parse_envelope(body: Any) -> Envelope:
         raise EnvelopeError("changes must be a list")
     if len(changes) > MAX_CHANGES:
         raise EnvelopeError(f"at most {MAX_CHANGES} changes per request")
-    return Envelope(device_id.lower(), cursor, pending, changes)
+    replaces = body.get("replaces")
+    if replaces is not None and not _is_uuid(replaces):
+        raise EnvelopeError("replaces must be a UUID or null")
+    waiting = body.get("pending_interviews")
+    if waiting is not None and (
+        not isinstance(waiting, list)
+        or len(waiting) > MAX_PENDING_INTERVIEWS
+        or not all(_is_uuid(i) for i in waiting)
+    ):
+        raise EnvelopeError(
+            f"pending_interviews must be a list of at most {MAX_PENDING_INTERVIEWS} UUIDs"
+        )
+    return Envelope(
+        device_id.lower(),
+        cursor,
+        pending,
+        changes,
+        replaces.lower() if replaces else None,
+        sorted({i.lower() for i in waiting}) if waiting is not None else None,
+    )
 
 
 # a tablet whose clock was reset may say 1970; anything outside these years is malformed
@@ -225,6 +249,7 @@ def parse_change(raw: Any) -> Change:
     data = raw.get("data")
     if not isinstance(data, dict):
         raise Reject("data must be an object")
+    _check_unicode(data)
     return Change(
         change_id=raw["change_id"].lower(),
         entity=entity,
@@ -233,6 +258,16 @@ def parse_change(raw: Any) -> Change:
         recorded_at=_parse_time(raw.get("recorded_at")),
         data=data,
     )
+
+
+def _check_unicode(data: dict) -> None:
+    """Refuse text the stores cannot hold: a lone surrogate (half an emoji cut by a slice)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Reject("data holds text that is not valid Unicode") from None
+    except (RecursionError, ValueError):
+        raise Reject("data is nested too deeply") from None
 
 
 # --- small checks -----------------------------------------------------------------------
@@ -737,6 +772,7 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
             "paper_form_number",
             "signature",
             "printed_name",
+            "sealed",
         ),
     )
     interview = _interview_for(session, user, data.get("interview_id"))
@@ -759,10 +795,11 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
         raise Reject("without consent to take part there is no consent to record")
     method = _choice(data, "method", ("tablet", "paper"), required=True)
     paper_number = _text(data, "paper_form_number", limit=40)
-    printed_name = _text(data, "printed_name", limit=200)
+    identity = _sealed_identity(data) if "sealed" in data else data
+    printed_name = _text(identity, "printed_name", limit=200)
     signature = None
     if method == "tablet":
-        signature = decode_signature(_text(data, "signature", limit=700_000) or "")
+        signature = decode_signature(_text(identity, "signature", limit=700_000) or "")
         if signature is None:
             raise Reject("a signature drawn on the tablet is required")
     elif not (paper_number or "").strip():
@@ -781,6 +818,22 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
         obtained_at=change.recorded_at,
     )
     return Applied("applied", record.rev, created=change.id)
+
+
+def _sealed_identity(data: dict) -> dict:
+    """Open the signature and printed name the tablet sealed to the study key."""
+    if "signature" in data or "printed_name" in data:
+        raise Reject("with sealed, signature and printed_name go inside it, not beside it")
+    try:
+        inside = open_box(data["sealed"])
+    except BoxError:
+        # refused, not retried: a box that does not open now never will
+        raise Reject(SEALED_UNOPENED) from None
+    if not isinstance(inside, dict):
+        raise Reject("the sealed part must hold an object")
+    _unknown_keys(inside, ("signature", "printed_name"))
+    _check_unicode(inside)
+    return inside
 
 
 def apply_debrief(session: Session, user: User, change: Change) -> Applied:
@@ -1734,18 +1787,6 @@ def _current_notes(session: Session, ids: list[str]) -> dict[tuple[str, str], di
 def _current_seq(session: Session) -> int:
     value = session.execute(select(SyncCounter.value).where(SyncCounter.id == 1)).scalar()
     return value or 0
-
-
-def record_device(session: Session, user: User, device_id: str, pending: int | None) -> None:
-    """Remember when a tablet last synced and how many changes it still holds."""
-    device = session.get(Device, device_id)
-    if device is None:
-        device = Device(id=device_id, user_id=user.id)
-        session.add(device)
-    device.user_id = user.id
-    device.last_sync_at = utcnow()
-    if pending is not None:
-        device.pending = pending
 
 
 def ensure_counter(session: Session) -> None:

@@ -1,15 +1,19 @@
 """What the tablet's scripts need from the server: translated strings and an interview's state."""
 
+from datetime import datetime
+
 from flask import Flask, current_app, request, url_for
 from flask_babel import gettext as _
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
+from sqlalchemy import func, select
 
 from . import flow
 from .content import guide_of
+from .extensions import db
 from .i18n import ui_lang
 from .labels import FORM_MESSAGES, LABELS
-from .models import Interview
+from .models import Interview, InterviewEvent
 
 
 def tablet_strings() -> dict[str, str | dict]:
@@ -40,6 +44,90 @@ def tablet_strings() -> dict[str, str | dict]:
             "this tablet and are sent when you log in again. Log out?"
         ),
         "prepare_done": _("Ready offline: %(n)s interviews."),
+        "prepare_done_one": _("Ready offline: 1 interview."),
+        "offline_none": _("No network. Everything you wrote is saved on this tablet."),
+        "unreachable": _(
+            "The case store is not answering. Saved on this tablet – %(n)s changes waiting"
+        ),
+        "unreachable_one": _(
+            "The case store is not answering. Saved on this tablet – 1 change waiting"
+        ),
+        "unreachable_none": _(
+            "The case store is not answering. Everything you wrote is saved on this tablet."
+        ),
+        "login_none": _("You are logged out. Log in again to go on."),
+        "others_waiting": _(
+            "Another person's work (%(n)s changes) is also waiting on this tablet; it is sent "
+            "when they log in."
+        ),
+        "others_waiting_one": _(
+            "Another person's work (1 change) is also waiting on this tablet; it is sent when "
+            "they log in."
+        ),
+        "new_note": _("New note"),
+        "installed_yes": _("Yes"),
+        "installed_no": _("No. Add it to the Home Screen so the work is kept safe (see below)."),
+        "persisted_yes": _("Yes: the browser will not clear it by itself."),
+        "persisted_no": _(
+            "Not promised: the browser may clear it when space runs low. Sync often, and open "
+            "the app from the Home Screen."
+        ),
+        "persisted_unknown": _("This browser does not say."),
+        "usage": _("%(used)s of %(quota)s available"),
+        "usage_unknown": _("This browser does not say."),
+        "rescue_none": _("Nothing is waiting on this tablet: all your work is sent."),
+        "rescue_no_key": _(
+            "The copy cannot be made yet: this tablet needs to reach the case store once after "
+            "you log in."
+        ),
+        "rescue_done": _(
+            "A locked copy of %(n)s changes is saved as %(file)s. Give the file to your "
+            "coordinator."
+        ),
+        "rescue_done_one": _(
+            "A locked copy of 1 change is saved as %(file)s. Give the file to your coordinator."
+        ),
+        "rescue_failed": _("The copy could not be made: %(error)s"),
+        "need_method": _("Choose how the participant gives consent."),
+        "no_study_key": _(
+            "This tablet does not have the study's key yet, so it cannot keep a signature "
+            "safely. Connect to the network once, or use a paper form."
+        ),
+        "checked_in_at": _("Checked in at %(time)s"),
+        "checked_in_waiting": _("Checked in at %(time)s – saved on this tablet, not sent yet"),
+        "checked_in_sent": _("Checked in at %(time)s. The coordinator can see that you are safe."),
+        "checked_in_kept": _(
+            "Checked in at %(time)s. It is saved on this tablet, and the coordinator sees it "
+            "as soon as there is a network."
+        ),
+        "consent_sent": _("Consent is recorded. You can begin the interview."),
+        "consent_kept": _(
+            "Consent is saved on this tablet and is sent to the case store as soon as there is "
+            "a network. You can begin the interview."
+        ),
+        "finished_sent": _("The interview is complete. Thank you."),
+        "finished_kept": _(
+            "The interview is complete. Thank you. It is saved on this tablet and sent to the "
+            "case store as soon as there is a network."
+        ),
+        "debrief_sent": _("Thank you. Your debrief is saved."),
+        "debrief_kept": _(
+            "Thank you. Your debrief is saved on this tablet and sent to the case store as "
+            "soon as there is a network."
+        ),
+        "stopped_sent": _("The interview is stopped."),
+        "stopped_kept": _(
+            "The interview is stopped. This is saved on this tablet and sent to the case store "
+            "as soon as there is a network."
+        ),
+        "distress_stopped": _(
+            "The interview is stopped. Take care of the participant, then of yourself."
+        ),
+        "moved_sent": _("The interview is moved. Thank you for taking care."),
+        "moved_kept": _(
+            "The interview is moved. Thank you for taking care. This is saved on this tablet "
+            "and sent to the case store as soon as there is a network."
+        ),
         "prepare_failed": _("Could not prepare for offline use. Try again with a network."),
         "preparing": _("Getting the interviews ready for offline use…"),
         "persist_denied": _(
@@ -103,6 +191,7 @@ def chrome() -> dict:
         # good part of a small page's time
         kept = _CHROME[key] = {
             "app": _("FACT Interview Companion"),
+            "short_name": _("FACT interviews"),
             "skip": _("Skip to content"),
             "menu": _("Main menu"),
             "participants": _("Participants"),
@@ -132,10 +221,21 @@ def chrome() -> dict:
             | {
                 "css": url_for("static", filename="css/app.css"),
                 "icon": url_for("static", filename="icons/icon.svg"),
+                "touch_icon": url_for("static", filename="icons/icon-180.png"),
+                "manifest": url_for("main.manifest"),
                 "offline_js": url_for("static", filename="js/offline.js"),
             },
         }
     return kept
+
+
+def last_check_in(interview: Interview) -> datetime | None:
+    """When the interview's last lone-worker check-in was recorded (naive UTC), if ever."""
+    return db.session.scalar(
+        select(func.max(InterviewEvent.recorded_at)).where(
+            InterviewEvent.interview_id == interview.id, InterviewEvent.kind == "check_in"
+        )
+    )
 
 
 def has_consent(interview: Interview) -> bool:
@@ -154,5 +254,6 @@ def init_app(app: Flask) -> None:
         tablet_strings_json=tablet_strings_json,
         chrome=chrome,
         has_consent=has_consent,
+        last_check_in=last_check_in,
         guide_section_count=guide_section_count,
     )

@@ -1,10 +1,12 @@
 """Shared fixtures: an app on a fresh store (SQLite, or PostgreSQL via DATABASE_URL)."""
 
 import base64
+import functools
 import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -24,6 +26,25 @@ def _test_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
+@functools.cache
+def _study_key_pem() -> bytes:
+    """One RSA-3072 study key for the whole run: making one costs a tenth of a second."""
+    from interview.study_key import new_private_key, pem_of
+
+    return pem_of(new_private_key())
+
+
+def study_key_file(folder) -> str:
+    """Put the run's study key into a folder (0600, as the app makes it) unless one is there."""
+    path = Path(folder) / "study-key.pem"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_study_key_pem())
+    return str(path)
+
+
 def make_config(tmp_path, **overrides) -> dict:
     """The test app's configuration: a fresh store in tmp_path (or DATABASE_URL), cheap hashing."""
     config = {
@@ -34,6 +55,7 @@ def make_config(tmp_path, **overrides) -> dict:
         "IDENTITY_KEY": _test_key(),
         "IDENTITY_KEY_FILE": str(tmp_path / "identity.key"),
         "RESEARCH_KEY_FILE": str(tmp_path / "research.key"),
+        "STUDY_KEY_FILE": study_key_file(tmp_path),
         "DOCUMENT_CACHE_DIR": str(tmp_path / "documents"),
         # tests read the desk right after changing the store: count on every view (the
         # keeping itself is tested in tests/test_kept.py)

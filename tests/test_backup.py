@@ -25,6 +25,7 @@ from interview.models import (
     User,
 )
 from interview.participants import get_identity, register
+from interview.study_key import new_private_key, pem_of
 from interview.withdrawal import today_in_oslo, withdraw
 from tests.conftest import PASSWORD, make_config
 from tests.helpers import CONSENT_ALL_YES, note_change, signature_data_url, start_interview
@@ -493,3 +494,41 @@ def test_restore_names_withdrawals_made_after_the_backup_and_keeps_the_sync_curs
 
 def test_commands_are_registered(app):
     assert {"backup", "restore"} <= set(app.cli.commands)
+
+
+# --- the study key pair ------------------------------------------------------------------
+
+
+def test_the_study_key_is_kept_apart_and_checked_like_the_other_keys(
+    app, client, world, cli, tmp_path
+):
+    _build_data(app, client, world)
+    study = Path(app.config["STUDY_KEY_FILE"])
+    plain = cli(["backup", str(tmp_path / "a")])
+    assert f"STUDY_KEY_FILE: {study}" in plain.output  # named among the keys NOT copied
+    vault = tmp_path / "vault"
+    result = cli(["backup", str(tmp_path / "b"), "--keys-to", str(vault)])
+    assert result.exit_code == 0, result.output
+    (keys,) = list(vault.iterdir())
+    copied = keys / "study_key_file" / "study-key.pem"
+    assert copied.read_bytes() == study.read_bytes()
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o600
+    listed = json.loads((keys / "keys.json").read_text())
+    assert {k["restore_to"] for k in listed["keys"]} >= {str(study)}
+    folder = _backup_folder(tmp_path / "b")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    recorded = {k["setting"]: k for k in manifest["keys"]}
+    assert len(recorded["STUDY_KEY_FILE"]["fingerprint"]) == 16
+    assert b"PRIVATE KEY" not in b"".join(p.read_bytes() for p in folder.iterdir())
+
+    # another study key in place (made after the backup): the stores do not need the old one
+    study.write_bytes(pem_of(new_private_key()))
+    restored = cli(["restore", str(folder), "--force"])
+    assert restored.exit_code == 0, restored.output
+    assert "the study key in place (STUDY_KEY_FILE) is not the one in use" in restored.output
+    assert "keep the key in place" in restored.output
+
+    # a study key file that is no key is named too
+    study.write_text("not a key")
+    broken = cli(["restore", str(folder), "--force"])
+    assert "the study key in place cannot be used" in broken.output

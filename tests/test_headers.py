@@ -20,6 +20,8 @@ TEMPLATES = ROOT / "templates"
 PRINT_ONLY = TEMPLATES / "documents"
 # guides and blank consent forms: the same for every user, no research data (README)
 KEPT_PRIVATELY = {"documents.guide_pdf", "documents.consent_pdf"}
+# the study's public key: kept, but asked for again before each use (a restore may change it)
+REVALIDATED = {"api.study_key_info"}
 ONE_YEAR = 31_536_000
 
 
@@ -70,9 +72,12 @@ def pages(app, client, world) -> dict[str, Page]:
         "main.healthz": Page("anonymous", "/healthz"),
         "main.offline_page": Page("anonymous", "/offline"),
         "main.service_worker": Page("anonymous", "/sw.js"),
+        "main.manifest": Page("anonymous", "/manifest.webmanifest"),
+        "auth.signed_out": Page("anonymous", "/signed-out"),
         "main.home": Page("peer_a", "/", 302),
         "auth.login": Page("anonymous", "/login"),
         "api.openapi": Page("anonymous", "/api/v1/openapi.json"),
+        "api.study_key_info": Page("anonymous", "/api/v1/study-key"),
         "api.session_info": Page("peer_a", "/api/v1/session"),
         "api.offline_manifest": Page("peer_a", "/api/v1/offline"),
         "documents.index": Page("peer_a", "/guides/"),
@@ -98,6 +103,7 @@ def pages(app, client, world) -> dict[str, Page]:
         "desk.overview": Page("coord_a", "/desk/"),
         "desk.case_page": Page("coord_a", "/desk/cases/A"),
         "alerts.index": Page("coord_a", "/desk/alerts/"),
+        "rescue.index": Page("coord_a", "/desk/rescue/"),
         "codebook.index": Page("coord_a", "/desk/themes/"),
         "codebook.matrix": Page("coord_a", "/desk/themes/matrix"),
         "codebook.cell": Page("coord_a", f"/desk/themes/matrix/A/{theme}"),
@@ -161,6 +167,9 @@ def header_problems(response, endpoint: str | None, https: bool = False) -> list
     if endpoint in KEPT_PRIVATELY and response.status_code in (200, 304):
         if cache != "private, max-age=3600":
             problems.append(f"Cache-Control of a guide or blank form is {cache!r}")
+    elif endpoint in REVALIDATED and response.status_code == 200:
+        if cache != "no-cache":
+            problems.append(f"Cache-Control of the study key is {cache!r}")
     elif endpoint != "static" and "no-store" not in cache.split(", "):
         problems.append(f"Cache-Control is {cache!r}, not no-store")
     if "public" in cache:

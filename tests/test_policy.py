@@ -144,6 +144,8 @@ CALLS: dict[str, Call] = {
     "main.healthz": _plain("/healthz"),
     "main.offline_page": _plain("/offline"),
     "main.service_worker": _plain("/sw.js"),
+    "main.manifest": _plain("/manifest.webmanifest"),
+    "auth.signed_out": _plain("/signed-out"),
     "main.home": _plain("/", {"GET": {302}}),
     "auth.login": Call(
         lambda ids, o: "/login",
@@ -153,6 +155,7 @@ CALLS: dict[str, Call] = {
     ),
     "auth.logout": _plain("/logout", {"POST": {302}}),
     "api.openapi": _plain("/api/v1/openapi.json"),
+    "api.study_key_info": _plain("/api/v1/study-key"),
     "api.session_info": _plain("/api/v1/session"),
     "api.offline_manifest": _plain("/api/v1/offline"),
     "api.sync": Call(
@@ -214,6 +217,8 @@ CALLS: dict[str, Call] = {
         lambda ids, o: {"kind": "conflict", "key": "{}@{}".format(*ids.notes[o])},
         takes_object=True,
     ),
+    # a post without a rescue file is a form error, once every access check has passed
+    "rescue.index": _plain("/desk/rescue/", {"GET": {200}, "POST": {400}}),
     "codebook.index": _plain("/desk/themes/", {"GET": {200}, "POST": {400}}),
     "codebook.rename": Call(lambda ids, o: f"/desk/themes/{ids.theme}", {"POST": {400}}),
     "codebook.retire": Call(

@@ -212,4 +212,4 @@ def test_consent_words_the_participant_reads_follow_the_interview_language(clien
     assert "Your answers" in page and "Dine svar" not in page
     assert "Sign with a finger" in page
     # the peer's own controls stay in the peer's language
-    assert "Hvordan ble samtykket gitt?" in page
+    assert "Hvordan gir deltakeren samtykke?" in page

@@ -3,9 +3,12 @@
 // own state, so an interview runs the same with or without a network. Without IndexedDB the
 // plain forms post to the server as before.
 
+import { rescueCopy, showKeeping } from "./keeping.js";
+import * as seal from "./seal.js";
 import * as store from "./store.js";
 
-const CACHE = "fact-pages-v1";
+const PAGES = "fact-pages-v1"; // kept pages: they hold the peer's notes
+const FILES = "fact-static-v1"; // styles, scripts, icons, the signed-out page: nobody's data
 const SYNC_EVERY_MS = 30000;
 const BATCH = 200;
 const MAX_TEXT = 20000;
@@ -37,7 +40,7 @@ const state = {
   csrf: document.querySelector("meta[name=csrf-token]")?.content || "",
   role: null,
   session: "unknown", // ok | login
-  network: navigator.onLine ? "online" : "offline",
+  network: navigator.onLine ? "online" : "offline", // online | offline | unreachable
   storage: null, // the last storage error, shown until a save works again
   serverError: false,
   syncing: null,
@@ -90,39 +93,61 @@ function showStatus(kind, text, href) {
   }
 }
 
+// Where the work is, in one line: a full or failing storage first, then logged out, two
+// versions, refusals, then no network vs. a case store that does not answer, then waiting or
+// all saved. Another person's waiting work is named (never shown) after it.
 async function updateStatus() {
   if (!state.ready || !userId) return;
   let waiting = 0;
+  let others = 0;
   let conflicts = 0;
   let rejected = [];
   try {
-    waiting = (await store.outboxOf(userId)).length;
-    conflicts = (await store.allRecords()).filter((r) => (r.entity === "note" || r.entity === "debrief") && r.data && r.data.conflict && !r.data.deleted).length;
+    const counts = await store.waitingByUser();
+    for (const [who, n] of counts) {
+      if (who === String(userId)) waiting = n;
+      else others += n;
+    }
+    conflicts = (await store.allRecords(userId)).filter((r) => (r.entity === "note" || r.entity === "debrief") && r.data && r.data.conflict && !r.data.deleted).length;
     rejected = await store.rejectedOf(userId);
   } catch (error) {
     showStatus("error", fmt(strings.storage_error, { error: error.name || String(error) }));
     return;
   }
+  const offline = !navigator.onLine || state.network === "offline";
+  const unreachable = !offline && state.network === "unreachable";
+  let kind = "saved";
+  let text = state.lastSyncOk ? strings.all_saved : strings.saved_local;
+  let href = null;
   if (state.storage) {
-    showStatus("full", state.storage.name === "QuotaExceededError" ? strings.storage_full : fmt(strings.storage_error, { error: state.storage.name || String(state.storage) }));
-  } else if (state.session === "login" && waiting) {
-    const next = encodeURIComponent(location.pathname);
-    showStatus("login", count("login", waiting), `/login?next=${next}`);
+    kind = "full";
+    text = state.storage.name === "QuotaExceededError" ? strings.storage_full : fmt(strings.storage_error, { error: state.storage.name || String(state.storage) });
+  } else if (state.session === "login") {
+    kind = "login";
+    text = waiting ? count("login", waiting) : strings.login_none;
+    href = `/login?next=${encodeURIComponent(location.pathname)}`;
   } else if (conflicts) {
-    showStatus("conflict", strings.conflict, "/interviews/conflicts");
+    kind = "conflict";
+    text = strings.conflict;
+    href = "/interviews/conflicts";
   } else if (rejected.length) {
-    showStatus("error", fmt(strings.rejected, { n: rejected.length, reason: rejected[0].reason }));
-  } else if (waiting && (!navigator.onLine || state.network === "offline")) {
-    showStatus("offline", count("offline", waiting));
+    kind = "error";
+    text = fmt(strings.rejected, { n: rejected.length, reason: rejected[0].reason });
+  } else if (offline) {
+    kind = "offline";
+    text = waiting ? count("offline", waiting) : strings.offline_none;
+  } else if (unreachable) {
+    kind = "unreachable";
+    text = waiting ? count("unreachable", waiting) : strings.unreachable_none;
   } else if (waiting) {
-    showStatus("waiting", count("waiting", waiting));
+    kind = "waiting";
+    text = count("waiting", waiting);
   } else if (state.serverError) {
-    showStatus("error", strings.server_error);
-  } else if (state.lastSyncOk) {
-    showStatus("saved", strings.all_saved);
-  } else {
-    showStatus("saved", strings.saved_local);
+    kind = "error";
+    text = strings.server_error;
   }
+  if (others) text = `${text} ${count("others_waiting", others)}`;
+  showStatus(kind, text, href);
 }
 
 function storageFailed(error) {
@@ -140,13 +165,15 @@ class Stop extends Error {
   }
 }
 
+// A fetch that fails is "offline" when the tablet has no network, and "unreachable" when it
+// has one but the case store does not answer (down, or silent past the wait).
 async function request(url, options = {}, ms = 20000) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), ms);
   try {
     return await fetch(url, { credentials: "same-origin", ...options, signal: controller.signal });
   } catch {
-    throw new Stop("offline");
+    throw new Stop(navigator.onLine ? "unreachable" : "offline");
   } finally {
     clearTimeout(timer);
   }
@@ -159,8 +186,11 @@ async function refreshSession() {
   const info = await response.json();
   state.csrf = info.csrf_token;
   state.role = info.role;
-  state.session = "ok";
   if (String(info.user_id) !== String(userId)) throw new Stop("login");
+  state.session = "ok";
+  state.sid = info.sid || null;
+  if (info.sid) await store.setMeta(`sid:${userId}`, info.sid).catch(() => {});
+  if (info.rescue_token) await store.setMeta(`rescue:${userId}`, info.rescue_token).catch(() => {});
   document.querySelectorAll("input[name=csrf_token]").forEach((input) => (input.value = info.csrf_token));
   return info;
 }
@@ -193,15 +223,18 @@ async function drain() {
   }
   if (state.session !== "ok") await refreshSession();
   const device = await store.deviceId();
+  const replaces = (await store.getMeta("replaces")) || null;
   for (let round = 0; round < 50; round += 1) {
-    const { batch, total } = await store.takeBatch(userId, state.batch);
+    const { batch, total, interviews } = await store.takeBatch(userId, state.batch);
     const cursor = await store.getMeta(`cursor:${userId}`);
     let answer;
     try {
       // pending: what the tablet still holds besides this batch, so a tablet that has sent
       // everything never looks like one holding changes (the coordinator's alerts read it)
       const pending = Math.max(0, total - batch.length);
-      answer = await post({ device_id: device, cursor: cursor ?? null, pending, changes: batch.map(store.asChange) });
+      const body = { device_id: device, cursor: cursor ?? null, pending, pending_interviews: interviews, changes: batch.map(store.asChange) };
+      if (replaces) body.replaces = replaces;
+      answer = await post(body);
     } catch (error) {
       if (error.kind === "too_large" && state.batch > 1) {
         state.batch = Math.max(1, Math.floor(state.batch / 2));
@@ -246,7 +279,7 @@ function syncNow() {
       } catch (error) {
         if (error instanceof Stop) {
           if (error.kind === "login") state.session = "login";
-          else if (error.kind === "offline") state.network = "offline";
+          else if (error.kind === "offline" || error.kind === "unreachable") state.network = error.kind;
           else state.serverError = true;
           state.lastSyncOk = false;
         } else if (error && error.name === "QuotaExceededError") {
@@ -293,12 +326,12 @@ async function syncBriefly(ms = 2500) {
 
 // Synced data of finished interviews leaves the tablet (nothing waiting, debrief written).
 async function dropFinished() {
-  const records = await store.allRecords();
+  const records = await store.allRecords(userId);
   const mine = (r) => r.entity === "debrief" && r.data && (String(r.data.author_id) === String(userId) || !r.from_server);
   for (const iv of records.filter((r) => r.entity === "interview")) {
     if (!["completed", "stopped"].includes(iv.data.status)) continue;
     if (ctx && ctx.interviewId === iv.id) continue; // the peer is looking at it
-    if ((await store.pendingFor(iv.id)).length) continue;
+    if ((await store.pendingFor(iv.id)).length) continue; // anyone's: nothing waiting leaves
     const debriefed = records.some((r) => mine(r) && r.data.interview_id === iv.id);
     if (state.role === "peer" && !debriefed) continue;
     await store.dropInterview(iv.id);
@@ -321,7 +354,7 @@ async function dropWithdrawn(interviewIds) {
 
 async function dropPages(interviewId) {
   if (!("caches" in window)) return;
-  const cache = await caches.open(CACHE);
+  const cache = await caches.open(PAGES);
   for (const req of await cache.keys()) {
     if (new URL(req.url).pathname.startsWith(`/interviews/${interviewId}`)) await cache.delete(req);
   }
@@ -345,10 +378,10 @@ async function localState() {
   let status = (fromStore && record.data.status) || ctx.status;
   let section = Number(ctx.currentSection || 0);
   if (record && record.data.current_section != null) section = Number(record.data.current_section);
-  const records = await store.recordsOf(ctx.interviewId);
+  const records = await store.recordsOf(ctx.interviewId, userId);
   const consented =
     ctx.consented === "1" || records.some((r) => r.entity === "consent" && r.data.kind !== "withdrawal" && r.data.answers && r.data.answers.participate);
-  for (const entry of await store.pendingFor(ctx.interviewId)) {
+  for (const entry of await store.pendingFor(ctx.interviewId, userId)) {
     if (entry.entity === "event") status = fold(status, entry.data);
   }
   return { status, section, consented };
@@ -362,7 +395,9 @@ function phaseOf(st) {
 
 function showState(st) {
   document.querySelectorAll("[data-show-when]").forEach((el) => {
-    el.hidden = !el.dataset.showWhen.split(" ").includes(st.status);
+    const hide = !el.dataset.showWhen.split(" ").includes(st.status);
+    if (el.hidden && !hide) el.dataset.settleUntil = String(Date.now() + SETTLE_MS);
+    el.hidden = hide;
   });
   document.querySelectorAll("[data-status-badge]").forEach((el) => {
     const badge = document.createElement("span");
@@ -416,20 +451,132 @@ function guard(st) {
 
 const LEAVING = Symbol("leaving");
 
-async function go(url) {
+// Go on to the next page once the change had its moment to reach the case store. `said` names
+// a confirmation ({sent, kept}): the next page shows "sent" when nothing of this interview is
+// waiting any more, else "kept" (saved on this tablet, sent when there is a network).
+async function go(url, said = null) {
   await syncBriefly();
+  if (said) notice(await sentOrKept(said));
   location.assign(url);
   return LEAVING; // the form stays disabled: what it recorded is saved
 }
 
-function recordEvent(kind, details = {}) {
-  return store.saveImmutable({
+async function sentOrKept(said, values = {}) {
+  const waiting = (await store.pendingFor(ctx.interviewId, userId).catch(() => [1])).length;
+  return fmt(strings[waiting ? said.kept : said.sent], values);
+}
+
+// A confirmation for the next page (the plain forms' flash messages, made on the tablet).
+const NOTICE = "fact-notice";
+function notice(text) {
+  try {
+    sessionStorage.setItem(NOTICE, JSON.stringify({ text, user: userId, at: Date.now() }));
+  } catch {
+    // no sessionStorage: the page itself shows the state
+  }
+}
+
+function showNotices() {
+  let row = null;
+  try {
+    row = JSON.parse(sessionStorage.getItem(NOTICE) || "null");
+    sessionStorage.removeItem(NOTICE);
+  } catch {
+    row = null;
+  }
+  if (row && String(row.user) === String(userId) && Date.now() - row.at < 60000) say(row.text);
+}
+
+function say(text, kind = "success") {
+  const box = document.getElementById("tablet-notices");
+  if (!box || !text) return;
+  const p = document.createElement("p");
+  p.className = `flash flash-${kind}`;
+  p.textContent = text;
+  box.replaceChildren(p);
+}
+
+// "Checked in at 14:05" in the safety bar: the last check-in the case store has, or a newer one
+// still waiting on this tablet.
+function clock(iso) {
+  // the page's language decides the form ("14:05", "2:05 PM"), as it does for the server's words
+  return new Intl.DateTimeFormat(document.documentElement.lang || "nb", {
+    timeZone: "Europe/Oslo", hour: "numeric", minute: "2-digit",
+  }).format(new Date(iso));
+}
+
+async function showCheckIn() {
+  const el = document.querySelector("[data-last-check-in]");
+  if (!el || !ctx) return;
+  const waiting = (await store.pendingFor(ctx.interviewId, userId))
+    .filter((e) => e.entity === "event" && e.data && e.data.kind === "check_in")
+    .map((e) => e.recorded_at)
+    .sort();
+  const latest = waiting.length ? waiting[waiting.length - 1] : "";
+  let known = el.dataset.lastCheckIn || "";
+  if (!latest && el.dataset.waitingAt > known) known = el.dataset.waitingAt; // it was sent
+  el.dataset.lastCheckIn = known;
+  el.dataset.waitingAt = latest;
+  if (latest && latest > known) el.textContent = fmt(strings.checked_in_waiting, { time: clock(latest) });
+  else if (known) el.textContent = fmt(strings.checked_in_at, { time: clock(known) });
+  el.hidden = !(latest || known);
+}
+
+// An event (pause, resume, check-in, distress) is recorded once however often it is tapped:
+// taps while it is being recorded do nothing, and a button that has just taken the place of the
+// one tapped does not take the same tap (Resume appears where Pause was).
+let acting = false;
+const SETTLE_MS = 700;
+async function safetyEvent(kind, allowed) {
+  if (acting) return false;
+  acting = true;
+  try {
+    const st = await localState();
+    if (!allowed.includes(st.status)) return false;
+    const recorded = await recordEvent(kind);
+    showState(await localState());
+    if (kind === "check_in") {
+      await showCheckIn();
+      const time = clock(new Date().toISOString());
+      const sent = async () => !(await store.pendingFor(ctx.interviewId, userId)).some((e) => e.id === recorded);
+      // a sync already under way may have left before this check-in: then one more, at once
+      syncNow().then(async () => {
+        if (!(await sent()) && navigator.onLine) await syncNow();
+        const waiting = !(await sent());
+        await showCheckIn();
+        say(fmt(strings[waiting ? "checked_in_kept" : "checked_in_sent"], { time }), waiting ? "info" : "success");
+      });
+    } else {
+      syncSoon(200);
+    }
+    return true;
+  } finally {
+    acting = false;
+  }
+}
+
+document.addEventListener(
+  "click",
+  (event) => {
+    const host = event.target.closest && event.target.closest("[data-show-when]");
+    if (host && Number(host.dataset.settleUntil || 0) > Date.now()) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  },
+  true,
+);
+
+async function recordEvent(kind, details = {}) {
+  const id = store.uuid();
+  await store.saveImmutable({
     entity: "event",
-    id: store.uuid(),
+    id,
     interviewId: ctx.interviewId,
     userId,
     data: { interview_id: ctx.interviewId, kind, details },
   });
+  return id;
 }
 
 function saveSection(index) {
@@ -584,7 +731,7 @@ function freshSlot(template) {
 
 function initSection(form) {
   const templates = {};
-  const timers = new Map();
+  const saving = new Map(); // note element -> its saves still being written
   const base = new WeakMap();
 
   // Words in a box before this script woke up were typed by the person (a slow tablet) or kept
@@ -611,8 +758,8 @@ function initSection(form) {
   const questions = new Set(Object.keys(templates));
 
   async function overlay({ initial }) {
-    const records = (await store.recordsOf(ctx.interviewId)).filter((r) => r.entity === "note");
-    const pending = new Set((await store.pendingFor(ctx.interviewId)).map((e) => e.record_key));
+    const records = (await store.recordsOf(ctx.interviewId, userId)).filter((r) => r.entity === "note");
+    const pending = new Set((await store.pendingFor(ctx.interviewId, userId)).map((e) => e.record_key));
     const byId = new Map(records.map((r) => [r.id, r]));
     const shown = new Set();
     for (const el of noteEls()) {
@@ -621,13 +768,13 @@ function initSection(form) {
       const record = byId.get(el.dataset.noteId);
       shown.add(el.dataset.noteId);
       if (!record) continue;
-      const busy = timers.has(el) || el.contains(document.activeElement);
+      const busy = saving.has(el) || el.contains(document.activeElement);
       const ours = pending.has(record.key);
       if (ours && !initial) continue; // what is on screen is newer than the store's copy
       if (!ours && busy) {
         // typing now: the words on screen stay; tags changed elsewhere are taken in
         if (record.rev != null && record.data.text === el.querySelector("textarea").value) el.dataset.rev = record.rev;
-        if (!timers.has(el) && !el.querySelector(".tags").contains(document.activeElement)) fillTags(el, record.data);
+        if (!saving.has(el) && !el.querySelector(".tags").contains(document.activeElement)) fillTags(el, record.data);
         showConflict(el, record);
         continue;
       }
@@ -659,71 +806,93 @@ function initSection(form) {
     }
   }
 
-  async function save(el) {
-    clearTimeout(timers.get(el));
-    timers.delete(el);
-    firstUnsaved.delete(el);
-    if (!el.isConnected) return;
+  // Saved on every input, not after a pause: the words go to the journal at once (a reload or
+  // a Back swipe right after a keystroke cannot beat it), then into IndexedDB with their
+  // outbox entry. IndexedDB runs the saves in the order they were asked for.
+  function save(el) {
+    if (!el.isConnected) return Promise.resolve();
     const values = noteValues(el);
     const isNew = "new" in el.dataset;
-    if (isNew && !values.text.trim()) return; // an empty box is not a note yet
+    if (isNew && !values.text.trim()) return Promise.resolve(); // an empty box is not a note yet
     if (values.text.length > MAX_TEXT) {
       formAlert(form, strings.too_long);
-      return;
+      return Promise.resolve();
     }
     const deleted = !isNew && !values.text.trim();
     const seen = el.dataset.rev === "" ? null : Number(el.dataset.rev);
-    try {
-      await store.saveEditable({
-        entity: "note",
-        id: el.dataset.noteId,
-        interviewId: ctx.interviewId,
-        userId,
-        values: { ...values, deleted },
-        createData: { interview_id: ctx.interviewId, question_key: el.dataset.question },
-        seenRev: seen,
-        known: isNew || seen === null ? null : { rev: seen, base: { ...base.get(el), deleted: false } },
-      });
-    } catch (error) {
-      storageFailed(error);
-      throw error;
-    }
-    state.storage = null;
+    const args = {
+      entity: "note",
+      id: el.dataset.noteId,
+      interviewId: ctx.interviewId,
+      userId,
+      values: { ...values, deleted },
+      createData: { interview_id: ctx.interviewId, question_key: el.dataset.question },
+      seenRev: seen,
+      known: isNew || seen === null ? null : { rev: seen, base: { ...base.get(el), deleted: false } },
+    };
+    const mark = store.journal(userId, args);
     lastSaved.set(el, JSON.stringify(values));
-    if (isNew) delete el.dataset.new;
-    if (deleted && seen === null) el.dataset.new = ""; // never sent: it is an empty box again
-    updateStatus();
-    syncSoon();
+    // from its first saved word the box is a note (the next keystroke edits it)
+    if (isNew) markSaved(el);
+    if (deleted && seen === null) markEmpty(el); // never sent: it is an empty box again
+    const done = store.saveEditable(args).then(
+      () => {
+        store.unjournal(mark);
+        state.storage = null;
+        updateStatus();
+        syncSoon();
+      },
+      (error) => {
+        storageFailed(error);
+        throw error;
+      },
+    );
+    const all = saving.get(el) || new Set();
+    all.add(done);
+    saving.set(el, all);
+    const settle = () => {
+      all.delete(done);
+      if (!all.size && saving.get(el) === all) saving.delete(el);
+    };
+    done.then(settle, settle);
+    return done;
+  }
+
+  function markSaved(el) {
+    delete el.dataset.new;
+    const label = el.querySelector("label");
+    if (label && label.firstChild && strings.note) label.firstChild.textContent = strings.note;
+  }
+
+  function markEmpty(el) {
+    el.dataset.new = "";
+    const label = el.querySelector("label");
+    if (label && label.firstChild && strings.new_note) label.firstChild.textContent = strings.new_note;
   }
 
   const lastSaved = new WeakMap();
-  const firstUnsaved = new WeakMap();
-  const schedule = (event) => {
+  const changed = (event) => {
     const el = event.target.closest(".note[data-note-id]");
     if (!el) return;
     // a textarea's "change" on blur repeats what "input" already saved
     if (lastSaved.get(el) === JSON.stringify(noteValues(el))) return;
-    clearTimeout(timers.get(el));
-    // half a second after the last keystroke, and never later than a second after the first
-    if (!firstUnsaved.has(el)) firstUnsaved.set(el, Date.now());
-    const wait = Math.max(0, Math.min(500, 1000 - (Date.now() - firstUnsaved.get(el))));
-    timers.set(el, setTimeout(() => save(el).catch(() => {}), wait));
+    save(el).catch(() => {});
   };
-  form.addEventListener("input", schedule);
-  form.addEventListener("change", schedule);
-  form.addEventListener("focusout", (event) => {
-    const el = event.target.closest(".note[data-note-id]");
-    if (el && timers.has(el)) save(el).catch(() => {});
-  });
+  form.addEventListener("input", changed);
+  form.addEventListener("change", changed);
 
   let ready = null;
+  // every save has been asked for already: wait until they are written
   async function flushAll() {
     if (ready) await ready;
-    for (const el of [...timers.keys()]) await save(el);
+    const empty = { text: "", polarity: null, themes: [], possible_quote: false };
+    for (const el of noteEls()) {
+      const now = noteValues(el);
+      const unsaved = lastSaved.has(el) ? lastSaved.get(el) !== JSON.stringify(now) : !sameNote(now, base.get(el) || empty);
+      if (unsaved) save(el).catch(() => {});
+    }
+    await Promise.all([...saving.values()].flatMap((all) => [...all]));
   }
-  const flushQuietly = () => flushAll().catch(() => {});
-  window.addEventListener("pagehide", flushQuietly);
-  document.addEventListener("visibilitychange", () => document.visibilityState === "hidden" && flushQuietly());
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -765,11 +934,8 @@ function initSection(form) {
         return leave(`${base}/distress`);
       }
       if (["pause", "resume", "check_in"].includes(goTo)) {
-        const st = await localState();
         const allowed = { pause: ["in_progress"], resume: ["paused"], check_in: ["in_progress", "paused"] };
-        if (allowed[goTo].includes(st.status)) await recordEvent(goTo);
-        showState(await localState());
-        syncSoon(200);
+        await safetyEvent(goTo, allowed[goTo]);
       }
       if (submitter && submitter.dataset.addNote) {
         const question = submitter.dataset.addNote;
@@ -846,13 +1012,11 @@ function osloToUtc(day, time) {
 const handlers = {
   async event(form) {
     const kind = form.dataset.kind;
-    const st = await localState();
     const allowed = { pause: ["in_progress"], resume: ["paused"], check_in: ["in_progress", "paused"], distress_1: ["in_progress", "paused"] };
-    if ((allowed[kind] || []).includes(st.status)) await recordEvent(kind);
+    await safetyEvent(kind, allowed[kind] || []);
+    const st = await localState();
     if (kind === "distress_1") return go(`${ctx.base}/distress`);
     if (kind === "resume" && pageName === "distress") return go(`${ctx.base}/section/${st.section}`);
-    showState(await localState());
-    syncSoon(200);
   },
   async capacity(form, submitter) {
     const data = new FormData(form);
@@ -879,7 +1043,7 @@ const handlers = {
     if (!reason) return formAlert(form, strings.need_reason);
     if (!!day !== !!at) return formAlert(form, strings.need_both);
     await recordEvent("reschedule", { reason, new_time: day ? osloToUtc(day, at) : null });
-    return go(ctx.base);
+    return go(ctx.base, { sent: "moved_sent", kept: "moved_kept" });
   },
   async consent(form) {
     const data = new FormData(form);
@@ -891,6 +1055,7 @@ const handlers = {
     }
     if (!answers.participate) return formAlert(form, strings.need_participate);
     const method = data.get("method");
+    if (method !== "tablet" && method !== "paper") return formAlert(form, strings.need_method);
     const payload = {
       interview_id: ctx.interviewId,
       form_version: Number(form.dataset.formVersion),
@@ -898,18 +1063,25 @@ const handlers = {
       answers,
       method,
     };
+    const identity = {};
     const printed = String(data.get("printed_name") || "").trim();
-    if (printed) payload.printed_name = printed;
+    if (printed && method === "tablet") identity.printed_name = printed;
     if (method === "tablet") {
       const signature = String(data.get("signature") || "");
       if (!signature.startsWith("data:image/png;base64,")) return formAlert(form, strings.need_signature);
-      payload.signature = signature;
+      identity.signature = signature;
     } else {
       const number = String(data.get("paper_form_number") || "").trim();
       if (!number) return formAlert(form, strings.need_paper_number);
       payload.paper_form_number = number;
     }
-    // the signature and name go to the case store only; the tablet keeps the answers
+    if (Object.keys(identity).length) {
+      // the signature and the name are sealed to the study's key before they are stored: the
+      // tablet never holds them in plain form, and only the case store can open them
+      const key = await studyKey();
+      if (!key || !seal.available()) return formAlert(form, strings.no_study_key);
+      payload.sealed = await seal.seal(identity, key);
+    }
     await store.saveImmutable({
       entity: "consent",
       id: store.uuid(),
@@ -919,57 +1091,95 @@ const handlers = {
       keep: { interview_id: ctx.interviewId, participant_id: ctx.participantId, kind: "consent", answers },
     });
     await recordEvent("start");
-    return go(`${ctx.base}/section/0`);
+    return go(`${ctx.base}/section/0`, { sent: "consent_sent", kept: "consent_kept" });
   },
   async distress_two(form) {
     const data = new FormData(form);
     await recordEvent("distress_2", { contact_team: data.get("contact_team") === "y", comment: String(data.get("comment") || "").trim() });
     await recordEvent("stop", { reason: "distress", comment: "" });
-    return go(`${ctx.base}/debrief?follow_up=1`);
+    return go(`${ctx.base}/debrief?follow_up=1`, { sent: "distress_stopped", kept: "distress_stopped" });
   },
   async stop(form) {
     const data = new FormData(form);
     const reason = data.get("reason");
     if (!reason) return formAlert(form, strings.need_reason);
     await recordEvent("stop", { reason, comment: String(data.get("comment") || "").trim() });
-    return go(`${ctx.base}/debrief`);
+    return go(`${ctx.base}/debrief`, { sent: "stopped_sent", kept: "stopped_kept" });
   },
   async finish() {
     const st = await localState();
     if (!st.consented) return go(`${ctx.base}/consent`);
     if (["in_progress", "paused"].includes(st.status)) await recordEvent("complete");
-    return go(`${ctx.base}/debrief`);
+    return go(`${ctx.base}/debrief`, { sent: "finished_sent", kept: "finished_kept" });
   },
   async debrief(form) {
-    const data = new FormData(form);
-    const wellbeing = Number(data.get("wellbeing"));
-    if (!(wellbeing >= 1 && wellbeing <= 5)) return formAlert(form, strings.need_wellbeing);
-    const values = {
-      wellbeing,
-      reflection: String(data.get("reflection") || "").trim(),
-      wants_debrief_talk: data.get("wants_debrief_talk") === "y",
-      participant_follow_up: data.get("participant_follow_up") === "y",
-    };
-    const existing = await myDebrief();
-    const id = form.dataset.debriefId || (existing && existing.id) || store.uuid();
-    const rev = form.dataset.rev ? Number(form.dataset.rev) : null;
-    await store.saveEditable({
-      entity: "debrief",
-      id,
-      interviewId: ctx.interviewId,
-      userId,
-      values,
-      createData: { interview_id: ctx.interviewId },
-      seenRev: existing ? existing.rev : rev,
-      known: form.dataset.debriefId && rev ? { rev, base: form._base || {} } : null,
-    });
-    return go(ctx.base);
+    const args = debriefArgs(form);
+    if (!args.values.wellbeing) return formAlert(form, strings.need_wellbeing);
+    args.values.reflection = args.values.reflection.trim();
+    await saveDebrief(form, args);
+    return go(ctx.base, { sent: "debrief_sent", kept: "debrief_kept" });
   },
 };
 
 async function myDebrief() {
-  const records = await store.recordsOf(ctx.interviewId);
+  const records = await store.recordsOf(ctx.interviewId, userId);
   return records.find((r) => r.entity === "debrief" && (String(r.data.author_id) === String(userId) || !r.from_server)) || null;
+}
+
+// The debrief is saved as it is written, like a note: on every input, to the journal at once and
+// then to the tablet's store. Until "how are you doing" is answered there is no debrief to send
+// yet, so the words wait as a draft on the tablet.
+function debriefArgs(form) {
+  const data = new FormData(form);
+  const wellbeing = Number(data.get("wellbeing"));
+  if (!form.dataset.debriefId) form.dataset.debriefId = store.uuid();
+  const rev = form.dataset.rev ? Number(form.dataset.rev) : null;
+  return {
+    entity: "debrief",
+    id: form.dataset.debriefId,
+    interviewId: ctx.interviewId,
+    userId,
+    values: {
+      wellbeing: wellbeing >= 1 && wellbeing <= 5 ? wellbeing : null,
+      reflection: String(data.get("reflection") || "").replace(/\r\n/g, "\n"),
+      wants_debrief_talk: data.get("wants_debrief_talk") === "y",
+      participant_follow_up: data.get("participant_follow_up") === "y",
+    },
+    createData: { interview_id: ctx.interviewId },
+    seenRev: form._seenRev ?? rev,
+    known: form._serverId && rev ? { rev, base: form._base || {} } : null,
+  };
+}
+
+const draftKey = () => `fact-draft:${userId}:debrief:${ctx.interviewId}`;
+
+function saveDebrief(form, args) {
+  if (!args.values.wellbeing) {
+    try {
+      localStorage.setItem(draftKey(), JSON.stringify(args.values));
+    } catch {
+      // no localStorage: the words stay in the form
+    }
+    return Promise.resolve();
+  }
+  const mark = store.journal(userId, args);
+  try {
+    localStorage.removeItem(draftKey());
+  } catch {
+    // nothing kept
+  }
+  return store.saveEditable(args).then(
+    () => {
+      store.unjournal(mark);
+      state.storage = null;
+      updateStatus();
+      syncSoon();
+    },
+    (error) => {
+      storageFailed(error);
+      throw error;
+    },
+  );
 }
 
 async function initDebrief(form) {
@@ -978,22 +1188,51 @@ async function initDebrief(form) {
   const reflection = form.querySelector("[name=reflection]");
   const boxes = ["wants_debrief_talk", "participant_follow_up"].map((name) => form.querySelector(`[name=${name}]`));
   const chosen = wellbeing.find((r) => r.defaultChecked);
+  form._serverId = form.dataset.debriefId || "";
   form._base = {
     wellbeing: chosen ? Number(chosen.value) : null,
     reflection: reflection ? reflection.defaultValue.trim() : "",
     wants_debrief_talk: !!boxes[0]?.defaultChecked,
     participant_follow_up: !!boxes[1]?.defaultChecked,
   };
+  const untouched = () =>
+    wellbeing.every((r) => r.checked === r.defaultChecked) &&
+    (!reflection || reflection.value === reflection.defaultValue) &&
+    boxes.every((b) => !b || b.checked === b.defaultChecked);
+  const fill = (d) => {
+    wellbeing.forEach((r) => (r.checked = Number(r.value) === Number(d.wellbeing)));
+    if (reflection) reflection.value = d.reflection || "";
+    for (const [i, name] of ["wants_debrief_talk", "participant_follow_up"].entries()) if (boxes[i]) boxes[i].checked = !!d[name];
+  };
   const record = await myDebrief();
-  if (!record) return;
-  form.dataset.debriefId = record.id;
-  const d = record.data;
-  // the tablet's saved answers fill in only what the person has not changed here yet
-  if (wellbeing.every((r) => r.checked === r.defaultChecked)) wellbeing.forEach((r) => (r.checked = Number(r.value) === Number(d.wellbeing)));
-  if (reflection && reflection.value === reflection.defaultValue) reflection.value = d.reflection || "";
-  for (const [i, name] of ["wants_debrief_talk", "participant_follow_up"].entries()) {
-    if (boxes[i] && boxes[i].checked === boxes[i].defaultChecked) boxes[i].checked = !!d[name];
+  if (record) {
+    form.dataset.debriefId = record.id;
+    form._seenRev = record.rev;
+    // the tablet's saved answers fill in only what the person has not changed here yet
+    if (untouched()) fill(record.data);
+  } else {
+    let draft = null;
+    try {
+      draft = JSON.parse(localStorage.getItem(draftKey()) || "null");
+    } catch {
+      draft = null;
+    }
+    if (draft && untouched()) fill(draft);
   }
+  const changed = () => saveDebrief(form, debriefArgs(form)).catch(() => {});
+  form.addEventListener("input", changed);
+  form.addEventListener("change", changed);
+}
+
+// The study's public key, kept on the tablet (it is public) and refreshed when online.
+async function studyKey() {
+  const kept = await store.getMeta("study_key").catch(() => null);
+  if (kept) return kept;
+  return refreshStudyKey();
+}
+
+function refreshStudyKey() {
+  return seal.fetchKey((key) => store.setMeta("study_key", key)).catch(() => null);
 }
 
 // --- prepare for offline ----------------------------------------------------------------------
@@ -1008,14 +1247,16 @@ async function prepare(button) {
     if (response.status === 401) throw new Stop("login");
     if (!response.ok) throw new Stop("error");
     const manifest = await response.json();
-    const cache = await caches.open(CACHE);
+    const pages = await caches.open(PAGES);
+    const files = await caches.open(FILES);
     const keep = async (url) => {
       const isPage = !url.startsWith("/static/");
       const got = await request(url, { headers: isPage ? { "X-Offline-Copy": "1" } : {} }, 30000);
       if (!got.ok || got.redirected) throw new Stop("error");
-      await cache.put(url, got);
+      // the signed-out page names nobody: it stays when the pages go at logout
+      await (isPage && url !== "/signed-out" ? pages : files).put(url, got);
     };
-    await Promise.all(manifest.shell.map(keep));
+    await Promise.all([...manifest.shell, "/signed-out"].map(keep));
     const ready = [];
     for (const iv of manifest.interviews) {
       try {
@@ -1026,14 +1267,13 @@ async function prepare(button) {
         ready.push({ id: iv.id, code: iv.code, planned_at: iv.planned_at, ok: false });
       }
     }
-    let persisted = true;
-    if (navigator.storage && navigator.storage.persist) {
-      persisted = (await navigator.storage.persisted()) || (await navigator.storage.persist());
-    }
+    await refreshStudyKey();
+    const keeping = await showKeeping(strings, { ask: true }).catch(() => null);
+    const persisted = !keeping || keeping.persisted !== false;
     await store.setMeta(`prepared:${userId}`, { at: new Date().toISOString(), interviews: ready });
     // the list first, then "ready": whoever reads the status finds the list that goes with it
     await showPrepared();
-    out.textContent = fmt(strings.prepare_done, { n: ready.filter((r) => r.ok).length }) + (persisted ? "" : ` ${strings.persist_denied}`);
+    out.textContent = count("prepare_done", ready.filter((r) => r.ok).length) + (persisted ? "" : ` ${strings.persist_denied}`);
   } catch (error) {
     if (error && error.name === "QuotaExceededError") storageFailed(error);
     else if (error instanceof Stop && error.kind === "login") state.session = "login";
@@ -1048,14 +1288,18 @@ async function showPrepared() {
   const list = document.getElementById("offline-list");
   const prepared = await store.getMeta(`prepared:${userId}`);
   if (!list || !prepared) return;
-  const cache = await caches.open(CACHE);
+  const cache = await caches.open(PAGES);
   const items = [];
   for (const iv of prepared.interviews) {
     const kept = iv.ok && (await cache.match(`/interviews/${iv.id}/section/0`));
     const li = document.createElement("li");
-    const when = new Intl.DateTimeFormat(document.documentElement.lang === "nb" ? "nb-NO" : "en-GB", {
-      timeZone: "Europe/Oslo", dateStyle: "medium", timeStyle: "short",
-    }).format(new Date(iv.planned_at));
+    // the time as the list of interviews writes it (the server's words), so there is one form
+    const card = document.querySelector(`a[href="/interviews/${CSS.escape(iv.id)}"] time`);
+    const when = card
+      ? card.textContent
+      : new Intl.DateTimeFormat(document.documentElement.lang === "nb" ? "nb-NO" : "en-GB", {
+          timeZone: "Europe/Oslo", dateStyle: "medium", timeStyle: "short",
+        }).format(new Date(iv.planned_at));
     li.textContent = `${kept ? "✓" : "✗"} ${iv.code} · ${when} · ${kept ? strings.ready_offline : strings.not_offline}`;
     items.push(li);
     const mark = document.querySelector(`[data-offline-mark="${CSS.escape(iv.id)}"]`);
@@ -1070,25 +1314,82 @@ async function showPrepared() {
 
 // --- logging out -----------------------------------------------------------------------------
 
+// Logging out signs the tablet out at once, with or without a network: the kept pages go,
+// nothing of the peer's is shown again before a login, and the session at the case store is
+// ended by the logout itself or, without a network, at the first contact (sw.js). Changes
+// still waiting stay, for the same peer's next login.
 function guardLogout() {
   const form = document.getElementById("logout-form");
   if (!form) return;
   form.addEventListener("submit", async (event) => {
     if (form.dataset.confirmed) return;
     event.preventDefault();
-    await syncBriefly(4000);
-    const waiting = (await store.outboxOf(userId)).length;
-    if (waiting > 0) {
+    if (form.dataset.busy) return; // a second tap while the first is asking
+    form.dataset.busy = "1";
+    try {
+      await store.replayJournal(userId).catch(() => 0);
+      await syncBriefly(4000);
+      const waiting = (await store.outboxOf(userId)).length;
       // the changes stay on the tablet and are sent after the next login
-      if (!window.confirm(count("logout_waiting", waiting))) return;
-    } else {
-      await store.clearAll();
-      if ("caches" in window) await caches.delete(CACHE);
+      if (waiting > 0 && !window.confirm(count("logout_waiting", waiting))) return;
+      await signOut();
+      form.dataset.confirmed = "1";
+      form.submit();
+    } finally {
+      delete form.dataset.busy;
     }
-    await store.setMeta("signed_out", userId);
-    form.dataset.confirmed = "1";
-    form.submit();
   });
+}
+
+async function signOut() {
+  const sid = state.sid || (await store.getMeta(`sid:${userId}`).catch(() => null)) || null;
+  await store.setMeta("signed_out", { user_id: String(userId), sid, at: Date.now(), server: "pending" });
+  await store.clearAll();
+  try {
+    sessionStorage.clear();
+  } catch {
+    // nothing kept there
+  }
+  if ("caches" in window) {
+    await caches.delete(PAGES);
+    // the page shown while signed out, kept beside the files: it names nobody
+    try {
+      const page = await fetch("/signed-out", { credentials: "same-origin", cache: "no-store" });
+      if (page.ok) await (await caches.open(FILES)).put("/signed-out", page);
+    } catch {
+      // without a network the copy kept at the last preparation is shown
+    }
+  }
+}
+
+// A page of a signed-out tablet that the case store still served as logged in (no service
+// worker in charge, or one that could not reach the case store): hide it, end that session,
+// and ask for a login. A session begun after the sign-out (a new login) is left alone.
+async function checkSignedOut() {
+  const mark = await store.getMeta("signed_out");
+  if (!mark) return false;
+  const old = typeof mark === "object" ? mark : { user_id: mark, server: "done" };
+  if (old.server !== "pending") {
+    await store.setMeta("signed_out", false);
+    return false;
+  }
+  document.documentElement.classList.add("signed-out");
+  try {
+    const info = await (await request("/api/v1/session", { headers: { Accept: "application/json" }, cache: "no-store" })).json();
+    const same = old.sid ? info.sid === old.sid : String(info.user_id) === String(old.user_id);
+    if (!same) {
+      await store.setMeta("signed_out", false);
+      document.documentElement.classList.remove("signed-out");
+      return false;
+    }
+    const body = new URLSearchParams({ csrf_token: info.csrf_token, deferred: "1" });
+    await request("/logout", { method: "POST", body, headers: { "X-CSRFToken": info.csrf_token } });
+    await store.setMeta("signed_out", { ...old, server: "done" });
+  } catch {
+    // the case store did not answer: the page stays hidden, the session ends next time
+  }
+  location.replace("/login");
+  return true;
 }
 
 // --- start ----------------------------------------------------------------------------------
@@ -1101,9 +1402,10 @@ async function start() {
   } catch {
     return; // no IndexedDB (a private window): the plain forms work as before
   }
+  if (await checkSignedOut()) return;
   state.ready = true;
-  // kept pages come back only for the person who logged out with changes waiting
-  if (String(await store.getMeta("signed_out")) === String(userId)) await store.setMeta("signed_out", false);
+  // what the last page typed but could not finish saving is saved before anything else
+  await store.replayJournal(userId).catch(storageFailed);
   document.documentElement.classList.add("tablet");
   placeStatus();
   if ("serviceWorker" in navigator) {
@@ -1136,8 +1438,13 @@ async function start() {
       const form = document.querySelector("form[data-offline=debrief]");
       if (form) await initDebrief(form);
     }
-    document.addEventListener("tablet:synced", async () => showState(await localState()));
+    document.addEventListener("tablet:synced", async () => {
+      showState(await localState());
+      await showCheckIn();
+    });
+    await showCheckIn();
   }
+  showNotices();
   document.addEventListener("submit", async (event) => {
     const form = event.target;
     if (form.classList.contains("resolve-form") && !navigator.onLine) {
@@ -1170,7 +1477,21 @@ async function start() {
     document.getElementById("offline-card").hidden = false;
     prepareButton.addEventListener("click", () => prepare(prepareButton));
     showPrepared();
+    showKeeping(strings).catch(() => {});
+    const rescue = document.getElementById("rescue-copy");
+    rescue?.addEventListener("click", async () => {
+      if (rescue.dataset.busy) return;
+      rescue.dataset.busy = "1";
+      try {
+        await rescueCopy(userId, strings, studyKey);
+      } catch (error) {
+        document.getElementById("rescue-status").textContent = fmt(strings.rescue_failed, { error: error.name || String(error) });
+      } finally {
+        delete rescue.dataset.busy;
+      }
+    });
   }
+  store.getMeta("study_key").then((key) => key || refreshStudyKey()).catch(() => {});
   await updateStatus();
   // the page now shows the tablet's own state (tests and styles may wait for this)
   document.documentElement.classList.add("tablet-ready");

@@ -126,11 +126,32 @@ export function setMeta(key, value) {
   });
 }
 
+// The store's id, made when the store is made and sent with every sync (the server's device
+// id). A marker in localStorage remembers it, so a store made anew where one was before (the
+// browser cleared it) can say which one it replaced, and the case store can warn that waiting
+// work may be lost. Where a browser clears both, the server's own cookie tells it instead.
+const STORE_MARK = "fact-store-id";
+
 export async function deviceId() {
   let id = await getMeta("device_id");
   if (!id) {
     id = uuid();
-    await setMeta("device_id", id);
+    let before = null;
+    try {
+      before = localStorage.getItem(STORE_MARK);
+    } catch {
+      before = null;
+    }
+    await transact(["meta"], "readwrite", (tx) => {
+      const meta = tx.objectStore("meta");
+      meta.put({ key: "device_id", value: id });
+      if (before && before !== id) meta.put({ key: "replaces", value: before });
+    });
+  }
+  try {
+    localStorage.setItem(STORE_MARK, id);
+  } catch {
+    // no localStorage: the server's cookie still tells a replaced store
   }
   return id;
 }
@@ -143,15 +164,19 @@ export function getRecord(entity, id) {
   });
 }
 
-export function recordsOf(interviewId) {
+// A record belongs to the person it was saved or received for: on a tablet shared by two
+// peers, one never sees what the other wrote and has not sent yet.
+const theirs = (userId) => (r) => userId === undefined || String(r.user_id) === String(userId);
+
+export function recordsOf(interviewId, userId) {
   return transact(["records"], "readonly", (tx, out) => {
-    on(tx.objectStore("records").index("interview").getAll(interviewId), (rows) => (out.value = rows));
+    on(tx.objectStore("records").index("interview").getAll(interviewId), (rows) => (out.value = rows.filter(theirs(userId))));
   });
 }
 
-export function allRecords() {
+export function allRecords(userId) {
   return transact(["records"], "readonly", (tx, out) => {
-    on(tx.objectStore("records").getAll(), (rows) => (out.value = rows));
+    on(tx.objectStore("records").getAll(), (rows) => (out.value = rows.filter(theirs(userId))));
   });
 }
 
@@ -284,9 +309,21 @@ export function outboxOf(userId) {
   });
 }
 
-export function pendingFor(interviewId) {
+export function pendingFor(interviewId, userId) {
   return transact(["outbox"], "readonly", (tx, out) => {
-    on(tx.objectStore("outbox").index("interview").getAll(interviewId), (rows) => (out.value = rows.sort((a, b) => a.seq - b.seq)));
+    on(tx.objectStore("outbox").index("interview").getAll(interviewId), (rows) => (out.value = rows.filter(theirs(userId)).sort((a, b) => a.seq - b.seq)));
+  });
+}
+
+// How many changes wait on this tablet for each person: the status line names other people's
+// waiting work without showing it.
+export function waitingByUser() {
+  return transact(["outbox"], "readonly", (tx, out) => {
+    on(tx.objectStore("outbox").getAll(), (rows) => {
+      const counts = new Map();
+      for (const e of rows) counts.set(String(e.user_id), (counts.get(String(e.user_id)) || 0) + 1);
+      out.value = counts;
+    });
   });
 }
 
@@ -311,7 +348,11 @@ export function takeBatch(userId, limit) {
         }
         batch.push(e);
       }
-      out.value = { batch, total: rows.filter((e) => e.user_id === userId).length };
+      const taken = new Set(batch.map((e) => e.seq));
+      const rest = rows.filter((e) => e.user_id === userId && !taken.has(e.seq));
+      // which interviews the rest belongs to: if this store is lost, the coordinator is told
+      const interviews = [...new Set(rest.map((e) => e.interview_id).filter(Boolean))].slice(0, 200);
+      out.value = { batch, total: rest.length + batch.length, interviews };
     });
   });
 }
@@ -475,12 +516,94 @@ export function dropInterview(interviewId) {
   });
 }
 
-// After logging out with nothing waiting: the tablet keeps no research data.
+// At logout: the tablet keeps nothing of what was read or written but the changes still
+// waiting to be sent (anyone's) and the records they belong to. The store's own id and the
+// sign-out marks stay.
+const KEEP_META = new Set(["device_id", "replaces", "signed_out", "study_key"]);
 export function clearAll() {
   return transact(["records", "outbox", "rejected", "meta"], "readwrite", (tx) => {
-    tx.objectStore("records").clear();
+    const records = tx.objectStore("records");
+    const outbox = tx.objectStore("outbox");
+    on(outbox.getAll(), (entries) => {
+      const waiting = new Set(entries.map((e) => e.record_key));
+      on(records.getAllKeys(), (keys) => keys.forEach((k) => waiting.has(k) || records.delete(k)));
+    });
     tx.objectStore("rejected").clear();
     const meta = tx.objectStore("meta");
-    on(meta.getAll(), (rows) => rows.forEach((r) => r.key !== "device_id" && meta.delete(r.key)));
+    on(meta.getAll(), (rows) => rows.forEach((r) => KEEP_META.has(r.key) || r.key.startsWith("rescue:") || meta.delete(r.key)));
   });
+}
+
+// --- the journal ----------------------------------------------------------------------------
+// IndexedDB writes finish after the event that asked for them, and a reload, a Back swipe or a
+// closed tab can come first. So every keystroke is also written, synchronously, to a small
+// journal in localStorage, and taken out again once IndexedDB holds it; a page that starts
+// finds what the last one could not finish and saves it (replayJournal). One entry per record,
+// named for the person who typed it, so nobody else's page ever replays it.
+
+const JOURNAL = "fact-journal:";
+
+export function journal(userId, args) {
+  const key = `${JOURNAL}${userId}:${recordKey(args.entity, args.id)}`;
+  const stamp = `${Date.now()}-${Math.random()}`;
+  try {
+    localStorage.setItem(key, JSON.stringify({ stamp, args }));
+  } catch {
+    return null; // no localStorage (private mode, full): IndexedDB alone, as before
+  }
+  return { key, stamp };
+}
+
+export function unjournal(mark) {
+  if (!mark) return;
+  try {
+    const row = JSON.parse(localStorage.getItem(mark.key) || "null");
+    // only the entry this save wrote: a later keystroke's entry waits for its own save
+    if (row && row.stamp === mark.stamp) localStorage.removeItem(mark.key);
+  } catch {
+    // nothing to take out
+  }
+}
+
+function journalKeys(prefix) {
+  const keys = [];
+  try {
+    for (let i = 0; i < localStorage.length; i += 1) {
+      const key = localStorage.key(i);
+      if (key && key.startsWith(prefix)) keys.push(key);
+    }
+  } catch {
+    // no localStorage
+  }
+  return keys;
+}
+
+// Save what an earlier page of this person typed but could not finish saving.
+export async function replayJournal(userId) {
+  let count = 0;
+  for (const key of journalKeys(`${JOURNAL}${userId}:`)) {
+    let row = null;
+    try {
+      row = JSON.parse(localStorage.getItem(key) || "null");
+    } catch {
+      row = null;
+    }
+    if (row && row.args) {
+      await saveEditable(row.args);
+      count += 1;
+    }
+    unjournal({ key, stamp: row && row.stamp });
+    if (!row) localStorage.removeItem(key);
+  }
+  return count;
+}
+
+// The words waiting in the journal for one record, if any (a page that starts shows them).
+export function journaled(userId, entity, id) {
+  try {
+    const row = JSON.parse(localStorage.getItem(`${JOURNAL}${userId}:${recordKey(entity, id)}`) || "null");
+    return row ? row.args : null;
+  } catch {
+    return null;
+  }
 }

@@ -53,6 +53,7 @@ class Store:
             SECRET_KEY=self.secret_key,
             IDENTITY_KEY=self.identity_key,
             RESEARCH_KEY_FILE=str(self.folder / "research.key"),
+            STUDY_KEY_FILE=str(self.folder / "study-key.pem"),
             DOCUMENT_CACHE_DIR=str(self.folder / "documents"),
             PYTHONUNBUFFERED="1",
         )
@@ -68,6 +69,7 @@ class Store:
                 "IDENTITY_KEY": self.identity_key,
                 "IDENTITY_KEY_FILE": str(self.folder / "identity.key"),
                 "RESEARCH_KEY_FILE": str(self.folder / "research.key"),
+                "STUDY_KEY_FILE": str(self.folder / "study-key.pem"),
                 "DOCUMENT_CACHE_DIR": str(self.folder / "documents"),
             }
         )

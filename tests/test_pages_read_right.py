@@ -1,0 +1,288 @@
+"""No code on any page: every page a person can open reads as words, in both languages.
+
+Every GET route of the app is rendered (a new route is covered without touching this file), as
+each role and anonymously, in nb and en, and the interview pages in each state that shows a
+different page. The visible text and the attributes a person hears or sees must hold no Python
+object (`<built-in method clear of dict object at 0x…>`), no `None`/`Undefined`, no unformatted
+placeholder, and no raw message id or dotted key. That the nb catalogue translates every message
+in the code is checked by tests/test_i18n.py (a fresh extraction against the .po file); here an
+nb page must also not show an English message that the catalogue does translate (a string
+translated before the request knew its language).
+"""
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from babel.messages.pofile import read_po
+from flask import url_for
+from sqlalchemy import select
+
+from interview.content import guide_of
+from interview.extensions import db
+from interview.models import ConsentFormVersion, GuideVersion, Interview, Theme
+from tests.conftest import PASSWORD
+from tests.helpers import consented_interview, new_note_on_page, start_interview
+from tests.test_i18n import PO
+
+# anonymous, the peers of the nb (pa) and the en (pa2) interview, a coordinator, the admin
+ROLES = (None, "peer_a", "peer_a2", "coord_a", "admin")
+LANGS = ("nb", "en")
+STATES = ("planned", "consenting", "in_progress", "paused", "completed", "stopped")
+# answers that are files or data, not pages a person reads: PDFs (checked in test_documents),
+# CSV/JSON/QDPX exports, the API, the service worker and static files
+NOT_PAGES = re.compile(r"\.(pdf|csv|json|qdpx|js)$|^/static/|^/api/")
+# attributes whose values a person sees (placeholder, tooltip, button face) or hears (aria)
+READ_ATTRS = {"aria-label", "aria-description", "title", "placeholder", "alt"}
+
+CODE_LEAKS = [
+    (re.compile(r"<built-in|built-in method|<bound method| object at 0x"), "a Python object"),
+    (re.compile(r"\b(None|Undefined)\b"), "None/Undefined"),
+    (re.compile(r"%\(|\{\{|\}\}|\{%|%\}"), "an unformatted placeholder"),
+]
+# a message id or dotted key (consent.participate) standing as a word of its own
+RAW_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+# ...that is not a file name, a web address or an abbreviation
+NOT_KEYS = re.compile(
+    r"\.(csv|json|pdf|qdpx|js|toml|db|key|png|html|org|com|no|net)$|^(e\.g|i\.e)$"
+)
+
+
+class _Reader(HTMLParser):
+    """Collect the words a person sees or hears: text outside scripts, and telling attributes."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.skip = 0
+        self.langs: list[tuple[str, str | None]] = []
+        self.texts: list[tuple[str, str]] = []  # (words, language they are in)
+
+    def _lang(self) -> str:
+        for _tag, lang in reversed(self.langs):
+            if lang:
+                return lang
+        return ""
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("script", "style", "template"):
+            self.skip += 1
+        if tag not in VOID:
+            self.langs.append((tag, attrs.get("lang")))
+        lang = attrs.get("lang") or self._lang()
+        for name, value in attrs.items():
+            if value and name in READ_ATTRS:
+                self.texts.append((value, lang))
+        if value := attrs.get("value"):
+            if tag == "button" or attrs.get("type") in ("submit", "button", "reset"):
+                self.texts.append((value, lang))
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style", "template"):
+            self.skip = max(0, self.skip - 1)
+        for i in range(len(self.langs) - 1, -1, -1):
+            if self.langs[i][0] == tag:
+                del self.langs[i:]
+                break
+
+    def handle_data(self, data):
+        if not self.skip and data.strip():
+            self.texts.append((data, self._lang()))
+
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+
+
+def _english_messages() -> list[str]:
+    """English messages of three words or more that nb translates differently."""
+    with PO.open("rb") as fh:
+        catalog = read_po(fh)
+    out = []
+    for m in catalog:
+        if not m.id or not isinstance(m.id, str) or not m.string or m.string == m.id:
+            continue
+        if "%(" in m.id or len(m.id.split()) < 3:
+            continue
+        out.append(m.id)
+    return out
+
+
+ENGLISH = _english_messages()
+
+
+def problems_on(html: str, page_lang: str) -> list[str]:
+    """Return what on a page is code or a key rather than words (empty when it reads right)."""
+    reader = _Reader()
+    reader.feed(html)
+    found = []
+    for text, _lang in reader.texts:
+        found += [f"{what}: {text.strip()[:160]!r}" for p, what in CODE_LEAKS if p.search(text)]
+        for word in text.split():
+            word = word.strip(".,:;!?()[]«»\"'")
+            if RAW_KEY.fullmatch(word) and not NOT_KEYS.search(word):
+                found.append(f"a raw key: {word!r} in {text.strip()[:160]!r}")
+    if page_lang == "nb":
+        # words in the interview's language (lang="en" on an nb page) are English on purpose
+        nb_text = " ".join(" ".join(t.split()) for t, lang in reader.texts if lang != "en")
+        found += [f"English on an nb page: {m!r}" for m in ENGLISH if m in nb_text]
+    return found
+
+
+def test_the_reader_finds_what_a_person_must_never_see():
+    page = (
+        '<html lang="nb"><body><button id="c">&lt;built-in method clear of dict object at 0x7f&gt;'
+        '</button><p title="None">x</p><p>%(n)s left</p><p>consent.participate</p>'
+        "<script>const a = {{x}};</script><p>notes.csv, e.g. here</p>"
+        '<p lang="en">Sign with a finger or a stylus in the box.</p>'
+        "<p>Sign with a finger or a stylus in the box.</p></body></html>"
+    )
+    found = problems_on(page, "nb")
+    assert [f.split(":")[0] for f in found] == [
+        "a Python object",
+        "None/Undefined",
+        "an unformatted placeholder",
+        "a raw key",
+        "English on an nb page",
+    ]
+
+
+def _put_in_state(app, client, world, state: str) -> dict[str, str]:
+    """Take the world's interview pa (peer_a, nb) and pa2 (peer_a2, en) to a state."""
+    iids = {"pa": world.interviews["pa"], "pa2": world.interviews["pa2"]}
+    if state == "planned":
+        return iids
+    if state == "consenting":
+        for key, user in (("pa", "peer_a"), ("pa2", "peer_a2")):
+            client.post("/login", data={"username": user, "password": PASSWORD})
+            start_interview(client, iids[key])
+            client.post("/logout")
+        return iids
+    iid = consented_interview(client, world)
+    with app.app_context():
+        theme = db.session.scalars(select(Theme).order_by(Theme.id)).first()
+        theme_id = theme.id
+    page = client.get(f"/interviews/{iid}/section/0").text
+    _new_id, fields = new_note_on_page(page, "context.services")
+    client.post(
+        f"/interviews/{iid}/section/0",
+        data={
+            **fields,
+            "new-context.services-text": "The team listens.",
+            "new-context.services-polarity": "promotes",
+            "new-context.services-theme": str(theme_id),
+            "go": "stay",
+        },
+    )
+    if state == "paused":
+        client.post(f"/interviews/{iid}/pause")
+    elif state == "completed":
+        client.post(f"/interviews/{iid}/finish")
+    elif state == "stopped":
+        client.post(f"/interviews/{iid}/stop", data={"reason": "practical", "comment": ""})
+    client.post("/logout")
+    with app.app_context():
+        assert db.session.get(Interview, iid).status == state
+    return iids
+
+
+def _values(app, world, iids) -> dict[str, list]:
+    """Real values for every URL parameter (a new parameter fails here until it has some)."""
+    with app.app_context():
+        guide = db.session.scalars(select(GuideVersion)).first()
+        form = db.session.scalars(select(ConsentFormVersion)).first()
+        sections = len(guide_of(guide).sections)
+        theme = db.session.scalars(select(Theme).order_by(Theme.id)).first()
+        return {
+            "interview_id": list(iids.values()),
+            "index": sorted({0, sections - 1}),
+            "participant_id": [world.participants["pa"]],
+            "code": ["A"],
+            "case_code": ["A"],
+            "theme_id": [theme.id],
+            "key": [guide.key, form.key],
+            "version": [guide.version],
+        }
+
+
+def _urls(app, values) -> list[tuple[str, str]]:
+    """Every GET route of the app with its parameters filled: (endpoint, url)."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or NOT_PAGES.search(rule.rule):
+            continue
+        missing = [a for a in rule.arguments if a not in values]
+        assert not missing, f"{rule.rule}: give the test real values for {missing}"
+        combos = [{}]
+        for arg in sorted(rule.arguments):
+            combos = [{**c, arg: v} for c in combos for v in values[arg]]
+        with app.test_request_context():
+            out += [(rule.endpoint, url_for(rule.endpoint, **combo)) for combo in combos]
+    return sorted(set(out))
+
+
+def _client_as(app, username):
+    client = app.test_client()
+    if username:
+        answer = client.post("/login", data={"username": username, "password": PASSWORD})
+        assert answer.status_code == 302, username
+    return client
+
+
+def _check_pages(app, urls, headers=None, roles=ROLES) -> tuple[list[str], int]:
+    """Open each page as each role in each language (following redirects); return what is amiss
+    and how many pages were read."""
+    failures, seen = [], 0
+    for username in roles:
+        client = _client_as(app, username)
+        for lang in LANGS:
+            for _endpoint, url in urls:
+                sep = "&" if "?" in url else "?"
+                answer = client.get(f"{url}{sep}lang={lang}", headers=headers or {})
+                for _hop in range(3):
+                    if answer.status_code not in (301, 302, 303, 307, 308):
+                        break
+                    answer = client.get(answer.headers["Location"], headers=headers or {})
+                if answer.mimetype != "text/html":
+                    continue  # a file or data (health check, API), not a page a person reads
+                seen += 1
+                for problem in problems_on(answer.get_data(as_text=True), lang):
+                    failures.append(f"{username or 'anonymous'} {lang} {url}: {problem}")
+    return failures, seen
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_every_page_reads_as_words_in_every_state(app, client, world, state):
+    iids = _put_in_state(app, client, world, state)
+    urls = _urls(app, _values(app, world, iids))
+    interview_urls = [(e, u) for e, u in urls if any(iid in u for iid in iids.values())]
+    if state == "in_progress":
+        checked = urls  # the pages outside an interview: once, with an interview under way
+    else:
+        checked = interview_urls
+    failures, seen = _check_pages(app, checked)
+    # the tablet keeps a copy of each interview page whatever the state: those read right too
+    copies, seen_copies = _check_pages(
+        app, interview_urls, headers={"X-Offline-Copy": "1"}, roles=("peer_a", "peer_a2")
+    )
+    assert seen > 20 and seen_copies > 20
+    problems = sorted(set(failures + copies))
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
+
+
+def test_the_consent_page_is_among_the_pages_checked(app, client, world):
+    """The page where code once showed (the Clear signature button) is rendered and read."""
+    iids = _put_in_state(app, client, world, "consenting")
+    urls = _urls(app, _values(app, world, iids))
+    assert ("interviews.consent", f"/interviews/{iids['pa']}/consent") in urls
+    peer = _client_as(app, "peer_a")
+    for lang in LANGS:
+        page = peer.get(f"/interviews/{iids['pa']}/consent?lang={lang}")
+        assert page.status_code == 200
+        # the button speaks the interview's language (nb for this participant)
+        assert ">Fjern underskriften</button>" in page.text
+        assert problems_on(page.text, lang) == []
+        # and the page that answers a form with nothing filled in reads right too
+        refused = peer.post(f"/interviews/{iids['pa']}/consent?lang={lang}", data={})
+        assert refused.status_code == 400
+        assert 'class="error-summary"' in refused.text
+        assert problems_on(refused.text, lang) == []
