@@ -393,12 +393,16 @@ function phaseOf(st) {
   return st.consented ? "running" : "consent";
 }
 
+let stateShown = false;
 function showState(st) {
   document.querySelectorAll("[data-show-when]").forEach((el) => {
     const hide = !el.dataset.showWhen.split(" ").includes(st.status);
-    if (el.hidden && !hide) el.dataset.settleUntil = String(Date.now() + SETTLE_MS);
+    // a control that takes another's place while the page is in use waits for the next tap;
+    // the first showing of the tablet's state is no such change
+    if (stateShown && el.hidden && !hide) el.dataset.settleUntil = String(Date.now() + SETTLE_MS);
     el.hidden = hide;
   });
+  stateShown = true;
   document.querySelectorAll("[data-status-badge]").forEach((el) => {
     const badge = document.createElement("span");
     badge.className = `badge badge-${st.status}`;

@@ -102,6 +102,12 @@ def test_a_signature_never_waits_on_the_tablet_in_plain_form(server, browser, ap
     context = browser.new_context(viewport=TABLET, has_touch=True)
     page = context.new_page()
     _login(page, server.url, "peer_a")
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.locator("#prepare-offline").click()  # the consent is given without a network
+    page.wait_for_function(
+        "() => document.getElementById('prepare-status').textContent.includes('Ready offline')",
+        timeout=30000,
+    )
     page.goto(f"{server.url}/interviews/{iid}/consent")
     page.wait_for_selector("html.tablet-ready", state="attached")
     page.wait_for_function(
