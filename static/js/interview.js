@@ -12,14 +12,12 @@ import {
   notice,
   pageName,
   say,
-  state,
-  storageFailed,
+  saveTyped,
   strings,
   studyKey,
   syncBriefly,
   syncNow,
   syncSoon,
-  updateStatus,
   userId,
 } from "./tablet.js";
 
@@ -403,24 +401,13 @@ function saveDebrief(form, args) {
     }
     return Promise.resolve();
   }
-  const mark = store.journal(userId, args);
+  const saved = saveTyped(args);
   try {
     localStorage.removeItem(draftKey());
   } catch {
     // nothing kept
   }
-  return store.saveEditable(args).then(
-    () => {
-      store.unjournal(mark);
-      state.storage = null;
-      updateStatus();
-      syncSoon();
-    },
-    (error) => {
-      storageFailed(error);
-      throw error;
-    },
-  );
+  return saved;
 }
 
 export async function initDebrief(form) {

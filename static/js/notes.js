@@ -2,7 +2,7 @@
 // tablet's store), the tablet's notes laid over the server's page, a fresh box under each saved
 // note, themes offered from the page's one list, and the section's buttons.
 
-import { formAlert, MAX_TEXT, ctx, state, storageFailed, strings, submitterOf, syncSoon, updateStatus, userId } from "./tablet.js";
+import { ctx, formAlert, MAX_TEXT, saveTyped, storageFailed, strings, submitterOf, updateStatus, userId } from "./tablet.js";
 import { go, recordEvent, safetyEvent, saveSection } from "./interview.js";
 import * as store from "./store.js";
 
@@ -232,23 +232,11 @@ export function initSection(form) {
       seenRev: seen,
       known: isNew || seen === null ? null : { rev: seen, base: { ...base.get(el), deleted: false } },
     };
-    const mark = store.journal(userId, args);
+    const done = saveTyped(args);
     lastSaved.set(el, JSON.stringify(values));
     // from its first saved word the box is a note (the next keystroke edits it)
     if (isNew) markSaved(el);
     if (deleted && seen === null) markEmpty(el); // never sent: it is an empty box again
-    const done = store.saveEditable(args).then(
-      () => {
-        store.unjournal(mark);
-        state.storage = null;
-        updateStatus();
-        syncSoon();
-      },
-      (error) => {
-        storageFailed(error);
-        throw error;
-      },
-    );
     const all = saving.get(el) || new Set();
     all.add(done);
     saving.set(el, all);

@@ -358,6 +358,25 @@ export async function dropPages(interviewId) {
 }
 
 
+// Save what a person typed: to the journal at once (synchronously, so a reload or a Back swipe
+// right after the keystroke cannot beat it), then with its outbox entry into the tablet's store;
+// the journal entry goes once the store holds it. Must be called in the input's own event.
+export function saveTyped(args) {
+  const mark = store.journal(userId, args);
+  return store.saveEditable(args).then(
+    () => {
+      store.unjournal(mark);
+      state.storage = null;
+      updateStatus();
+      syncSoon();
+    },
+    (error) => {
+      storageFailed(error);
+      throw error;
+    },
+  );
+}
+
 // --- confirmations --------------------------------------------------------------------------
 
 const NOTICE = "fact-notice";

@@ -45,3 +45,11 @@ def server(app, world):
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def started(app, client, world):
+    """Interview pa under way with consent and one saved note of peer_a; peer_a2 joins it."""
+    from tests.browser.helpers import _started_with_note
+
+    return _started_with_note(app, client, world, "Første notat")

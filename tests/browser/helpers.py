@@ -2,10 +2,11 @@
 
 import threading
 
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from interview.extensions import db
-from interview.models import Participant, User
+from interview.models import Note, Participant, User
 from tests.conftest import PASSWORD
 from tests.helpers import give_paper_consent, new_note_on_page, start_interview
 
@@ -111,3 +112,10 @@ def _started_with_note(app, client, world, text):
         participant.interviewers.append(db.session.get(User, world.users["peer_a2"]))
         db.session.commit()
         return iid, new_id
+
+
+def notes_with(app, text):
+    """The notes in the store whose text is exactly `text`."""
+    with app.app_context():
+        db.session.expire_all()
+        return [n for n in db.session.scalars(select(Note)) if n.text == text]

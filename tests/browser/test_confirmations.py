@@ -14,7 +14,6 @@ from tests.browser.helpers import (
     TABLET,
     _login,
     _sign,
-    _started_with_note,
     _wait_status,
     _watch_errors,
 )
@@ -22,12 +21,6 @@ from tests.browser.helpers import (
 pytestmark = pytest.mark.browser
 
 PORTRAIT = {"width": 768, "height": 1024}
-
-
-@pytest.fixture
-def started(app, client, world):
-    """Interview pa under way with consent and one saved note of peer_a."""
-    return _started_with_note(app, client, world, "Første notat")
 
 
 def _tablet(browser, server, lang="en", viewport=TABLET):

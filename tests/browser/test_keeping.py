@@ -9,33 +9,21 @@ import pytest
 from sqlalchemy import select
 
 from interview.extensions import db
-from interview.models import Consent, Device, Note, User
+from interview.models import Consent, Device, User
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,
     _login,
     _sign,
-    _started_with_note,
     _wait_status,
     _watch_errors,
+    notes_with,
 )
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
 
 QUESTION = "context.services"
-
-
-@pytest.fixture
-def started(app, client, world):
-    """Interview pa under way with consent and one saved note of peer_a."""
-    return _started_with_note(app, client, world, "Første notat")
-
-
-def _notes_with(app, text):
-    with app.app_context():
-        db.session.expire_all()
-        return [n for n in db.session.scalars(select(Note)) if n.text == text]
 
 
 def _outbox_text(page) -> str:
@@ -237,7 +225,7 @@ def test_a_sealed_copy_of_unsent_work_reaches_the_store_through_the_desk(
     assert rescue["format"] == "fact-rescue" and rescue["count"] >= 1
     assert re.search(r"\d+ change", page.locator("#rescue-status").inner_text())
     context.close()
-    assert _notes_with(app, text) == []
+    assert notes_with(app, text) == []
 
     desk_context = browser.new_context(viewport=TABLET)
     desk = desk_context.new_page()
@@ -247,8 +235,8 @@ def test_a_sealed_copy_of_unsent_work_reaches_the_store_through_the_desk(
         desk.locator("input[type=file]").set_input_files(str(saved))
         desk.locator("main form button[type=submit]").click()
         desk.wait_for_load_state()
-        assert len(_notes_with(app, text)) == 1, attempt
+        assert len(notes_with(app, text)) == 1, attempt
     with app.app_context():
-        note = _notes_with(app, text)[0]
+        note = notes_with(app, text)[0]
         assert db.session.get(User, note.author_id).username == "peer_a"
     desk_context.close()

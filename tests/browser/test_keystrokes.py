@@ -13,9 +13,9 @@ from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,
     _login,
-    _started_with_note,
     _wait_status,
     _watch_errors,
+    notes_with,
 )
 from tests.chromium import CHROMIUM_ARGS, chromium_path
 from tests.conftest import PASSWORD
@@ -46,23 +46,11 @@ def _text_on_page(page, text, timeout=15000):
     )
 
 
-def _notes_with(app, text):
-    with app.app_context():
-        db.session.expire_all()
-        return [n for n in db.session.scalars(select(Note)) if n.text == text]
-
-
 def _reaches_store_once(page, app, text):
     _wait_status(page, ALL_SAVED["en"], timeout=30000)
-    notes = _notes_with(app, text)
+    notes = notes_with(app, text)
     assert len(notes) == 1, f"{len(notes)} notes hold the words"
     return notes[0]
-
-
-@pytest.fixture
-def started(app, client, world):
-    """Interview pa under way with consent and one saved note of peer_a."""
-    return _started_with_note(app, client, world, "Første notat")
 
 
 @pytest.mark.parametrize("gesture", ["reload", "back", "close"])
@@ -97,7 +85,7 @@ def test_a_new_note_survives_any_gesture_right_after_the_last_keystroke(
     page.reload()
     page.wait_for_selector("html.tablet-ready", state="attached")
     _text_on_page(page, text)
-    assert len(_notes_with(app, text)) == 1
+    assert len(notes_with(app, text)) == 1
     assert not errors, errors
     context.close()
 
@@ -123,7 +111,7 @@ def test_words_typed_offline_survive_a_reload_and_are_sent_once_the_network_is_b
     page.reload()
     page.wait_for_selector("html.tablet-ready", state="attached", timeout=20000)
     _text_on_page(page, text)
-    assert _notes_with(app, text) == []
+    assert notes_with(app, text) == []
     server.start()
     context.set_offline(False)
     page.evaluate("window.dispatchEvent(new Event('online'))")
@@ -215,7 +203,7 @@ def test_words_survive_a_closed_browser_and_are_sent_after_the_next_login(
         _open_section(page, server.url, iid)
         _type_into_new_note(page, text)
         context.close()  # the whole browser goes, with no wait after the last keystroke
-        assert _notes_with(app, text) == []
+        assert notes_with(app, text) == []
 
         context = pw.chromium.launch_persistent_context(str(profile), **options)
         page = context.new_page()

@@ -6,24 +6,18 @@ import pytest
 from sqlalchemy import select
 
 from interview.extensions import db
-from interview.models import AuditEvent, Note, Participant, User
+from interview.models import AuditEvent, Participant, User
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,
     _login,
-    _started_with_note,
     _wait_status,
+    notes_with,
 )
 
 pytestmark = pytest.mark.browser
 
 QUESTION = "context.services"
-
-
-@pytest.fixture
-def started(app, client, world):
-    """Interview pa under way with consent and one saved note; peer_a2 interviews it too."""
-    return _started_with_note(app, client, world, "Første notat")
 
 
 def _prepared_tablet(browser, server, iid):
@@ -87,12 +81,6 @@ def _logouts(app, username):
         )
 
 
-def _notes_with(app, text):
-    with app.app_context():
-        db.session.expire_all()
-        return [n for n in db.session.scalars(select(Note)) if n.text == text]
-
-
 def _login_again(page, base, username):
     page.goto(f"{base}/login?lang=en")
     page.wait_for_selector("#username")
@@ -129,13 +117,13 @@ def test_logging_out_without_the_case_store_still_logs_out(
     assert len(_logouts(app, "peer_a")) == before + 1
     page.goto(f"{server.url}/interviews/{iid}/section/0")
     page.wait_for_url("**/login**")
-    assert _notes_with(app, secret) == []
+    assert notes_with(app, secret) == []
 
     # the same peer logs in: the waiting note is sent, once
     _login_again(page, server.url, "peer_a")
     page.wait_for_selector("html.tablet-ready", state="attached")
     _wait_status(page, ALL_SAVED["en"], timeout=30000)
-    assert len(_notes_with(app, secret)) == 1
+    assert len(notes_with(app, secret)) == 1
     context.close()
 
 
@@ -185,7 +173,7 @@ def test_another_peer_on_the_same_tablet_neither_sees_nor_sends_the_first_peers_
     assert secret not in values
     assert secret not in page.content()
     assert "Another person" in page.locator("#sync-status").inner_text()
-    assert _notes_with(app, secret) == []
+    assert notes_with(app, secret) == []
 
     # A2 leaves; A comes back and the work is sent under A
     page.on("dialog", lambda dialog: dialog.accept())
@@ -194,7 +182,7 @@ def test_another_peer_on_the_same_tablet_neither_sees_nor_sends_the_first_peers_
     _login_again(page, server.url, "peer_a")
     page.wait_for_selector("html.tablet-ready", state="attached")
     _wait_status(page, ALL_SAVED["en"], timeout=30000)
-    notes = _notes_with(app, secret)
+    notes = notes_with(app, secret)
     assert len(notes) == 1
     with app.app_context():
         author = db.session.get(User, notes[0].author_id)
