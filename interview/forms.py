@@ -197,6 +197,11 @@ def stop_reason_choices():
     ]
 
 
+def one_kind_of_line_break(value: str | None) -> str | None:
+    """Return text with CR LF and CR as LF, as notes and sync keep it."""
+    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
+
+
 class StopForm(FlaskForm):
     """Stop an interview, with a reason."""
 
@@ -205,7 +210,9 @@ class StopForm(FlaskForm):
         validators=[DataRequired(message=_l("Choose a reason."))],
     )
     comment = TextAreaField(
-        _l("Anything the team should know (no names)"), validators=[Optional(), Length(max=2000)]
+        _l("Anything the team should know (no names)"),
+        validators=[Optional(), Length(max=2000)],
+        filters=[one_kind_of_line_break],
     )
 
 
@@ -214,7 +221,9 @@ class DistressTwoForm(FlaskForm):
 
     contact_team = BooleanField(_l("The participant agrees that we contact their FACT team now"))
     comment = TextAreaField(
-        _l("What happened, briefly (no names)"), validators=[Optional(), Length(max=2000)]
+        _l("What happened, briefly (no names)"),
+        validators=[Optional(), Length(max=2000)],
+        filters=[one_kind_of_line_break],
     )
 
 
@@ -239,6 +248,7 @@ class DebriefForm(FlaskForm):
     reflection = TextAreaField(
         _l("Your reflections: what went well, what was hard?"),
         validators=[Optional(), Length(max=20000)],
+        filters=[one_kind_of_line_break],
     )
     wants_debrief_talk = BooleanField(_l("I would like a debrief talk"))
     participant_follow_up = BooleanField(_l("The participant needs follow-up from the team"))

@@ -281,7 +281,9 @@ def _text(data: dict, key: str, required: bool = False, limit: int = MAX_TEXT) -
         return None
     if not isinstance(value, str) or len(value) > limit or "\x00" in value:
         raise Reject(f"{key} must be text of at most {limit} characters")
-    return value
+    # one kind of line break, as the forms keep it: a text's offsets (REFI-QDA codings) and
+    # its comparison with another version must not depend on the device that sent it
+    return value.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _bool(data: dict, key: str) -> bool | None:

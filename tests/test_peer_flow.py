@@ -405,3 +405,28 @@ def test_english_interview_shows_english_guide_in_bokmal_ui(client, auth, world)
     page = client.get(f"/interviews/{iid}/section/0")
     assert '<div lang="en">' in page.text
     assert "Lagre" in page.text or "Save" in page.text
+
+
+def test_a_debrief_and_a_stop_comment_keep_one_kind_of_line_break(client, auth, world, app):
+    # as notes do: CR LF from a Windows browser and a bare CR become LF
+    auth.login("peer_a")
+    iid = world.interviews["pa"]
+    start_interview(client, iid)
+    give_paper_consent(client, iid)
+    stopped = client.post(
+        f"/interviews/{iid}/stop", data={"reason": "other", "comment": "Ble sliten\r\nfor dagen"}
+    )
+    assert stopped.status_code == 302
+    answer = client.post(
+        f"/interviews/{iid}/debrief", data={"wellbeing": "3", "reflection": "En\r\nto\rtre"}
+    )
+    assert answer.status_code == 302
+    with app.app_context():
+        debrief = db.session.scalars(select(Debrief).where(Debrief.interview_id == iid)).one()
+        assert debrief.reflection == "En\nto\ntre"
+        stop = db.session.scalars(
+            select(InterviewEvent).where(
+                InterviewEvent.interview_id == iid, InterviewEvent.kind == "stop"
+            )
+        ).one()
+        assert stop.details["comment"] == "Ble sliten\nfor dagen"

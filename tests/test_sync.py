@@ -322,3 +322,22 @@ def test_a_huge_base_rev_is_refused_for_that_change_only(auth, client, world):
     answer = post_sync(client, [change])
     assert answer.status_code == 200
     assert answer.get_json()["results"][0]["status"] == "rejected"
+
+
+def test_line_breaks_from_any_device_are_kept_as_the_forms_keep_them(client, auth, world, app):
+    # a note written on Windows (CR LF) or an old Mac (CR) is stored with LF only, as a form
+    # post is: otherwise every later coding of the interview's REFI-QDA export is shifted
+    iid = consented_interview(client, world)
+    note_id = str(uuid.uuid4())
+    created = post_sync(client, [_note_change(iid, note_id, "Linje 1\r\nLinje 2\rLinje 3")])
+    assert created.get_json()["results"][0]["status"] == "applied"
+    edited = post_sync(client, [_note_change(iid, note_id, "Ny 1\r\nNy 2", base_rev=1)])
+    assert edited.get_json()["results"][0]["status"] == "applied"
+    with app.app_context():
+        note = db.session.get(Note, note_id)
+        assert note.text == "Ny 1\nNy 2"
+    resent = post_sync(client, [_note_change(iid, note_id, "Ny 1\nNy 2", base_rev=2)])
+    assert resent.get_json()["results"][0]["status"] == "applied"
+    with app.app_context():
+        note = db.session.get(Note, note_id)
+        assert note.text == "Ny 1\nNy 2" and note.conflict is None
