@@ -1533,6 +1533,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value else None
 
 
+# who wrote a second version and on which tablet stay on the server: a tablet is told the words
+PRIVATE_CONFLICT_KEYS = frozenset({"by", "device"})
+
+
+def _conflict_for_tablet(conflict: dict | None) -> dict | None:
+    if not conflict:
+        return conflict
+    return {k: v for k, v in conflict.items() if k not in PRIVATE_CONFLICT_KEYS}
+
+
 def _note_data(
     interview_id: str,
     question_key: str,
@@ -1552,7 +1562,7 @@ def _note_data(
         "themes": sorted(themes),
         "possible_quote": possible_quote,
         "deleted": deleted_at is not None,
-        "conflict": conflict,
+        "conflict": _conflict_for_tablet(conflict),
         "updated_at": _iso(updated_at),
     }
 
@@ -1603,7 +1613,7 @@ def _record_data(entity: str, r) -> dict[str, Any]:
             "reflection": r.reflection,
             "wants_debrief_talk": r.wants_debrief_talk,
             "participant_follow_up": r.participant_follow_up,
-            "conflict": r.conflict,
+            "conflict": _conflict_for_tablet(r.conflict),
             "author_id": r.author_id,
         }
     return {"code": r.code, "status": r.status}

@@ -341,3 +341,20 @@ def test_line_breaks_from_any_device_are_kept_as_the_forms_keep_them(client, aut
     with app.app_context():
         note = db.session.get(Note, note_id)
         assert note.text == "Ny 1\nNy 2" and note.conflict is None
+
+
+def test_a_conflict_reaches_tablets_without_anyones_device_or_user_id(client, auth, world, app):
+    iid = consented_interview(client, world)
+    note_id = str(uuid.uuid4())
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    post_sync(client, [_note_change(iid, note_id, "Tekst fra A")], device=first)
+    post_sync(client, [_note_change(iid, note_id, "Tekst A, endret", base_rev=1)], device=first)
+    late = _note_change(iid, note_id, "Tekst fra B", base_rev=1)
+    stale = post_sync(client, [late], device=second)
+    assert stale.get_json()["results"][0]["status"] == "conflict"
+    answer = post_sync(client, [], device=str(uuid.uuid4()))
+    body = answer.get_data(as_text=True)
+    note = next(u for u in answer.get_json()["updates"] if u["id"] == note_id)
+    assert note["data"]["conflict"]["text"]  # the other version's words are there
+    assert first not in body and second not in body
+    assert not {"by", "device"} & set(note["data"]["conflict"])
