@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from interview.extensions import db
-from interview.models import Interview, Note, Participant, SyncChange
+from interview.models import Debrief, Interview, Note, Participant, SyncChange
 from interview.sync import fold_events, merge_fields
 from tests.conftest import get_row
 from tests.helpers import consented_interview, post_sync
@@ -358,3 +358,33 @@ def test_a_conflict_reaches_tablets_without_anyones_device_or_user_id(client, au
     assert note["data"]["conflict"]["text"]  # the other version's words are there
     assert first not in body and second not in body
     assert not {"by", "device"} & set(note["data"]["conflict"])
+
+
+def _debrief_create(iid, debrief_id, reflection):
+    return {
+        "change_id": str(uuid.uuid4()),
+        "entity": "debrief",
+        "id": debrief_id,
+        "base_rev": None,
+        "recorded_at": "2026-11-23T10:00:00Z",
+        "data": {"interview_id": iid, "wellbeing": 3, "reflection": reflection},
+    }
+
+
+def test_two_debrief_creates_in_one_batch_keep_the_first_and_refuse_the_second(
+    client, auth, world, app
+):
+    # they once broke the whole batch (503 "retry", for ever)
+    iid = consented_interview(client, world)
+    assert client.post(f"/interviews/{iid}/stop", data={"reason": "other"}).status_code == 302
+    one, two = (
+        _debrief_create(iid, str(uuid.uuid4()), "en"),
+        _debrief_create(iid, str(uuid.uuid4()), "to"),
+    )
+    answer = post_sync(client, [one, two])
+    assert answer.status_code == 200
+    results = answer.get_json()["results"]
+    assert [r["status"] for r in results] == ["applied", "rejected"]
+    assert "already wrote a debrief" in results[1]["reason"]
+    with app.app_context():
+        assert [d.reflection for d in db.session.scalars(select(Debrief))] == ["en"]
