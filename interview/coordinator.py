@@ -14,6 +14,7 @@ from .access import (
     roles_required,
 )
 from .content import withdrawal_data_choice
+from .database import scrub_sqlite_files
 from .extensions import db
 from .forms import (
     AssignForm,
@@ -292,6 +293,8 @@ def withdraw_participant(participant_id: str):
                     "participant_withdrawn", "participant", participant.id, **summary.as_detail()
                 )
                 db.session.commit()
+                # on SQLite the deleted rows' old pages stay in the WAL until a checkpoint
+                scrub_sqlite_files((None,) if summary.keep_identity else (None, "identity"))
                 flash(
                     _("The withdrawal of %(code)s is recorded.", code=participant.code), "success"
                 )

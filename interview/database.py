@@ -1,11 +1,23 @@
 """Database set-up: SQLite pragmas for the embedded store, engine options per backend."""
 
+import logging
+import sqlite3
+from collections.abc import Iterable
+
 from flask import Flask, g, has_app_context
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from .extensions import db
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+# a checkpoint after a withdrawal waits this long for a reader, then leaves the rest to a
+# later one rather than hold up the coordinator's page
+CHECKPOINT_WAIT_MS = 1000
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -14,8 +26,46 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # deleted rows and replaced values are overwritten with zeros, so a withdrawn
+    # participant's sealed text does not stay readable in freed space of the file
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
+
+
+def scrub_sqlite_files(binds: Iterable[str | None] = (None, "identity")) -> bool:
+    """Checkpoint and truncate the WAL of each SQLite store; return whether all of them finished.
+
+    The WAL keeps the old copies of the pages a deletion changed until a checkpoint copies the
+    new ones back; TRUNCATE then empties it. Run outside any transaction, after the commit.
+    PostgreSQL stores are left alone (docs/data-protection.md §8).
+    """
+    done = True
+    for bind in binds:
+        engine = db.engines[bind]
+        if engine.dialect.name != "sqlite":
+            continue
+        name = bind or "case"
+        try:
+            with engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                raw.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+                try:
+                    busy, _log_frames, _copied = raw.execute(
+                        "PRAGMA wal_checkpoint(TRUNCATE)"
+                    ).fetchone()
+                finally:
+                    raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except (sqlite3.Error, DBAPIError) as exc:
+            # locked or busy past the wait: the deletion is committed all the same
+            log.info("WAL checkpoint of the %s store failed: %s", name, type(exc).__name__)
+            done = False
+            continue
+        if busy:
+            # another connection is reading: a later checkpoint (or SQLite's own) finishes it
+            log.info("WAL checkpoint of the %s store left for later: a reader was busy", name)
+            done = False
+    return done
 
 
 def _note_writes(_conn, _cursor, statement: str, *_args) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from . import audit
 from .crypto import KeyRing, RingSource, load_ring, open_sealed, seal, sealed_with, write_ring
+from .database import scrub_sqlite_files
 from .extensions import db
 from .models import ConsentSignature, Debrief, IdentityEntry, InterviewEvent, Note, SyncChange
 from .study_key import StudyKeyError
@@ -132,6 +133,8 @@ def rotate(name: str) -> dict:
     report = {"ring": name, "key_id": ring.ids()[-1], "resealed": resealed, "resumed": resumed}
     audit.record("keys_rotated", "key_ring", name, **report)
     db.session.commit()
+    # values sealed with the dropped key stay in the WAL's old pages until a checkpoint
+    scrub_sqlite_files((None,) if name == "research" else ("identity",))
     return report
 
 
