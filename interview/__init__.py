@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from flask import Flask
@@ -19,18 +20,45 @@ def _secret_key(instance_path: str) -> str:
     return path.read_text().strip()
 
 
-def create_app(test_config: dict | None = None) -> Flask:
+def _make_private(app: Flask) -> None:
+    """Take group and world access from the instance folder and the SQLite files in use."""
+    paths = [Path(app.instance_path)]
+    uris = [app.config["SQLALCHEMY_DATABASE_URI"], *app.config["SQLALCHEMY_BINDS"].values()]
+    for uri in uris:
+        if isinstance(uri, str) and uri.startswith("sqlite:///"):
+            store = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+            paths += [store, store.with_name(store.name + "-wal")]
+            paths.append(store.with_name(store.name + "-shm"))
+    for path in paths:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(path, mode & 0o700)
+        except OSError:
+            # missing (made later, under the umask) or not ours to change: nothing to do
+            continue
+
+
+def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
     """Create and configure the app; `test_config` overrides the environment-based settings."""
     app = Flask(
         __name__,
+        instance_path=instance_path,
         instance_relative_config=True,
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    os.makedirs(app.instance_path, exist_ok=True)
+    # Everything the app writes is for the app user alone: the SQLite stores with their -wal
+    # and -shm files, key files, rendered PDFs and backups. SQLite makes its files 0644 under
+    # the usual umask 022; this one place makes every new file 0600 and folder 0700. Nothing
+    # the app writes is read by another user (it serves its own PDFs).
+    os.umask(0o077)
+    os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
     app.config.from_mapping(load_config(app.instance_path))
     if test_config:
         app.config.from_mapping(test_config)
+    # an instance folder or store made before the umask above (or copied in) is made private
+    _make_private(app)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
 

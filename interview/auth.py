@@ -68,6 +68,7 @@ def login():
             if needs_rehash(user.password_hash):
                 user.password_hash = hash_password(form.password.data)
             user.last_login_at = utcnow()
+            sessions.renew()
             login_user(user)
             sessions.start()
             audit.record("login", "user", user.id, user_id=user.id)

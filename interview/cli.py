@@ -1,10 +1,12 @@
 """Command-line tools: users, guide loading and demo data."""
 
+import os
 import re
 import sys
 
 import click
 from flask import Flask
+from flask_babel import force_locale
 from sqlalchemy import func, select
 
 from . import audit, backup, keys, scale
@@ -12,7 +14,16 @@ from .content import ContentError, load_all
 from .demo import seed_cases, seed_participants, seed_users
 from .extensions import db
 from .models import ROLES, Case, User
-from .passwords import hash_password
+from .passwords import hash_password, password_problem
+
+
+def _terminal_language() -> str:
+    """Return the UI language for messages on the command line: Bokmål where the locale says."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name)
+        if value:
+            return "nb" if value.lower().startswith(("nb", "nn", "no")) else "en"
+    return "en"
 
 
 @click.command("create-user")
@@ -31,8 +42,10 @@ def create_user(username: str, role: str, cases: tuple[str, ...], password_stdin
         raise click.ClickException(
             "A username is 2 to 80 letters a-z, digits, dots, dashes or underscores."
         )
-    if len(password) < 10:
-        raise click.ClickException("The password must be at least 10 characters.")
+    with force_locale(_terminal_language()):
+        problem = password_problem(password, username, role)
+    if problem:
+        raise click.ClickException(problem)
     found = []
     for code in cases:
         case = db.session.execute(select(Case).where(Case.code == code)).scalar_one_or_none()

@@ -9,7 +9,7 @@ and sends it after the next login (docs/sync.md).
 import secrets
 from datetime import UTC, datetime
 
-from flask import Flask, flash, request, session
+from flask import Flask, flash, g, request, session
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
 
@@ -58,6 +58,17 @@ def start(now: float | None = None) -> None:
     # names this session to the tablet, so a logout made offline later ends this session and
     # never a newer one (docs/sync.md, "Logging out")
     session[SID] = secrets.token_urlsafe(12)
+
+
+def renew() -> None:
+    """Drop everything the session holds but the UI language (call right before login)."""
+    # a CSRF secret read before login (on a shared tablet, by the person before) must not stay
+    # valid in the new session: Flask-WTF makes a new one when the next token is asked for
+    lang = session.get("lang")
+    session.clear()
+    g.pop("csrf_token", None)
+    if lang:
+        session["lang"] = lang
 
 
 def session_id() -> str | None:

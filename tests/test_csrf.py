@@ -245,3 +245,29 @@ def test_csrf_error_as_json_for_api_clients(app, client):
     assert response.is_json
     assert EXPIRED in response.get_json()["error"]
     assert _status_and_events(app)[0] == "in_progress"
+
+
+def test_a_token_read_before_login_is_refused_after_it(app, client):
+    """Login makes a new CSRF secret: a token read on a shared tablet before it is void."""
+    before = csrf_from(client.get("/login").text)
+    response = client.post(
+        "/login", data={"username": "peer_a", "password": PASSWORD, "csrf_token": before}
+    )
+    assert response.status_code == 302
+    old = client.post("/logout?lang=en", headers={"X-CSRFToken": before})
+    assert old.status_code == 400
+    assert EXPIRED in old.text
+    assert client.get("/interviews/").status_code == 200
+    fresh = client.get("/api/v1/session").get_json()["csrf_token"]
+    assert fresh != before
+    response = client.post("/logout", headers={"X-CSRFToken": fresh})
+    assert response.status_code == 302
+    assert client.get("/interviews/").status_code == 302
+
+
+def test_login_keeps_the_language_chosen_before_it(app, client):
+    """The anonymous session is dropped at login, but the UI language chosen on it stays."""
+    token = csrf_from(client.get("/login?lang=en").text)
+    client.post("/login", data={"username": "peer_a", "password": PASSWORD, "csrf_token": token})
+    with client.session_transaction() as sess:
+        assert sess["lang"] == "en"
