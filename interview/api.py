@@ -126,7 +126,7 @@ def session_info():
     refused = _require_login()
     if refused:
         return refused
-    return jsonify(
+    response = jsonify(
         {
             "user": current_user.username,
             "user_id": current_user.id,
@@ -139,6 +139,11 @@ def session_info():
             "sid": session_id(),
         }
     )
+    # the tablet asks this before its first sync: the browser is named once, here, and not by
+    # several first syncs at once, each with an id of its own
+    if browser_id_from(request.cookies.get(BROWSER_COOKIE)) is None:
+        _give_browser_cookie(response, new_browser_id())
+    return response
 
 
 def study_key_info():

@@ -22,7 +22,9 @@ CSP = "; ".join(
 def _headers(response):
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # nothing to other sites; the page's own address to this site, since Flask-WTF refuses a
+    # form post over HTTPS that does not name a page of the same site as its referrer
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Frame-Options"] = "DENY"
     if request.is_secure:
         response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"

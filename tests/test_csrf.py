@@ -271,3 +271,25 @@ def test_login_keeps_the_language_chosen_before_it(app, client):
     client.post("/login", data={"username": "peer_a", "password": PASSWORD, "csrf_token": token})
     with client.session_transaction() as sess:
         assert sess["lang"] == "en"
+
+
+def test_over_https_the_login_page_lets_the_browser_name_it_and_the_login_works(app, client):
+    # Flask-WTF refuses a form post over HTTPS that names no page of this site as its referrer;
+    # a browser names it only if the page allows it (Referrer-Policy), and never to other sites
+    page = client.get("/login", base_url="https://localhost")
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    token = csrf_from(page.text)
+    data = {"username": "peer_a", "password": PASSWORD, "csrf_token": token}
+    named = client.post(
+        "/login",
+        data=data,
+        base_url="https://localhost",
+        headers={"Referer": "https://localhost/login"},
+    )
+    assert named.status_code == 302
+    other = app.test_client()  # a second browser that names no page
+    page = other.get("/login", base_url="https://localhost")
+    unnamed = other.post(
+        "/login", data={**data, "csrf_token": csrf_from(page.text)}, base_url="https://localhost"
+    )
+    assert unnamed.status_code == 400  # what every form post did under "no-referrer"

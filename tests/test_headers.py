@@ -154,7 +154,7 @@ def header_problems(response, endpoint: str | None, https: bool = False) -> list
     problems = csp_problems(h.get("Content-Security-Policy"))
     if h.get("X-Content-Type-Options") != "nosniff":
         problems.append(f"X-Content-Type-Options is {h.get('X-Content-Type-Options')}")
-    if h.get("Referrer-Policy") != "no-referrer":
+    if h.get("Referrer-Policy") != "same-origin":
         problems.append(f"Referrer-Policy is {h.get('Referrer-Policy')}")
     hsts = h.get("Strict-Transport-Security")
     if https:

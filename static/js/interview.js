@@ -161,12 +161,14 @@ export async function showCheckIn() {
 // An event (pause, resume, check-in, distress) is recorded once however often it is tapped:
 // taps while it is being recorded do nothing, and a button that has just taken the place of the
 // one tapped does not take the same tap (Resume appears where Pause was).
-let acting = false;
+// when each kind was last tapped: a second tap of the same kind within a second does nothing
+const lastTap = new Map();
+const SAME_TAP_MS = 1000;
 const SETTLE_MS = 700;
 export async function safetyEvent(kind, allowed) {
-  if (acting) return false;
-  acting = true;
-  try {
+  if (Date.now() - (lastTap.get(kind) || 0) < SAME_TAP_MS) return false;
+  lastTap.set(kind, Date.now());
+  {
     const st = await localState();
     if (!allowed.includes(st.status)) return false;
     const recorded = await recordEvent(kind);
@@ -180,14 +182,15 @@ export async function safetyEvent(kind, allowed) {
         if (!(await sent()) && navigator.onLine) await syncNow();
         const waiting = !(await sent());
         await showCheckIn();
-        say(fmt(strings[waiting ? "checked_in_kept" : "checked_in_sent"], { time }), waiting ? "info" : "success");
+        // a check-in the case store refused is never shown as seen by the coordinator
+        const refused = (await store.rejectedOf(userId)).find((r) => r.id === recorded);
+        if (refused) say(fmt(strings.rejected, { n: 1, reason: refused.reason }), "warning");
+        else say(fmt(strings[waiting ? "checked_in_kept" : "checked_in_sent"], { time }), waiting ? "info" : "success");
       });
     } else {
       syncSoon(200);
     }
     return true;
-  } finally {
-    acting = false;
   }
 }
 
@@ -252,9 +255,10 @@ export const handlers = {
   async event(form) {
     const kind = form.dataset.kind;
     const allowed = { pause: ["in_progress"], resume: ["paused"], check_in: ["in_progress", "paused"], distress_1: ["in_progress", "paused"] };
-    await safetyEvent(kind, allowed[kind] || []);
+    const recorded = await safetyEvent(kind, allowed[kind] || []);
     const st = await localState();
-    if (kind === "distress_1") return go(`${ctx.base}/distress`);
+    // the first tap goes to the distress page; a second one (not recorded) has nowhere to go
+    if (kind === "distress_1") return recorded || st.status !== "paused" ? go(`${ctx.base}/distress`) : undefined;
     if (kind === "resume" && pageName === "distress") return go(`${ctx.base}/section/${st.section}`);
   },
   async capacity(form, submitter) {
@@ -450,4 +454,9 @@ export async function initDebrief(form) {
   const changed = () => saveDebrief(form, debriefArgs(form)).catch(() => {});
   form.addEventListener("input", changed);
   form.addEventListener("change", changed);
+  // words typed before this script woke up are the person's: saved now
+  const now = debriefArgs(form).values;
+  const base = form._base;
+  const typed = now.reflection.trim() !== base.reflection || (now.wellbeing && now.wellbeing !== base.wellbeing);
+  if (!record && typed) changed();
 }

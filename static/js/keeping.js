@@ -48,6 +48,32 @@ export async function showKeeping(strings, { ask = false } = {}) {
   return { installed: isInstalled, persisted };
 }
 
+// The waiting entries as the case store can take them in one go: an entry that waits for an
+// earlier one's rev (an edit typed while the earlier one was being sent) builds on that one's
+// rev (1 for a create), and a record's later waiting entries are merged into one, so nothing is
+// taken for a second create.
+export function foldForRescue(entries) {
+  const byRecord = new Map();
+  const out = [];
+  for (const e of [...entries].sort((a, b) => a.seq - b.seq)) {
+    const first = byRecord.get(e.record_key);
+    if (!first) {
+      byRecord.set(e.record_key, { first: e, later: null });
+      out.push(e);
+      continue;
+    }
+    if (!first.later) {
+      const base = first.first.op === "create" ? 1 : first.first.base_rev;
+      first.later = { ...e, op: "edit", base_rev: e.base_rev ?? base, data: { ...e.data } };
+      out.push(first.later);
+    } else {
+      Object.assign(first.later.data, e.data);
+      first.later.recorded_at = e.recorded_at;
+    }
+  }
+  return out;
+}
+
 // Save the waiting changes of this person as a sealed file. Nothing of it can be read on the
 // tablet or by whoever finds the file; the case store applies it by the usual sync rules, so a
 // copy brought twice, or after the tablet synced after all, changes nothing.
@@ -65,7 +91,7 @@ export async function rescueCopy(userId, strings, studyKey) {
     return null;
   }
   const device = await store.deviceId();
-  const changes = entries.sort((a, b) => a.seq - b.seq).map(store.asChange);
+  const changes = foldForRescue(entries).map(store.asChange);
   const box = await seal.seal({ token, device_id: device, changes }, key);
   const madeAt = new Date().toISOString();
   const file = { format: "fact-rescue", v: 1, made_at: madeAt, store_id: device, count: changes.length, box };

@@ -3,7 +3,7 @@
 // note, themes offered from the page's one list, and the section's buttons.
 
 import { ctx, formAlert, MAX_TEXT, saveTyped, storageFailed, strings, submitterOf, updateStatus, userId } from "./tablet.js";
-import { go, recordEvent, safetyEvent, saveSection } from "./interview.js";
+import { go, safetyEvent, saveSection } from "./interview.js";
 import * as store from "./store.js";
 
 // --- notes on a guide section ----------------------------------------------------------------
@@ -320,8 +320,8 @@ export function initSection(form) {
       if (goTo === "finish") return leave(`${base}/finish`);
       if (goTo === "stop") return leave(`${base}/stop`);
       if (goTo === "distress") {
-        await recordEvent("distress_1");
-        return leave(`${base}/distress`);
+        if (await safetyEvent("distress_1", ["in_progress", "paused"])) return leave(`${base}/distress`);
+        return;
       }
       if (["pause", "resume", "check_in"].includes(goTo)) {
         const allowed = { pause: ["in_progress"], resume: ["paused"], check_in: ["in_progress", "paused"] };

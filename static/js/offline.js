@@ -69,6 +69,7 @@ async function prepare(button) {
     const keeping = await showKeeping(strings, { ask: true }).catch(() => null);
     const persisted = !keeping || keeping.persisted !== false;
     await store.setMeta(`prepared:${userId}`, { at: new Date().toISOString(), interviews: ready });
+    await store.setMeta("pages_owner", String(userId));
     // the list first, then "ready": whoever reads the status finds the list that goes with it
     await showPrepared();
     out.textContent = count("prepare_done", ready.filter((r) => r.ok).length) + (persisted ? "" : ` ${strings.persist_denied}`);
@@ -130,7 +131,13 @@ function guardLogout() {
       const waiting = (await store.outboxOf(userId)).length;
       // the changes stay on the tablet and are sent after the next login
       if (waiting > 0 && !window.confirm(count("logout_waiting", waiting))) return;
-      await signOut();
+      try {
+        await signOut();
+      } catch (error) {
+        // the tablet could not be cleared: say so; the case store still ends the session
+        storageFailed(error);
+        if (!navigator.onLine) return;
+      }
       form.dataset.confirmed = "1";
       form.submit();
     } finally {
@@ -142,6 +149,12 @@ function guardLogout() {
 async function signOut() {
   const sid = state.sid || (await store.getMeta(`sid:${userId}`).catch(() => null)) || null;
   await store.setMeta("signed_out", { user_id: String(userId), sid, at: Date.now(), server: "pending" });
+  try {
+    // the peer's other open tabs leave their pages too (the "storage" event)
+    localStorage.setItem(SIGNED_OUT_SIGNAL, String(Date.now()));
+  } catch {
+    // no localStorage: other tabs find the mark at their next page
+  }
   await store.clearAll();
   try {
     sessionStorage.clear();
@@ -152,7 +165,7 @@ async function signOut() {
     await caches.delete(PAGES);
     // the page shown while signed out, kept beside the files: it names nobody
     try {
-      const page = await fetch("/signed-out", { credentials: "same-origin", cache: "no-store" });
+      const page = await fetch("/signed-out", { credentials: "same-origin", cache: "no-store", headers: { "X-Offline-Copy": "1" } });
       if (page.ok) await (await caches.open(FILES)).put("/signed-out", page);
     } catch {
       // without a network the copy kept at the last preparation is shown
@@ -182,7 +195,9 @@ async function checkSignedOut() {
     }
     const body = new URLSearchParams({ csrf_token: info.csrf_token, deferred: "1" });
     await request("/logout", { method: "POST", body, headers: { "X-CSRFToken": info.csrf_token } });
-    await store.setMeta("signed_out", { ...old, server: "done" });
+    // done only when the case store confirms that nobody is logged in any more
+    const after = await request("/api/v1/session", { headers: { Accept: "application/json" }, cache: "no-store" });
+    if (after.status === 401) await store.setMeta("signed_out", { ...old, server: "done" });
   } catch {
     // the case store did not answer: the page stays hidden, the session ends next time
   }
@@ -191,6 +206,31 @@ async function checkSignedOut() {
 }
 
 // --- start ----------------------------------------------------------------------------------
+
+const SIGNED_OUT_SIGNAL = "fact-signed-out";
+
+// Another tab logged out, or this page comes back from the back/forward cache after a logout:
+// it shows nothing more of the peer.
+function leaveWhenSignedOut() {
+  window.addEventListener("storage", (event) => {
+    if (event.key === SIGNED_OUT_SIGNAL) location.replace("/signed-out");
+  });
+  window.addEventListener("pageshow", async (event) => {
+    if (!event.persisted) return;
+    const mark = await store.getMeta("signed_out").catch(() => null);
+    if (mark) location.replace("/signed-out");
+  });
+}
+
+// Kept pages belong to the peer who prepared them: another peer who logs in on this tablet
+// never gets them (a session that ended without a logout leaves them behind).
+async function dropOthersPages() {
+  const owner = await store.getMeta("pages_owner").catch(() => null);
+  if (owner && String(owner) !== String(userId) && "caches" in window) {
+    await caches.delete(PAGES);
+    await store.setMeta("pages_owner", null);
+  }
+}
 
 async function start() {
   fillThemeChoices();
@@ -201,6 +241,8 @@ async function start() {
     return; // no IndexedDB (a private window): the plain forms work as before
   }
   if (await checkSignedOut()) return;
+  leaveWhenSignedOut();
+  await dropOthersPages();
   state.ready = true;
   // what the last page typed but could not finish saving is saved before anything else
   await store.replayJournal(userId).catch(storageFailed);

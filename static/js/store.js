@@ -193,8 +193,9 @@ export function saveEditable({ entity, id, interviewId, userId, values, createDa
     const records = tx.objectStore("records");
     const outbox = tx.objectStore("outbox");
     on(records.get(key), (existing) => {
-      on(outbox.index("record").getAll(key), (entries) => {
-        entries.sort((a, b) => a.seq - b.seq);
+      on(outbox.index("record").getAll(key), (all) => {
+        // only this person's entries: another peer's waiting change is never written into
+        const entries = all.filter((e) => String(e.user_id) === String(userId)).sort((a, b) => a.seq - b.seq);
         const record = existing || {
           key, entity, id, interview_id: interviewId, rev: known ? known.rev : null,
           base: known ? { ...known.base } : null, data: { ...createData, ...(known ? known.base : {}) },

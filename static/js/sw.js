@@ -21,7 +21,7 @@ self.addEventListener("install", (event) => {
 
 async function keepSignedOutPage() {
   try {
-    const response = await fetch(SIGNED_OUT_PAGE, { credentials: "same-origin", cache: "no-store" });
+    const response = await fetch(SIGNED_OUT_PAGE, { credentials: "same-origin", cache: "no-store", headers: { "X-Offline-Copy": "1" } });
     if (response.ok) await (await caches.open(FILES)).put(SIGNED_OUT_PAGE, response);
   } catch {
     // kept at the next preparation or logout
@@ -114,11 +114,27 @@ async function signedOutNavigation(request, tablet) {
 async function logout(request) {
   try {
     const response = await withTimeout(fetch(request), NETWORK_WAIT_MS);
-    if (response.type === "opaqueredirect" || response.ok) await markServerDone();
+    const tablet = await tabletState(null);
+    if (tablet.mark && (await sessionGone(tablet.mark).catch(() => false))) await markServerDone();
     return response;
   } catch {
     return signedOutPage();
   }
+}
+
+// Whether the session that was signed out has really ended: the case store says nobody is
+// logged in, or names another session. A redirect from a proxy or a captive portal proves
+// nothing.
+async function sessionGone(mark) {
+  const info = await withTimeout(
+    fetch("/api/v1/session", { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" }),
+    NETWORK_WAIT_MS,
+  );
+  if (info.status === 401) return true;
+  if (!info.ok) return false;
+  const session = await info.json().catch(() => null);
+  if (!session || !session.user_id) return false;
+  return mark.sid ? session.sid !== mark.sid : String(session.user_id) !== String(mark.user_id);
 }
 
 // End the session that was open when the tablet was signed out, and only that one: a newer
@@ -134,11 +150,11 @@ async function endSession(mark) {
   const same = mark.sid ? session.sid === mark.sid : String(session.user_id) === String(mark.user_id);
   if (!same) return true;
   const body = new URLSearchParams({ csrf_token: session.csrf_token, deferred: "1" });
-  const answer = await withTimeout(
+  await withTimeout(
     fetch("/logout", { method: "POST", credentials: "same-origin", body, redirect: "manual", headers: { "X-CSRFToken": session.csrf_token } }),
     NETWORK_WAIT_MS,
   );
-  return answer.type === "opaqueredirect" || answer.ok;
+  return sessionGone(mark);
 }
 
 async function signedOutPage() {
@@ -204,9 +220,9 @@ function readMark(row) {
 // Whether the outbox holds changes for this interview, and whether the tablet is signed out.
 function tabletState(interviewId) {
   const nothing = { pending: false, signedOut: false, serverPending: false, mark: null };
-  // a navigation never waits long on a storage that does not answer; a sign-out mark that
-  // cannot be read in time is taken as there, so nobody's pages are shown by mistake
-  const timeout = new Promise((resolve) => setTimeout(() => resolve({ ...nothing, signedOut: true }), 1500));
+  // a navigation never waits long on a storage that does not answer; the kept pages were
+  // deleted at logout, so a sign-out mark read too late shows nobody anything
+  const timeout = new Promise((resolve) => setTimeout(() => resolve(nothing), 1500));
   return Promise.race([timeout, readTabletState(interviewId, nothing)]);
 }
 

@@ -179,6 +179,7 @@ export async function request(url, options = {}, ms = 20000) {
 async function refreshSession() {
   const response = await request("/api/v1/session", { headers: { Accept: "application/json" } });
   if (response.status === 401) throw new Stop("login");
+  if ([502, 503, 504].includes(response.status)) throw new Stop("unreachable");
   if (!response.ok) throw new Stop("error");
   const info = await response.json();
   state.csrf = info.csrf_token;
@@ -200,6 +201,8 @@ async function post(body, retried = false) {
   });
   if (response.status === 401) throw new Stop("login");
   if (response.status === 413) throw new Stop("too_large");
+  // a proxy in front of a case store that is down or silent
+  if ([502, 503, 504].includes(response.status) && !(await response.clone().json().catch(() => null))?.code) throw new Stop("unreachable");
   if (response.status === 400 || response.status === 403) {
     const answer = await response.json().catch(() => ({}));
     if (answer.code === "csrf" && !retried) {

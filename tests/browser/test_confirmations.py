@@ -270,3 +270,29 @@ def test_a_saved_note_is_no_longer_called_new_and_the_offline_list_reads_right(
     card_time = page.locator(f"a[href='/interviews/{iid}'] time").inner_text()
     assert card_time in page.locator("#offline-list").inner_text()
     context.close()
+
+
+@pytest.mark.parametrize("kind", ["check_in", "distress"])
+def test_two_taps_on_check_in_or_distress_record_one_event(server, browser, app, started, kind):
+    iid, _ = started
+    context, page, _errors = _tablet(browser, server)
+    _open(page, f"{server.url}/interviews/{iid}/section/0")
+    _wait_status(page, ALL_SAVED["en"])
+    button = page.locator(f".safety-bar button[value={kind}]")
+    box = button.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.click(x, y)
+    page.wait_for_timeout(250)
+    if kind == "check_in":
+        page.mouse.click(x, y)
+        page.wait_for_function(
+            "() => document.getElementById('tablet-notices').textContent.includes('safe')"
+        )
+    else:
+        page.evaluate(f"document.querySelector('.safety-bar button[value={kind}]')?.click()")
+        page.wait_for_url(f"**/interviews/{iid}/distress")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    _wait_status(page, ALL_SAVED["en"], timeout=30000)
+    stored = "check_in" if kind == "check_in" else "distress_1"
+    assert len(_events(app, iid, stored)) == 1
+    context.close()

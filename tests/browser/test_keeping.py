@@ -206,12 +206,20 @@ def test_a_sealed_copy_of_unsent_work_reaches_the_store_through_the_desk(
     _wait_status(page, ALL_SAVED["en"])
     # the case store cannot be reached from here on: the note waits on the tablet
     context.route("**/api/v1/sync", lambda route: route.abort())
-    text = "Ord som bare finnes i redningskopien"
-    page.locator(f".note[data-new][data-question='{QUESTION}'] textarea").fill(text)
+    first = "Ord som bare finnes i redningskopien"
+    box = page.locator(f".note[data-new][data-question='{QUESTION}'] textarea")
+    box.fill(first)
+    # a sync is tried (and fails) after the first words: what is typed next waits behind them
     page.wait_for_function(
-        "() => ['unreachable', 'waiting'].includes("
-        "document.getElementById('sync-status').dataset.state)"
+        "() => document.getElementById('sync-status').dataset.state === 'unreachable'",
+        timeout=20000,
     )
+    note = page.locator(f".note[data-question='{QUESTION}'] textarea").nth(1)
+    note.click()
+    page.keyboard.press("End")
+    page.keyboard.type(" – og mer etterpå")
+    text = first + " – og mer etterpå"
+    page.wait_for_timeout(300)
     page.goto(f"{server.url}/interviews/")
     page.wait_for_selector("html.tablet-ready", state="attached")
     with page.expect_download() as download_info:

@@ -189,3 +189,28 @@ def test_another_peer_on_the_same_tablet_neither_sees_nor_sends_the_first_peers_
         assert author.username == "peer_a"
         assert db.session.get(Participant, world.participants["pa"]) is not None
     context.close()
+
+
+def test_a_peer_whose_session_ended_without_logout_leaves_no_pages_to_the_next(
+    server, browser, app, started
+):
+    iid, _ = started
+    context, page = _prepared_tablet(browser, server, iid)
+    # peer A's session ends on the server (idle, or deactivated) without a logout on the tablet
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "peer_a"))
+        user.session_version += 1
+        db.session.commit()
+    _login_again(page, server.url, "peer_a2")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    _wait_status(page, ALL_SAVED["en"], timeout=30000)
+    # without a network, nothing A kept is shown on this tablet any more
+    context.set_offline(True)
+    server.stop()
+    try:
+        page.goto(f"{server.url}/interviews/{iid}/section/0")
+    except Exception:  # noqa: BLE001 - an error page shows nothing either
+        pass
+    assert "Første notat" not in page.content()
+    server.start()
+    context.close()
