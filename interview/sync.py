@@ -778,6 +778,11 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
         ),
     )
     interview = _interview_for(session, user, data.get("interview_id"))
+    # the rules of the consent page: consent comes before the interview, and once
+    if interview.status in ("completed", "stopped"):
+        raise Reject("the interview has ended: consent is taken before it")
+    if _consent_in_force(session, interview.participant_id):
+        raise Reject("the participant's consent is already recorded")
     language = _choice(data, "language", LANGUAGES, required=True)
     version = _int(data, "form_version", 1, 10_000, required=True)
     form_version = session.scalars(
@@ -836,6 +841,23 @@ def _sealed_identity(data: dict) -> dict:
     _unknown_keys(inside, ("signature", "printed_name"))
     _check_unicode(inside)
     return inside
+
+
+def _consent_in_force(session: Session, participant_id: str) -> bool:
+    """Whether the participant has a consent in force, asked of the store (as flow.valid_consent
+    reads it): a consent made earlier in the same batch counts too."""
+    rows = session.execute(
+        select(Consent.kind, Consent.answers)
+        .where(Consent.participant_id == participant_id)
+        .order_by(Consent.obtained_at)
+    ).all()
+    in_force = False
+    for kind, answers in rows:
+        if kind == "withdrawal":
+            in_force = False
+        elif (answers or {}).get("participate"):
+            in_force = True
+    return in_force
 
 
 def apply_debrief(session: Session, user: User, change: Change) -> Applied:

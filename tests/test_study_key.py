@@ -22,7 +22,7 @@ from flask.cli import FlaskGroup
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from interview import create_app, study_key
 from interview.consents import PNG_PREFIX
@@ -472,3 +472,24 @@ def test_the_session_carries_a_rescue_token_naming_the_user(app, client, world):
     assert loaded == {"u": world.users["peer_a"]}
     # the same token at every ask: it does not expire, and a tablet may keep it offline
     assert client.get("/api/v1/session").get_json()["rescue_token"] == body["rescue_token"]
+
+
+def test_sync_keeps_the_consent_pages_rules_once_and_before_the_end(app, client, world):
+    # the consent page takes one consent, and none after the interview has ended; sync too
+    iid = _started(client, world)
+    first = _consent(app, iid, method="paper", paper_form_number="P-1")
+    second = _consent(app, iid, method="paper", paper_form_number="P-2")
+    answer = post_sync(client, [first, second]).get_json()["results"]
+    assert [r["status"] for r in answer] == ["applied", "rejected"]
+    assert "already recorded" in answer[1]["reason"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Consent)) == 1
+
+    ended = world.interviews["pa2"]
+    client.post("/logout")
+    client.post("/login", data={"username": "peer_a2", "password": PASSWORD})
+    assert start_interview(client, ended).status_code == 302
+    assert client.post(f"/interviews/{ended}/stop", data={"reason": "other"}).status_code == 302
+    late = _consent(app, ended, method="paper", paper_form_number="P-3")
+    result = _result(client, late)
+    assert result["status"] == "rejected" and "ended" in result["reason"]
