@@ -620,6 +620,8 @@ def sync_expect(kind: str, actor: str) -> str:
         return "rejected"  # a debrief is changed only by the one who wrote it
     if kind == "debrief create" and actor == ASSIGNED["pa"]:
         return "rejected"  # one debrief per interviewer: peer_a wrote theirs already
+    if kind == "consent create":
+        return "rejected"  # as on the consent page: pa's consent is in force, the interview over
     return "applied"
 
 
