@@ -172,3 +172,24 @@ def statements_of(app, client, path: str) -> int:
             event.remove(engine, "before_cursor_execute", count)
     assert answer.status_code == 200, answer.status_code
     return len(seen)
+
+
+def park_change(app, user_id: int, interview_id: str, text: str, digest: str) -> None:
+    """Store a note change held until its interview arrives, its words in the payload."""
+    from interview.extensions import db as _db
+    from interview.models import SyncChange
+
+    with app.app_context():
+        _db.session.add(
+            SyncChange(
+                change_id=str(uuid.uuid4()),
+                user_id=user_id,
+                entity="note",
+                record_id=str(uuid.uuid4()),
+                digest=digest,
+                status="applied",
+                waiting_for=interview_id,
+                payload={"data": {"interview_id": interview_id, "text": text}},
+            )
+        )
+        _db.session.commit()

@@ -29,7 +29,7 @@ from interview.models import (
 from interview.sync import serialize
 from interview.withdrawal import WithdrawalError, today_in_oslo, withdraw
 from tests.conftest import PASSWORD, get_row
-from tests.helpers import note_change, post_sync, signature_data_url, start_interview
+from tests.helpers import note_change, park_change, post_sync, signature_data_url, start_interview
 from tests.test_openapi import assert_valid
 
 SECRET = "Hemmelig notat om teamet"
@@ -151,21 +151,9 @@ def test_consent_form_data_choice_is_optional_boolean_and_v1_gives_none(app, wor
 def test_withdrawal_deletes_the_data_and_scrubs_the_sync_log(app, world, client):
     iid, _cursor = _interview_with_data(app, world, client)
     pid = world.participants["pa"]
+    # a change stuck waiting for the interview (its release failed) still holds words
+    park_change(app, world.users["peer_a"], iid, SECRET, digest="d" * 64)
     with app.app_context():
-        # a change stuck waiting for the interview (its release failed) still holds words
-        db.session.add(
-            SyncChange(
-                change_id=str(uuid.uuid4()),
-                user_id=world.users["peer_a"],
-                entity="note",
-                record_id=str(uuid.uuid4()),
-                digest="d" * 64,
-                status="applied",
-                waiting_for=iid,
-                payload={"data": {"interview_id": iid, "text": SECRET}},
-            )
-        )
-        db.session.commit()
         assert _count(Note) == 2 and _count(note_themes) == 1
         assert _count(InterviewEvent) == 2 and _count(Debrief) == 1
         consents_before = _count(Consent)

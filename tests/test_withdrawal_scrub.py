@@ -20,7 +20,7 @@ from interview.models import (
 )
 from interview.participants import set_identity
 from tests.conftest import PASSWORD
-from tests.helpers import note_change, post_sync, signature_data_url, start_interview
+from tests.helpers import note_change, park_change, post_sync, signature_data_url, start_interview
 from tests.test_withdrawal import _change, _client_as, _newest_form_version, _post_withdrawal
 
 pytestmark = pytest.mark.skipif(
@@ -111,21 +111,8 @@ def _stored_data(app, world, client) -> str:
     edit = note_change(iid, first, NOTE_EDITED, base_rev=1)
     answer = post_sync(client, [edit, stop, debrief]).get_json()
     assert [r["status"] for r in answer["results"]] == ["applied"] * 3, answer
-    with app.app_context():
-        # a change held until its record arrives keeps its words in a sealed payload
-        db.session.add(
-            SyncChange(
-                change_id=str(uuid.uuid4()),
-                user_id=world.users["peer_a"],
-                entity="note",
-                record_id=str(uuid.uuid4()),
-                digest="e" * 64,
-                status="applied",
-                waiting_for=iid,
-                payload={"data": {"interview_id": iid, "text": PARKED}},
-            )
-        )
-        db.session.commit()
+    # a change held until its record arrives keeps its words in a sealed payload
+    park_change(app, world.users["peer_a"], iid, PARKED, digest="e" * 64)
     return pid
 
 

@@ -37,6 +37,15 @@ def _open(page, url):
     page.wait_for_selector("html.tablet-ready", state="attached")
 
 
+def _tap_twice(page, locator, gap_ms=250):
+    """Two taps on the same spot, as a nervous finger does: the second where the first was."""
+    box = locator.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.click(x, y)
+    page.wait_for_timeout(gap_ms)
+    page.mouse.click(x, y)
+
+
 def _events(app, iid, kind):
     with app.app_context():
         db.session.expire_all()
@@ -134,11 +143,7 @@ def test_two_taps_on_pause_record_one_pause_and_do_not_resume(server, browser, a
     _open(page, f"{server.url}/interviews/{iid}/section/0")
     _wait_status(page, ALL_SAVED["en"])
     pause = page.locator(".safety-bar button[value=pause]")
-    box = pause.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.click(x, y)
-    page.wait_for_timeout(250)
-    page.mouse.click(x, y)  # the second tap lands where Resume now is
+    _tap_twice(page, pause)  # the second tap lands where Resume now is
     page.wait_for_selector(".safety-bar button[value=resume]:visible")
     page.wait_for_timeout(800)
     _wait_status(page, ALL_SAVED["en"], timeout=30000)
@@ -161,11 +166,7 @@ def test_two_taps_on_pause_off_the_guide_page_record_one_pause(server, browser, 
     context, page, _errors = _tablet(browser, server)
     _open(page, f"{server.url}/interviews/{iid}/finish")
     pause = page.locator("form[data-kind=pause] button")
-    box = pause.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.click(x, y)
-    page.wait_for_timeout(250)
-    page.mouse.click(x, y)
+    _tap_twice(page, pause)
     page.wait_for_selector("form[data-kind=resume]:visible")
     _wait_status(page, ALL_SAVED["en"], timeout=30000)
     assert len(_events(app, iid, "pause")) == 1
@@ -279,16 +280,14 @@ def test_two_taps_on_check_in_or_distress_record_one_event(server, browser, app,
     _open(page, f"{server.url}/interviews/{iid}/section/0")
     _wait_status(page, ALL_SAVED["en"])
     button = page.locator(f".safety-bar button[value={kind}]")
-    box = button.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.click(x, y)
-    page.wait_for_timeout(250)
     if kind == "check_in":
-        page.mouse.click(x, y)
+        _tap_twice(page, button)
         page.wait_for_function(
             "() => document.getElementById('tablet-notices').textContent.includes('safe')"
         )
     else:
+        button.click()
+        page.wait_for_timeout(250)
         page.evaluate(f"document.querySelector('.safety-bar button[value={kind}]')?.click()")
         page.wait_for_url(f"**/interviews/{iid}/distress")
     page.wait_for_selector("html.tablet-ready", state="attached")
