@@ -11,7 +11,7 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
-from . import audit, study_key
+from . import audit, study_key, waiting
 from .access import interviews_visible_to
 from .content import guide_of
 from .devices import (
@@ -19,6 +19,7 @@ from .devices import (
     BROWSER_COOKIE_DAYS,
     browser_id_from,
     new_browser_id,
+    owned_by_another,
     record_device,
 )
 from .extensions import db
@@ -61,6 +62,17 @@ def sync():
         return _error(400, str(exc), "envelope")
     # the user itself, not the proxy: the rules ask who it is for every change
     user = current_user._get_current_object()
+    if owned_by_another(db.session, user, envelope.device_id):
+        # a device id belongs to the first user who synced with it: nothing is applied, and
+        # the tablet makes itself a new id for this user and sends again (docs/sync.md)
+        return _error(
+            409,
+            _(
+                "This tablet's id belongs to another person. Nothing was saved; your changes "
+                "are kept on this tablet and are sent again under a new id."
+            ),
+            "device",
+        )
     browser_id = browser_id_from(request.cookies.get(BROWSER_COOKIE))
     fresh_browser = browser_id is None
     if fresh_browser:
@@ -77,6 +89,7 @@ def sync():
             pending_interviews=envelope.pending_interviews,
             nothing_new=all(r.status == "duplicate" for r in results),
         )
+        waiting.acknowledge(db.session, user.id, envelope.device_id, envelope.refused_seen)
         if envelope.changes:
             counts: dict[str, int] = {}
             for r in results:
@@ -95,9 +108,12 @@ def sync():
         # (the applied ones come back as duplicates)
         return _error(503, _("The case store could not take every change. Sending again."), "retry")
     updates, cursor = updates_since(db.session, user, envelope.cursor)
-    response = jsonify(
-        {"results": [r.as_json() for r in results], "cursor": cursor, "updates": updates}
-    )
+    answer = {"results": [r.as_json() for r in results], "cursor": cursor, "updates": updates}
+    # changes answered `applied` while they waited, refused since (expired, withdrawn)
+    refused = waiting.refusals_to_tell(db.session, user.id, envelope.device_id)
+    if refused:
+        answer["refused"] = refused
+    response = jsonify(answer)
     if fresh_browser:
         _give_browser_cookie(response, browser_id)
     return response

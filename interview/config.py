@@ -75,6 +75,11 @@ def load_config(instance_path: str) -> dict:
         "DOCUMENT_CACHE_DIR": os.environ.get("DOCUMENT_CACHE_DIR", str(instance / "documents")),
         # lone-worker safety: an interview this long past its expected end without a check-in
         "OVERDUE_GRACE_MINUTES": int(os.environ.get("OVERDUE_GRACE_MINUTES", "30")),
+        # changes kept on the server until the record they belong to arrives (docs/sync.md):
+        # at most this many, and this many bytes, per user; refused after this many days
+        "SYNC_WAITING_MAX": int(os.environ.get("SYNC_WAITING_MAX", "500")),
+        "SYNC_WAITING_MAX_BYTES": int(os.environ.get("SYNC_WAITING_MAX_BYTES", "5000000")),
+        "SYNC_WAITING_DAYS": int(os.environ.get("SYNC_WAITING_DAYS", "14")),
         # a tablet silent this long while it still holds changes is worth a phone call
         "STALE_TABLET_HOURS": int(os.environ.get("STALE_TABLET_HOURS", "24")),
         # the desk's progress figures and theme matrix are recounted at most this often while

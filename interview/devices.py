@@ -9,6 +9,10 @@ same person in the same browser (the `fact_browser` cookie, which that eviction 
 the store it names in `replaces` last said it still held changes: the coordinator is told at
 once (alert `lost_work`), with the interviews those changes belonged to. A replaced store no
 longer raises `stale_tablet`; a store that syncs again was not lost after all.
+
+A device id belongs to the first user who synced with it: another user's sync under it is
+refused before anything is applied (`owned_by_another`), so nobody can take over a store's row
+and silence its alerts. A tablet shared by two peers keeps one id per person (static/js/store.js).
 """
 
 import uuid
@@ -38,6 +42,16 @@ def new_browser_id() -> str:
     return str(uuid.uuid4())
 
 
+class DeviceOfAnother(Exception):
+    """A device id that another user synced with first."""
+
+
+def owned_by_another(session: Session, user: User, device_id: str) -> bool:
+    """Return True when the store `device_id` names belongs to another user than `user`."""
+    device = session.get(Device, device_id)
+    return device is not None and device.user_id != user.id
+
+
 def record_device(
     session: Session,
     user: User,
@@ -51,7 +65,9 @@ def record_device(
 ) -> Device:
     """Remember when a store last synced and what it still holds; spot a store it replaced.
 
-    `nothing_new` says that every change of this sync was already in the case store.
+    `nothing_new` says that every change of this sync was already in the case store. A store
+    keeps the user it first synced for: another user's id raises DeviceOfAnother (the sync
+    refuses that before it applies anything, see `owned_by_another`).
     """
     now = utcnow()
     device = session.get(Device, device_id)
@@ -59,7 +75,8 @@ def record_device(
     if device is None:
         device = Device(id=device_id, user_id=user.id, first_sync_at=now, pending=0)
         session.add(device)
-    device.user_id = user.id
+    elif device.user_id != user.id:
+        raise DeviceOfAnother(device_id)
     device.last_sync_at = now
     if browser_id:
         device.browser_id = browser_id

@@ -395,6 +395,13 @@ class SyncChange(SealedInit, db.Model):
     payload_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     payload = sealed("payload_enc", "payload", as_json=True)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # the participant a waiting change belongs to, recorded when it is parked, so a
+    # withdrawal finds it without opening anyone's payload
+    participant_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # a change answered `applied` while it waited and refused later (expired, withdrawn,
+    # refused when its record arrived): the tablet that sent it is told once (told_at)
+    refused_at: Mapped[datetime | None] = mapped_column(DateTime)
+    told_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class UpdateLog(db.Model):

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .access import coordinated_case_ids
+from .devices import owned_by_another
 from .models import User
 from .sealed_box import BoxError, open_box
 from .sync import MAX_CHANGES, apply_changes
@@ -199,6 +200,13 @@ def import_file(
         )
     report = RescueReport(author.username, found["store_id"].lower(), _made_at(found), 0)
     report.changes = len(changes)
+    # A device id belongs to the first user who synced with it. A file whose id is another
+    # user's (made before a shared tablet kept one id per person, when both peers' changes
+    # went under one id) is still the author's work, signed by their token: it comes in, but
+    # is not recorded under a store that is not theirs. The import never touches device rows.
+    other_store = owned_by_another(session, author, device_id)
+    if other_store:
+        device_id = None
     reasons: Counter = Counter()
     for start in range(0, len(changes), MAX_CHANGES):
         try:
@@ -227,6 +235,7 @@ def import_file(
         store=report.store_id,
         changes=report.changes,
         interrupted=report.interrupted,
+        **({"other_store": True} if other_store else {}),
         **{k: v for k, v in report.counts.items() if v},
     )
     try:

@@ -57,10 +57,19 @@ from .models import (
 )
 from .sealed import field_opener, seal_field
 from .sealed_box import BoxError, open_box
+from .waiting import EXPIRED_REASON, expired, refuse, setting, use_of
 
 ENTITIES = ("interview", "note", "consent", "event", "debrief")
 MAX_TEXT = 20_000
 CONFLICT_SEPARATOR = "\n\n———\n\n"
+# versions kept beside a note's text (or a debrief's reflection) until someone chooses, and
+# their characters in all: past either, a further version is refused (the alert says so)
+MAX_CONFLICT_VERSIONS = 10
+MAX_CONFLICT_CHARS = 100_000
+CONFLICT_FULL = (
+    "this text already has {n} versions waiting for someone to choose; "
+    "no more are kept until then (the coordinator has been told)"
+)
 MAX_CHANGES = 500
 MAX_PENDING_INTERVIEWS = 200
 NOTE_FIELDS = ("text", "polarity", "themes", "possible_quote", "deleted")
@@ -68,6 +77,8 @@ DEBRIEF_FIELDS = ("wellbeing", "reflection", "wants_debrief_talk", "participant_
 STOP_REASONS = ("participant_wish", "distress", "practical", "other", "declined")
 RESCHEDULE_REASONS = ("capacity", "participant_asked", "practical")
 WITHDRAWN_REASON = "the participant has withdrawn; this change was not kept"
+KEPT_WAITING = "kept until the record it belongs to arrives"
+NOT_IN_STORE = "the record this change belongs to is not in the case store"
 SEALED_UNOPENED = "the sealed signature could not be opened"
 
 
@@ -151,6 +162,8 @@ class Envelope:
     # the store this one replaced on the same browser, and the interviews of the waiting changes
     replaces: str | None = None
     pending_interviews: list[str] | None = None
+    # refusals told in an earlier answer that the tablet now holds
+    refused_seen: list[str] = field(default_factory=list)
 
 
 # --- parsing ----------------------------------------------------------------------------
@@ -203,6 +216,9 @@ def parse_envelope(body: Any) -> Envelope:
         raise EnvelopeError(
             f"pending_interviews must be a list of at most {MAX_PENDING_INTERVIEWS} UUIDs"
         )
+    seen = body.get("refused_seen", [])
+    if not isinstance(seen, list) or len(seen) > MAX_CHANGES or not all(_is_uuid(i) for i in seen):
+        raise EnvelopeError(f"refused_seen must be a list of at most {MAX_CHANGES} UUIDs")
     return Envelope(
         device_id.lower(),
         cursor,
@@ -210,6 +226,7 @@ def parse_envelope(body: Any) -> Envelope:
         changes,
         replaces.lower() if replaces else None,
         sorted({i.lower() for i in waiting}) if waiting is not None else None,
+        sorted({i.lower() for i in seen}),
     )
 
 
@@ -260,8 +277,34 @@ def parse_change(raw: Any) -> Change:
     )
 
 
+# data, an event's details, a consent's answers or sealed box, and the values in them: no
+# change needs more, and a deeper one would cost whoever reads it later (a withdrawal once
+# failed on a waiting change nested 965 levels deep)
+MAX_DEPTH = 4
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Return how deep lists and objects nest in value, counting no further than limit + 1."""
+    deepest = 0
+    level = [value]
+    while level and deepest <= limit:
+        inner = []
+        for item in level:
+            if isinstance(item, dict):
+                inner.extend(item.values())
+            elif isinstance(item, list):
+                inner.extend(item)
+        if not inner and not any(isinstance(i, (dict, list)) for i in level):
+            break
+        deepest += 1
+        level = [i for i in inner if isinstance(i, (dict, list))]
+    return deepest
+
+
 def _check_unicode(data: dict) -> None:
-    """Refuse text the stores cannot hold: a lone surrogate (half an emoji cut by a slice)."""
+    """Refuse what the stores cannot hold or read back: too deep, or text that is not Unicode."""
+    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise Reject(f"data is nested too deeply (at most {MAX_DEPTH} levels)")
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -438,6 +481,7 @@ class Applied:
     reason: str | None = None
     waiting_for: str | None = None
     created: str | None = None  # the id of a record this change created
+    participant_id: str | None = None  # whose record a waiting change belongs to
 
 
 class Waiting(Exception):
@@ -572,8 +616,8 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
             return _edit_note(
                 session, user, note, -1, {"text": values["text"]}, False, change.recorded_at
             )
-        interview = _interview_for(session, user, change.data.get("interview_id"))
         question_key = _text(change.data, "question_key", required=True, limit=120)
+        interview = _interview_for(session, user, change.data.get("interview_id"))
         if question_key not in _question_keys(interview):
             raise Reject("question_key is not in this interview's guide")
         note = Note(
@@ -594,10 +638,11 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
         session.add(note)
         session.flush()
         return Applied("applied", note.rev, created=note.id)
+    # checked in full before it may wait: what waits is as valid as what applies
+    values = _note_input(change.data, creating=False)
     if note is None:
         raise Waiting(change.id)
     _check_access(user, note.interview.participant)
-    values = _note_input(change.data, creating=False)
     return _edit_note(
         session,
         user,
@@ -627,6 +672,8 @@ def _edit_note(
             applied, conflicts = {k: v for k, v in values.items() if current.get(k) != v}, {}
     else:
         applied, conflicts = merge_fields(current, note.field_revs or {}, base_rev, values)
+    if "text" in conflicts and conflicts["text"] in conflict_versions(note.conflict, "text"):
+        del conflicts["text"]  # the same words sent again: kept already, no new version
     if not applied and not conflicts and not (resolve and note.conflict and base_rev == note.rev):
         return Applied("applied", note.rev)
     new_rev = note.rev + 1
@@ -661,6 +708,7 @@ def _edit_note(
             else:
                 # a third version while two are waiting: keep every text, one after the other
                 versions.append(conflicts["text"])
+            _within_cap(versions)
             kept["text"] = CONFLICT_SEPARATOR.join(versions)
         kept["by"] = user.id
         kept["at"] = utcnow().isoformat()
@@ -682,6 +730,26 @@ def _edit_note(
     return Applied("conflict" if conflicts else "applied", note.rev)
 
 
+def conflict_versions(conflict: dict | None, name: str) -> list[str]:
+    """Return the versions of a text kept beside the one in force."""
+    text = (conflict or {}).get(name)
+    return text.split(CONFLICT_SEPARATOR) if text else []
+
+
+def conflict_full(conflict: dict | None, name: str) -> bool:
+    """Whether a further version of this text would be refused."""
+    versions = conflict_versions(conflict, name)
+    return (
+        len(versions) >= MAX_CONFLICT_VERSIONS
+        or sum(map(len, versions)) >= MAX_CONFLICT_CHARS - MAX_TEXT
+    )
+
+
+def _within_cap(versions: list[str]) -> None:
+    if len(versions) > MAX_CONFLICT_VERSIONS or sum(map(len, versions)) > MAX_CONFLICT_CHARS:
+        raise Reject(CONFLICT_FULL.format(n=len(versions) - 1))
+
+
 def apply_event(session: Session, user: User, change: Change) -> Applied:
     """Append an interview event (immutable) and fold the interview's state again."""
     if change.base_rev is not None:
@@ -699,6 +767,14 @@ def apply_event(session: Session, user: User, change: Change) -> Applied:
         raise Reject("details must be an object")
     details = _event_details(kind, details)
     interview = _interview_for(session, user, data.get("interview_id"))
+    if (
+        interview.ended_at is not None
+        and change.recorded_at > interview.ended_at
+        and kind != "stop"  # the stop that follows a distress stage 2 changes nothing
+    ):
+        # as the forms have it: once stopped or completed, nothing more happens in the visit
+        # (an event from before the end that arrives late still counts)
+        raise Reject("the interview has ended: nothing more is recorded in it")
     session.add(
         InterviewEvent(
             id=change.id,
@@ -777,12 +853,7 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
             "sealed",
         ),
     )
-    interview = _interview_for(session, user, data.get("interview_id"))
-    # the rules of the consent page: consent comes before the interview, and once
-    if interview.status in ("completed", "stopped"):
-        raise Reject("the interview has ended: consent is taken before it")
-    if _consent_in_force(session, interview.participant_id):
-        raise Reject("the participant's consent is already recorded")
+    # checked in full before the interview is looked for: what waits is as valid as what applies
     language = _choice(data, "language", LANGUAGES, required=True)
     version = _int(data, "form_version", 1, 10_000, required=True)
     form_version = session.scalars(
@@ -811,6 +882,12 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
             raise Reject("a signature drawn on the tablet is required")
     elif not (paper_number or "").strip():
         raise Reject("the number of the signed paper form is required")
+    interview = _interview_for(session, user, data.get("interview_id"))
+    # the rules of the consent page: consent comes before the interview, and once
+    if interview.status in ("completed", "stopped"):
+        raise Reject("the interview has ended: consent is taken before it")
+    if _consent_in_force(session, interview.participant_id):
+        raise Reject("the participant's consent is already recorded")
     record = record_consent(
         interview,
         user,
@@ -866,6 +943,10 @@ def apply_debrief(session: Session, user: User, change: Change) -> Applied:
     debrief = session.get(Debrief, change.id)
     if change.base_rev is None and debrief is None:
         _unknown_keys(data, ("interview_id", *DEBRIEF_FIELDS))
+        wellbeing = _int(data, "wellbeing", 1, 5, required=True)
+        reflection = _text(data, "reflection") or ""
+        wants_talk = bool(_bool(data, "wants_debrief_talk"))
+        follow_up = bool(_bool(data, "participant_follow_up"))
         interview = _interview_for(session, user, data.get("interview_id"))
         # asked of the store, not of interview.debriefs: a debrief created earlier in the same
         # batch is in the store but not in that list, and a second create then broke the batch
@@ -879,10 +960,10 @@ def apply_debrief(session: Session, user: User, change: Change) -> Applied:
         debrief = Debrief(
             id=change.id,
             interview_id=interview.id,
-            wellbeing=_int(data, "wellbeing", 1, 5, required=True),
-            reflection=_text(data, "reflection") or "",
-            wants_debrief_talk=bool(_bool(data, "wants_debrief_talk")),
-            participant_follow_up=bool(_bool(data, "participant_follow_up")),
+            wellbeing=wellbeing,
+            reflection=reflection,
+            wants_debrief_talk=wants_talk,
+            participant_follow_up=follow_up,
             author_id=user.id,
             rev=1,
             field_revs={},
@@ -892,11 +973,6 @@ def apply_debrief(session: Session, user: User, change: Change) -> Applied:
         session.add(debrief)
         session.flush()
         return Applied("applied", 1, created=debrief.id)
-    if debrief is None:
-        raise Waiting(change.id)
-    _check_access(user, debrief.interview.participant)
-    if debrief.author_id != user.id:
-        raise Reject("a debrief is changed only by the one who wrote it")
     _unknown_keys(data, ("interview_id", *DEBRIEF_FIELDS))
     values: dict[str, Any] = {}
     if "wellbeing" in data:
@@ -906,9 +982,18 @@ def apply_debrief(session: Session, user: User, change: Change) -> Applied:
     for name in ("wants_debrief_talk", "participant_follow_up"):
         if name in data:
             values[name] = bool(_bool(data, name))
+    if debrief is None:
+        raise Waiting(change.id)
+    _check_access(user, debrief.interview.participant)
+    if debrief.author_id != user.id:
+        raise Reject("a debrief is changed only by the one who wrote it")
     current = {name: getattr(debrief, name) for name in DEBRIEF_FIELDS}
     base = change.base_rev or 1
     applied, conflicts = merge_fields(current, debrief.field_revs or {}, base, values)
+    if "reflection" in conflicts and conflicts["reflection"] in conflict_versions(
+        debrief.conflict, "reflection"
+    ):
+        del conflicts["reflection"]  # the same words sent again: kept already
     if not applied and not conflicts:
         return Applied("applied", debrief.rev)
     new_rev = debrief.rev + 1
@@ -926,7 +1011,9 @@ def apply_debrief(session: Session, user: User, change: Change) -> Applied:
         earlier = kept.get("reflection")
         kept.update(conflicts)
         if "reflection" in conflicts and earlier and earlier != conflicts["reflection"]:
-            kept["reflection"] = earlier + CONFLICT_SEPARATOR + conflicts["reflection"]
+            versions = [*earlier.split(CONFLICT_SEPARATOR), conflicts["reflection"]]
+            _within_cap(versions)
+            kept["reflection"] = CONFLICT_SEPARATOR.join(versions)
         debrief.conflict = kept
     debrief.field_revs = revs
     debrief.rev = new_rev
@@ -965,11 +1052,11 @@ def apply_interview(session: Session, user: User, change: Change) -> Applied:
         session.add(interview)
         session.flush()
         return Applied("applied", 1, created=interview.id)
+    _unknown_keys(data, ("current_section",))
+    section = _int(data, "current_section", 0, 100)
     if interview is None:
         raise Waiting(change.id)
     _check_access(user, interview.participant)
-    _unknown_keys(data, ("current_section",))
-    section = _int(data, "current_section", 0, 100)
     if section is not None and section != interview.current_section:
         interview.current_section = section
         interview.rev += 1
@@ -1040,6 +1127,13 @@ class _Batch:
         # notes of the batch's note creates already in the store, and records made since
         self.notes_present: set[str] = set()
         self.created: set[str] = set()
+        # the records this request creates (entity and data by record id): what a change of
+        # the same request may wait for
+        self.creates: dict[str, tuple[str, dict]] = {}
+        # the batch user's waiting changes and bytes, read when first needed
+        self.waiting_use = None
+        # changes of this request kept waiting: their answers are looked at again at the end
+        self.parked: list[str] = []
 
     def codebook(self) -> dict[str, Theme]:
         """Return every theme by key (retired ones too: old notes keep them)."""
@@ -1057,6 +1151,8 @@ class _Batch:
                 change_ids.add(raw["change_id"].lower())
             if _is_uuid(raw.get("id")):
                 record_ids.add(raw["id"].lower())
+                if raw.get("base_rev") is None and isinstance(raw.get("data"), dict):
+                    self.creates.setdefault(raw["id"].lower(), (raw.get("entity"), raw["data"]))
                 if raw.get("entity") == "note" and raw.get("base_rev") is None:
                     note_ids.add(raw["id"].lower())
         session = self.session
@@ -1093,6 +1189,7 @@ def apply_changes(
     batch_token = _batch.set(batch)
     try:
         # after the lock: no other batch can claim a change or add a row in between
+        expire_waiting(session)
         batch.read_ahead(raw_changes)
         position = 0
         while position < len(raw_changes):
@@ -1108,10 +1205,47 @@ def apply_changes(
                 applied = [_apply_one(session, user, raws[0], device_id)]
             results += [_with_warnings(r, raw) for r, raw in zip(applied, raws, strict=True)]
             position += len(raws)
+        _settle_parked(session, batch, results)
     finally:
         _batch.reset(batch_token)
         _device.reset(token)
     return results
+
+
+def expire_waiting(session: Session) -> None:
+    """Refuse the changes that waited too long for their record, and what waits on them."""
+    rows = expired(session)
+    if rows:
+        reason = EXPIRED_REASON.format(days=setting("SYNC_WAITING_DAYS"))
+        for record_id in refuse(rows, reason):
+            refuse_waiting(session, record_id, reason)
+
+
+def _settle_parked(session: Session, batch: _Batch, results: list[Result]) -> None:
+    """Answer what became of the changes this request kept waiting, now the request is done.
+
+    An edit sent before its create in the same request has its rev by now; one whose create
+    was refused is refused too, and the tablet hears it in this answer.
+    """
+    if not batch.parked:
+        return
+    by_id = {r.change_id: r for r in results}
+    now = utcnow()
+    for change_id in batch.parked:
+        row = batch.claims.get(change_id) or session.get(SyncChange, change_id)
+        result = by_id.get(change_id)
+        if row is None or result is None or row.waiting_for is not None:
+            continue
+        if row.status == "rejected":
+            result.status, result.rev, result.reason, result.warnings = (
+                "rejected",
+                None,
+                row.reason,
+                None,
+            )
+            row.told_at = now  # told here, not again
+        else:
+            result.status, result.rev, result.reason = row.status, row.rev, None
 
 
 def _with_warnings(result: Result, raw: Any) -> Result:
@@ -1172,6 +1306,9 @@ def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) ->
         savepoint.rollback()
         if isinstance(exc, Withdrawn):
             refuse_waiting(session, change.id, WITHDRAWN_REASON)
+        elif change.base_rev is None and not _nothing_waits(change.id):
+            # a create refused: what this request kept waiting for its record never applies
+            refuse_waiting(session, change.id, f"the record it belongs to was refused: {exc}")
         return _record_rejection(session, user, change, digest, device_id, str(exc))
     except Exception:
         # not the change's fault: it is not written down, and the tablet sends it again
@@ -1182,14 +1319,31 @@ def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) ->
     claim.reason = outcome.reason
     claim.waiting_for = outcome.waiting_for
     claim.payload = change.as_payload() if outcome.waiting_for else None
+    claim.participant_id = outcome.participant_id
     session.flush()
     savepoint.commit()
     _remember_claim(change.change_id, claim)
     _note_waiting(outcome.waiting_for)
+    if outcome.waiting_for:
+        _note_parked(change.change_id, len(claim.payload_enc or b""))
     if outcome.created:
         _note_created(outcome.created)
         release_waiting(session, outcome.created)
     return Result(change.change_id, outcome.status, outcome.rev, outcome.reason)
+
+
+def _nothing_waits(record_id: str) -> bool:
+    batch = _batch.get()
+    return batch is not None and batch.nothing_waits(record_id)
+
+
+def _note_parked(change_id: str, size: int) -> None:
+    batch = _batch.get()
+    if batch is not None:
+        batch.parked.append(change_id)
+        if batch.waiting_use is not None:
+            batch.waiting_use.count += 1
+            batch.waiting_use.size += size
 
 
 def _note_waiting(record_id: str | None) -> None:
@@ -1204,16 +1358,71 @@ def _note_created(record_id: str) -> None:
         batch.created.add(record_id)
 
 
-def _run(session: Session, user: User, change: Change) -> Applied:
+def _run(session: Session, user: User, change: Change, held: SyncChange | None = None) -> Applied:
     try:
         return APPLIERS[change.entity](session, user, change)
     except Waiting as waiting:
-        if user.role not in ("peer", "coordinator", "admin"):
-            raise Reject("not allowed") from None
-        # kept, and applied when the record it refers to arrives (see docs/sync.md)
-        return Applied(
-            "applied", None, "kept until the record it belongs to arrives", waiting.record_id
+        if held is not None:
+            # released for one record, it now waits for another (an edit whose note waits
+            # for its interview): it stays with the participant it was kept for
+            return Applied(
+                "applied", None, KEPT_WAITING, waiting.record_id, participant_id=held.participant_id
+            )
+        return _park(session, user, change, waiting.record_id)
+
+
+def _park(session: Session, user: User, change: Change, record_id: str) -> Applied:
+    """Keep a change until its record arrives, if that record is on its way (docs/sync.md)."""
+    if user.role not in ("peer", "coordinator", "admin"):
+        raise Reject("not allowed")
+    participant_id = _participant_on_the_way(session, user, record_id)
+    if participant_id is None:
+        raise Reject(NOT_IN_STORE)
+    participant = session.get(Participant, participant_id)
+    if participant is None:
+        raise Reject("not allowed for this participant")
+    _check_access(user, participant)
+    batch = _batch.get()
+    if batch is not None and batch.waiting_use is None:
+        batch.waiting_use = use_of(session, user.id)
+    use = batch.waiting_use if batch is not None else use_of(session, user.id)
+    too_much = use.room_for(len(json.dumps(change.as_payload())))
+    if too_much:
+        raise Reject(too_much)
+    return Applied("applied", None, KEPT_WAITING, record_id, participant_id=participant_id)
+
+
+def _participant_on_the_way(
+    session: Session, user: User, record_id: str, depth: int = 0
+) -> str | None:
+    """Return whose record is on its way: created in this request, or by a change the same
+    tablet sent that waits itself; None when nothing says the record will ever arrive."""
+    batch = _batch.get()
+    coming = batch.creates.get(record_id) if batch is not None else None
+    if coming is not None:
+        entity, data = coming
+        if entity == "interview":
+            participant_id = data.get("participant_id")
+            return participant_id.lower() if _is_uuid(participant_id) else None
+        interview_id = data.get("interview_id")
+        if not _is_uuid(interview_id) or depth >= 2:
+            return None
+        interview_id = interview_id.lower()
+        interview = _get_interview(session, interview_id)
+        if interview is not None:
+            return interview.participant_id
+        return _participant_on_the_way(session, user, interview_id, depth + 1)
+    device = _device.get()
+    return session.scalar(
+        select(SyncChange.participant_id)
+        .where(
+            SyncChange.record_id == record_id,
+            SyncChange.user_id == user.id,
+            SyncChange.device_id == device if device else SyncChange.device_id.is_(None),
+            SyncChange.waiting_for.is_not(None),
         )
+        .limit(1)
+    )
 
 
 def _replay(known: SyncChange, digest: str) -> Result:
@@ -1275,13 +1484,16 @@ def release_waiting(session: Session, record_id: str) -> None:
         change = parse_change(held.payload)
         savepoint = session.begin_nested()
         try:
-            outcome = _run(session, user, change)
+            outcome = _run(session, user, change, held)
         except Reject as exc:
             savepoint.rollback()
-            held.status, held.rev, held.reason = "rejected", None, str(exc)[:200]
-            held.waiting_for, held.payload = None, None
+            refuse([held], str(exc))
             if isinstance(exc, Withdrawn):
                 refuse_waiting(session, held.record_id, WITHDRAWN_REASON)
+            elif change.base_rev is None:
+                refuse_waiting(
+                    session, held.record_id, f"the record it belongs to was refused: {exc}"
+                )
             continue
         except Exception:
             savepoint.rollback()
@@ -1463,10 +1675,8 @@ def refuse_waiting(session: Session, record_id: str, reason: str) -> None:
         if current in seen:
             continue
         seen.add(current)
-        for held in session.scalars(select(SyncChange).where(SyncChange.waiting_for == current)):
-            held.status, held.rev, held.reason = "rejected", None, reason[:200]
-            held.waiting_for, held.payload = None, None
-            pending.append(held.record_id)
+        rows = list(session.scalars(select(SyncChange).where(SyncChange.waiting_for == current)))
+        pending += refuse(rows, reason)
     session.flush()
 
 

@@ -33,6 +33,7 @@ from .models import (
     utcnow,
 )
 from .sync import WITHDRAWN_REASON, lock_writes
+from .waiting import refuse
 
 
 class WithdrawalError(Exception):
@@ -213,10 +214,7 @@ def withdraw(
     # before the rows go: the sync log's copies of this participant's changes, so no note text
     # survives there (only changes still waiting for their record keep a payload)
     summary.sync_changes_scrubbed = _scrub_sync_log(
-        session,
-        participant.id,
-        set(session.scalars(interview_ids)),
-        [interview_ids, note_ids, event_ids, debrief_ids, consent_ids],
+        session, participant.id, [interview_ids, note_ids, event_ids, debrief_ids, consent_ids]
     )
 
     if not keep:
@@ -278,30 +276,22 @@ def _count(result) -> int:
     return max(result.rowcount or 0, 0)
 
 
-def _scrub_sync_log(
-    session: Session, participant_id: str, interview_ids: set[str], id_selects: list
-) -> int:
-    """Null the payloads of this participant's changes in the sync log; return how many had one."""
-    matches = or_(
+def _scrub_sync_log(session: Session, participant_id: str, id_selects: list) -> int:
+    """Null the payloads of this participant's changes in the sync log; return how many waited.
+
+    A change still waiting for its record names its participant in a column of its own, so
+    nobody else's payload is opened to find it: a withdrawal never depends on others' data.
+    """
+    ours = or_(
+        SyncChange.participant_id == participant_id,
         *[SyncChange.record_id.in_(s) for s in id_selects],
         *[SyncChange.waiting_for.in_(s) for s in id_selects],
     )
-    waiting = list(session.scalars(select(SyncChange).where(SyncChange.waiting_for.is_not(None))))
-    # a change waiting for a record that is not in the store names the participant only in
-    # its payload (the interview it belongs to)
-    named = [
-        row.change_id
-        for row in waiting
-        if ((row.payload or {}).get("data") or {}).get("interview_id") in interview_ids
-        or ((row.payload or {}).get("data") or {}).get("participant_id") == participant_id
-    ]
-    ours = or_(matches, SyncChange.change_id.in_(named)) if named else matches
     held = list(
         session.scalars(select(SyncChange).where(ours, SyncChange.waiting_for.is_not(None)))
     )
-    for row in held:
-        # it can never apply now; a replay of it gets this answer
-        row.status, row.rev, row.reason, row.waiting_for = "rejected", None, WITHDRAWN_REASON, None
+    # they can never apply now; a replay gets this answer, and their tablets are told
+    refuse(held, WITHDRAWN_REASON)
     session.flush()
     session.execute(
         update(SyncChange)

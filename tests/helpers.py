@@ -174,7 +174,9 @@ def statements_of(app, client, path: str) -> int:
     return len(seen)
 
 
-def park_change(app, user_id: int, interview_id: str, text: str, digest: str) -> None:
+def park_change(
+    app, user_id: int, interview_id: str, text: str, digest: str, participant_id=None
+) -> None:
     """Store a note change held until its interview arrives, its words in the payload."""
     from interview.extensions import db as _db
     from interview.models import SyncChange
@@ -189,6 +191,7 @@ def park_change(app, user_id: int, interview_id: str, text: str, digest: str) ->
                 digest=digest,
                 status="applied",
                 waiting_for=interview_id,
+                participant_id=participant_id,
                 payload={"data": {"interview_id": interview_id, "text": text}},
             )
         )

@@ -15,7 +15,15 @@ from sqlalchemy import select
 from interview import policy
 from interview.content import guide_of
 from interview.extensions import db
-from interview.models import ConsentFormVersion, GuideVersion, Note, Participant, Theme, User
+from interview.models import (
+    ConsentFormVersion,
+    GuideVersion,
+    Note,
+    Participant,
+    SyncChange,
+    Theme,
+    User,
+)
 from interview.sync import apply_changes
 from tests.conftest import PASSWORD
 from tests.helpers import store_snapshot
@@ -576,7 +584,8 @@ def _sync_change(kind: str, r: Records) -> dict:
     if kind == "note resolve":
         return _change("note", r.note["pa"], {"resolve": True}, base_rev=1, minutes=10)
     if kind == "event create":
-        return _change("event", new, {"interview_id": iv, "kind": "check_in"}, minutes=10)
+        # recorded while the interview ran (it completed at minute 3), arriving late: it counts
+        return _change("event", new, {"interview_id": iv, "kind": "check_in"}, minutes=2)
     if kind == "event again":
         # a tablet resending a known event under a new change_id
         return _change("event", r.event["pa"], r.event_data["pa"])
@@ -670,15 +679,17 @@ def test_sync_change_answers_by_the_participant(app, world, records, kind):
 
 
 @pytest.mark.parametrize("actor", ["peer_a2", "peer_b", "coord_b"])
-def test_sync_edit_waiting_for_its_record_is_refused_when_it_arrives(app, client, world, actor):
-    """An outsider's edit sent before the note exists is kept, then refused: nothing changes."""
+def test_sync_edit_for_a_record_not_in_the_store_is_refused_at_once(app, client, world, actor):
+    """An outsider's edit for a note that is not there is refused, never kept: nothing changes."""
     note_id = str(uuid.uuid4())
     login(client, actor)
     edit = _change("note", note_id, {"text": "an outsider's words"}, base_rev=1, minutes=5)
     body = {"device_id": str(uuid.uuid4()), "cursor": None, "changes": [edit]}
     result = client.post("/api/v1/sync", json=body).get_json()["results"][0]
-    assert result["status"] == "applied" and result["rev"] is None  # waiting (docs/sync.md)
+    assert result["status"] == "rejected" and "not in the case store" in result["reason"]
     with app.app_context():
+        held = db.session.get(SyncChange, edit["change_id"])
+        assert held.status == "rejected" and held.waiting_for is None and held.payload is None
         iid = world.interviews["pa"]
         create = {"interview_id": iid, "question_key": _question_key(iid), "text": "own words"}
         _apply(world.users["peer_a"], [_change("note", note_id, create)])

@@ -125,39 +125,8 @@ def test_a_batch_of_new_notes_keeps_every_rule_for_each_change(app, world, auth,
     not_mine = _new_note(world.interviews["pb"], "Ikke min")
     reused = dict(d, data=dict(d["data"], text="D igjen"))
     e = _new_note(iid, "E")
-    batch = [a, a, edit_a, waits, bad_theme, d, again_a, not_mine, reused, e]
-    results = post_sync(client, batch).get_json()["results"]
-    statuses = [(r["status"], r["rev"]) for r in results]
-    assert statuses == [
-        ("applied", 1),
-        ("duplicate", 1),
-        ("applied", 2),
-        ("applied", None),
-        ("rejected", None),
-        ("applied", 1),
-        ("conflict", 3),
-        ("rejected", None),
-        ("rejected", None),
-        ("applied", 1),
-    ]
-    assert "codebook" in results[4]["reason"]
-    assert "not allowed" in results[7]["reason"]
-    assert "reused" in results[8]["reason"]
-    assert runs == [1, 1, 1]  # a; d; e: the rest went one by one
-    with app.app_context():
-        note = get_row(Note, a["id"])
-        assert note.text == "A2" and note.conflict_text == "A fra et annet skjema"
-        assert get_row(Note, d["id"]).text == "D"
-        assert get_row(Note, e["id"]).text == "E"
-        for missing in (waits, bad_theme, not_mine):
-            assert db.session.get(Note, missing["id"]) is None
-        held = db.session.get(SyncChange, waits["change_id"])
-        assert (
-            held.waiting_for == later_interview and held.payload["data"]["text"] == "Før intervjuet"
-        )
-        refused = db.session.get(SyncChange, bad_theme["change_id"])
-        assert refused.status == "rejected"
-    # the interview arrives: the note kept for it is written then
+    never = _new_note(str(uuid.uuid4()), "For et intervju som aldri kommer")
+    # the interview `waits` belongs to comes later in the same request
     plan = {
         "change_id": str(uuid.uuid4()),
         "entity": "interview",
@@ -171,11 +140,41 @@ def test_a_batch_of_new_notes_keeps_every_rule_for_each_change(app, world, auth,
             "place_kind": "home",
         },
     }
-    assert post_sync(client, [plan]).get_json()["results"][0]["status"] == "applied"
+    batch = [a, a, edit_a, waits, bad_theme, d, again_a, not_mine, reused, e, never, plan]
+    results = post_sync(client, batch).get_json()["results"]
+    statuses = [(r["status"], r["rev"]) for r in results]
+    assert statuses == [
+        ("applied", 1),
+        ("duplicate", 1),
+        ("applied", 2),
+        ("applied", 1),  # kept until its interview came, then written: the answer says so
+        ("rejected", None),
+        ("applied", 1),
+        ("conflict", 3),
+        ("rejected", None),
+        ("rejected", None),
+        ("applied", 1),
+        ("rejected", None),
+        ("applied", 1),
+    ]
+    assert "codebook" in results[4]["reason"]
+    assert "not allowed" in results[7]["reason"]
+    assert "reused" in results[8]["reason"]
+    assert "not in the case store" in results[10]["reason"]
+    assert runs == [1, 1, 1]  # a; d; e: the rest went one by one
     with app.app_context():
+        note = get_row(Note, a["id"])
+        assert note.text == "A2" and note.conflict_text == "A fra et annet skjema"
+        assert get_row(Note, d["id"]).text == "D"
+        assert get_row(Note, e["id"]).text == "E"
         assert get_row(Note, waits["id"]).text == "Før intervjuet"
-        assert db.session.get(SyncChange, waits["change_id"]).rev == 1
-    # and every change of the first batch replays as it was answered
+        for missing in (bad_theme, not_mine, never):
+            assert db.session.get(Note, missing["id"]) is None
+        held = db.session.get(SyncChange, waits["change_id"])
+        assert (held.rev, held.waiting_for, held.payload) == (1, None, None)
+        refused = db.session.get(SyncChange, bad_theme["change_id"])
+        assert refused.status == "rejected"
+    # and every change of the batch replays as it was answered
     replayed = post_sync(client, batch).get_json()["results"]
     assert [r["status"] for r in replayed] == [
         "duplicate",
@@ -186,6 +185,8 @@ def test_a_batch_of_new_notes_keeps_every_rule_for_each_change(app, world, auth,
         "duplicate",
         "duplicate",
         "rejected",
+        "rejected",
+        "duplicate",
         "rejected",
         "duplicate",
     ]

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from interview import sync
 from interview.content import validate_consent, withdrawal_data_choice
 from interview.extensions import db
 from interview.models import (
@@ -307,14 +308,14 @@ def test_tablet_gets_the_drop_signal_and_later_changes_are_rejected(app, world, 
         assert_valid("Update", other)
 
 
-def test_a_note_waiting_for_a_refused_interview_is_refused_and_forgotten(app, world, client):
+def test_a_note_waiting_for_a_refused_interview_is_refused_and_forgotten(
+    app, world, client, monkeypatch
+):
     client.post("/login", data={"username": "peer_a", "password": PASSWORD})
     pid = world.participants["pa"]
+    device = str(uuid.uuid4())
     new_iid, nid = str(uuid.uuid4()), str(uuid.uuid4())
     waiting = note_change(new_iid, nid, SECRET)
-    assert post_sync(client, [waiting]).get_json()["results"][0]["rev"] is None  # kept waiting
-    coord = _client_as(app, "coord_a")
-    assert _post_withdrawal(coord, pid).status_code == 302
     create = _change(
         "interview",
         new_iid,
@@ -325,13 +326,29 @@ def test_a_note_waiting_for_a_refused_interview_is_refused_and_forgotten(app, wo
             "place_kind": "cafe",
         },
     )
-    assert post_sync(client, [create]).get_json()["results"][0]["status"] == "rejected"
+    # the interview's create fails on the server (answered retry): the note sent before it in
+    # the same request is kept waiting for it, under the participant the create names
+    appliers = dict(sync.APPLIERS)
+
+    def broken(*_args):
+        raise RuntimeError("the store hiccuped")
+
+    monkeypatch.setitem(sync.APPLIERS, "interview", broken)
+    assert post_sync(client, [waiting, create], device=device).status_code == 503
+    monkeypatch.setitem(sync.APPLIERS, "interview", appliers["interview"])
+    with app.app_context():
+        held = get_row(SyncChange, waiting["change_id"])
+        assert held.waiting_for == new_iid and held.participant_id == pid
+    coord = _client_as(app, "coord_a")
+    assert _post_withdrawal(coord, pid).status_code == 302
+    answer = post_sync(client, [waiting, create], device=device).get_json()
+    statuses = [r["status"] for r in answer["results"]]
+    assert statuses == ["rejected", "rejected"]
+    assert "withdrawn" in answer["results"][0]["reason"]
     with app.app_context():
         held = get_row(SyncChange, waiting["change_id"])
         assert held.status == "rejected" and held.payload is None and held.waiting_for is None
         assert db.session.get(Interview, new_iid) is None
-    replay = post_sync(client, [waiting]).get_json()["results"][0]
-    assert replay["status"] == "rejected" and "withdrawn" in replay["reason"]
 
 
 # --- who may, and what is refused ----------------------------------------------------------

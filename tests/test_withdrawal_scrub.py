@@ -37,7 +37,9 @@ NOTE_EDITED = "Endret notat: traktoren var grønn, sa hun, og naboen het Æsøy"
 NOTE_SECOND = "Annet notat: bekymret for husleia i Kløverveien 17"
 REFLECTION = "Refleksjon: samtalen om Kløverveien var tung for oss begge"
 PARKED = "Parkert endring: hun ville legge til noe om Skjærvø-brødrene"
-TEXTS = [NAME, PHONE, NOTE_FIRST, NOTE_EDITED, NOTE_SECOND, REFLECTION, PARKED]
+# held for a record that never reached the store: only its participant column names whose it is
+NEVER_ARRIVED = "Ventet forgjeves: notatet om Lyngsalpene kom aldri fram"
+TEXTS = [NAME, PHONE, NOTE_FIRST, NOTE_EDITED, NOTE_SECOND, REFLECTION, PARKED, NEVER_ARRIVED]
 
 SEALED = [
     (IdentityEntry, ("name_enc", "contact_enc")),
@@ -113,6 +115,10 @@ def _stored_data(app, world, client) -> str:
     assert [r["status"] for r in answer["results"]] == ["applied"] * 3, answer
     # a change held until its record arrives keeps its words in a sealed payload
     park_change(app, world.users["peer_a"], iid, PARKED, digest="e" * 64)
+    never = str(uuid.uuid4())
+    park_change(
+        app, world.users["peer_a"], never, NEVER_ARRIVED, digest="f" * 64, participant_id=pid
+    )
     return pid
 
 

@@ -90,7 +90,7 @@ export async function rescueCopy(userId, strings, studyKey) {
     out.textContent = strings.rescue_no_key;
     return null;
   }
-  const device = await store.deviceId();
+  const device = await store.deviceId(userId);
   const changes = foldForRescue(entries).map(store.asChange);
   const box = await seal.seal({ token, device_id: device, changes }, key);
   const madeAt = new Date().toISOString();

@@ -236,7 +236,7 @@ async function start() {
   fillThemeChoices();
   if (!userId || !store.available()) return;
   try {
-    await store.deviceId();
+    await store.deviceId(userId);
   } catch {
     return; // no IndexedDB (a private window): the plain forms work as before
   }

@@ -126,33 +126,60 @@ export function setMeta(key, value) {
   });
 }
 
-// The store's id, made when the store is made and sent with every sync (the server's device
-// id). A marker in localStorage remembers it, so a store made anew where one was before (the
-// browser cleared it) can say which one it replaced, and the case store can warn that waiting
-// work may be lost. Where a browser clears both, the server's own cookie tells it instead.
+// The store's id for one person, made the first time they use the store and sent with every
+// sync they make (the server's device id). A device id belongs to the first user who synced
+// with it, so on a tablet shared by two peers each keeps an id of their own (`device_id:<user>`).
+// A marker in localStorage per person remembers it, so a store made anew where one was before
+// (the browser cleared it) can say which one it replaced (`replaces:<user>`), and the case
+// store can warn that waiting work may be lost. Where a browser clears both, the server's own
+// cookie tells it instead.
+//
+// A store from before kept one id for everyone (`device_id`, marker `fact-store-id`). It is
+// never adopted: whoever synced last owns it on the server, perhaps another peer of this
+// tablet. It is only named as the store a person's new id replaced (the server marks a store
+// replaced only for its own user), and goes at the next logout.
 const STORE_MARK = "fact-store-id";
 
-export async function deviceId() {
-  let id = await getMeta("device_id");
-  if (!id) {
-    id = uuid();
-    let before = null;
-    try {
-      before = localStorage.getItem(STORE_MARK);
-    } catch {
-      before = null;
-    }
-    await transact(["meta"], "readwrite", (tx) => {
-      const meta = tx.objectStore("meta");
-      meta.put({ key: "device_id", value: id });
-      if (before && before !== id) meta.put({ key: "replaces", value: before });
-    });
-  }
+function readMark(key) {
   try {
-    localStorage.setItem(STORE_MARK, id);
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function mark(userId, id) {
+  try {
+    localStorage.setItem(`${STORE_MARK}:${userId}`, id);
   } catch {
     // no localStorage: the server's cookie still tells a replaced store
   }
+}
+
+export async function deviceId(userId) {
+  if (userId === undefined || userId === null || userId === "") throw new Error("deviceId needs the user");
+  const key = `device_id:${userId}`;
+  let id = await getMeta(key);
+  if (!id) {
+    const legacy = await getMeta("device_id");
+    const before = readMark(`${STORE_MARK}:${userId}`) || legacy || readMark(STORE_MARK);
+    id = uuid();
+    await transact(["meta"], "readwrite", (tx) => {
+      const meta = tx.objectStore("meta");
+      meta.put({ key, value: id });
+      if (before && before !== id) meta.put({ key: `replaces:${userId}`, value: before });
+    });
+  }
+  mark(userId, id);
+  return id;
+}
+
+// The case store said this person's id belongs to someone else (409 "device": an old store,
+// or one id handed on): make a fresh one and keep what it replaced as it was.
+export async function newDeviceId(userId) {
+  const id = uuid();
+  await setMeta(`device_id:${userId}`, id);
+  mark(userId, id);
   return id;
 }
 
@@ -518,9 +545,12 @@ export function dropInterview(interviewId) {
 }
 
 // At logout: the tablet keeps nothing of what was read or written but the changes still
-// waiting to be sent (anyone's) and the records they belong to. The store's own id and the
-// sign-out marks stay.
-const KEEP_META = new Set(["device_id", "replaces", "signed_out", "study_key"]);
+// waiting to be sent (anyone's) and the records they belong to. Each person's store id (and
+// the store it replaced), their rescue token and the sign-out marks stay; a store's single id
+// from before ids were kept per person does not.
+const KEEP_META = new Set(["signed_out", "study_key"]);
+const KEEP_META_PREFIXES = ["device_id:", "replaces:", "rescue:"];
+const kept = (key) => KEEP_META.has(key) || KEEP_META_PREFIXES.some((prefix) => String(key).startsWith(prefix));
 export function clearAll() {
   return transact(["records", "outbox", "rejected", "meta"], "readwrite", (tx) => {
     const records = tx.objectStore("records");
@@ -531,7 +561,7 @@ export function clearAll() {
     });
     tx.objectStore("rejected").clear();
     const meta = tx.objectStore("meta");
-    on(meta.getAll(), (rows) => rows.forEach((r) => KEEP_META.has(r.key) || r.key.startsWith("rescue:") || meta.delete(r.key)));
+    on(meta.getAll(), (rows) => rows.forEach((r) => kept(r.key) || meta.delete(r.key)));
   });
 }
 

@@ -211,6 +211,11 @@ async function post(body, retried = false) {
     }
     throw new Stop(answer.code === "csrf" ? "login" : "error", answer.error);
   }
+  if (response.status === 409) {
+    // this person's device id belongs to another user of the case store: nothing was applied
+    const answer = await response.json().catch(() => ({}));
+    throw new Stop(answer.code === "device" ? "device" : "error", answer.error);
+  }
   if (!response.ok) throw new Stop("error");
   return response.json();
 }
@@ -222,8 +227,9 @@ async function drain() {
     return;
   }
   if (state.session !== "ok") await refreshSession();
-  const device = await store.deviceId();
-  const replaces = (await store.getMeta("replaces")) || null;
+  let device = await store.deviceId(userId);
+  const replaces = (await store.getMeta(`replaces:${userId}`)) || null;
+  let renewed = false;
   for (let round = 0; round < 50; round += 1) {
     const { batch, total, interviews } = await store.takeBatch(userId, state.batch);
     const cursor = await store.getMeta(`cursor:${userId}`);
@@ -236,6 +242,13 @@ async function drain() {
       if (replaces) body.replaces = replaces;
       answer = await post(body);
     } catch (error) {
+      if (error.kind === "device" && !renewed) {
+        // an id from an old store, or one another person synced with first: make this person
+        // a fresh one and send the same batch again (once a sync; a second refusal stops it)
+        renewed = true;
+        device = await store.newDeviceId(userId);
+        continue;
+      }
       if (error.kind === "too_large" && state.batch > 1) {
         state.batch = Math.max(1, Math.floor(state.batch / 2));
         continue;

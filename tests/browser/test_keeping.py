@@ -139,13 +139,14 @@ def test_a_store_the_browser_cleared_is_noticed_at_once(server, browser, app, st
     page.wait_for_selector("html.tablet-ready", state="attached")
     _wait_status(page, ALL_SAVED["en"])
     old_store = page.evaluate(
-        """() => new Promise((resolve) => {
+        """(key) => new Promise((resolve) => {
           const open = indexedDB.open('fact-companion');
           open.onsuccess = () => {
-            const get = open.result.transaction(['meta']).objectStore('meta').get('device_id');
+            const get = open.result.transaction(['meta']).objectStore('meta').get(key);
             get.onsuccess = () => { resolve(get.result.value); open.result.close(); };
           };
-        })"""
+        })""",
+        f"device_id:{world.users['peer_a']}",
     )
     # the tablet last told the case store that it held three changes for this interview
     with app.app_context():
