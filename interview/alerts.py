@@ -23,6 +23,7 @@ from .models import (
     User,
     user_cases,
 )
+from .sync import conflict_full
 
 KINDS = (
     "overdue",
@@ -55,6 +56,8 @@ class Alert:
     store: str | None = None
     last_sync_at: datetime | None = None
     codes: tuple[str, ...] = ()
+    # conflict: the text holds as many versions as the store keeps; more are refused
+    full: bool = False
 
 
 def _visible_participants(case_ids: set[int]):
@@ -179,6 +182,7 @@ def conflicts(session: Session, case_ids: set[int], codes: dict[int, str]) -> li
             participant_id,
             note.interview_id,
             entity="note",
+            full=conflict_full(note.conflict, "text"),
         )
         for note, participant_id, code, case_id in rows
         if note.conflict
@@ -199,6 +203,7 @@ def debrief_conflicts(session: Session, case_ids: set[int], codes: dict[int, str
             debrief.interview_id,
             username=author.username if author else None,
             entity="debrief",
+            full=conflict_full(debrief.conflict, "reflection"),
         )
         for debrief, participant_id, code, case_id, author in rows
         if debrief.conflict

@@ -55,7 +55,7 @@ def sync():
         return _error(400, "send the changes as application/json", "envelope")
     body = request.get_json(silent=True)
     if body is None:
-        return _error(400, "the body is not valid JSON", "envelope")
+        return _error(400, _unreadable(request.get_data(cache=True)), "envelope")
     try:
         envelope = parse_envelope(body)
     except EnvelopeError as exc:
@@ -117,6 +117,17 @@ def sync():
     if fresh_browser:
         _give_browser_cookie(response, browser_id)
     return response
+
+
+def _unreadable(raw: bytes) -> str:
+    """Say why a body that did not decode is refused."""
+    try:
+        json.loads(raw)
+    except RecursionError:
+        return "the body is nested too deeply"
+    except ValueError:
+        pass
+    return "the body is not valid JSON"
 
 
 def _give_browser_cookie(response: Response, browser_id: str) -> None:

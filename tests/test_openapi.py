@@ -106,12 +106,12 @@ def test_sync_applied_duplicate_conflict_rejected_and_updates_match(client, auth
     note = next(u for u in both["updates"] if u["id"] == nid)
     assert note["data"]["conflict"]["text"] == "C"
 
-    # a change for a record not here yet waits: applied, rev null, with a reason
-    waiting = check(
+    # a change for a record that nothing is creating is refused, with a reason
+    orphan = check(
         "/api/v1/sync", "post", _sync(client, [_note_change(iid, str(uuid.uuid4()), "x", 1)])
     )
-    assert waiting["results"][0]["status"] == "applied"
-    assert waiting["results"][0]["rev"] is None
+    assert orphan["results"][0]["status"] == "rejected"
+    assert "not in the case store" in orphan["results"][0]["reason"]
 
 
 def test_sync_errors_match(client, auth, world):

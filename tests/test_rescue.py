@@ -141,18 +141,28 @@ def test_every_outcome_is_counted_with_its_reasons(app, client, world, work):
         note_change(iid, note_id, "second words", base_rev=1),
         note_change(iid, note_id, "other words", base_rev=1),
     ]
-    later = note_change(iid, str(uuid.uuid4()), "an edit before its note", base_rev=1)
+    # an edit before its note in the same file waits for it and is added with it; an edit
+    # for a note the file never creates is refused (docs/sync.md, rule 6)
+    later_id = str(uuid.uuid4())
+    later = note_change(iid, later_id, "an edit before its note", base_rev=1)
+    its_note = note_change(iid, later_id, "the note itself")
+    orphan = note_change(iid, str(uuid.uuid4()), "an edit of a note never sent", base_rev=1)
     foreign = note_change(world.interviews["pb"], str(uuid.uuid4()), "not peer_a's")
     broken = {"change_id": "nope"}
-    raw = rescue_file(app, world.users["peer_a"], [*changes, *stale, later, foreign, broken])
+    raw = rescue_file(
+        app,
+        world.users["peer_a"],
+        [*changes, *stale, later, its_note, orphan, foreign, broken],
+    )
     answer = upload(client, raw)
     assert answer.status_code == 200
-    assert _row(answer.text, "Added to the case store") == "3"
+    assert _row(answer.text, "Added to the case store") == "5"
     assert _row(answer.text, "Kept as a second version beside another one") == "1"
-    assert _row(answer.text, "Kept until the interview or note it belongs to arrives") == "1"
-    assert _row(answer.text, "Refused") == "2"
+    assert _row(answer.text, "Kept until the interview or note it belongs to arrives") == "0"
+    assert _row(answer.text, "Refused") == "3"
     assert "Why changes were refused" in answer.text
     assert "change_id must be a UUID (1)" in answer.text
+    assert "the record this change belongs to is not in the case store (1)" in answer.text
     assert "not peer_a" not in answer.text  # the reasons never repeat the words
 
 

@@ -393,7 +393,7 @@ export function asChange(e) {
 // duplicate or conflict; keep refused ones aside with the reason; then take in the updates
 // for records with nothing waiting, drop every interview whose participant has withdrawn,
 // and move the cursor. `summary.withdrawn` names the interviews dropped now (for their pages).
-export function applyAnswer({ userId, batch, results, updates, cursor }) {
+export function applyAnswer({ userId, batch, results, updates, cursor, refused = [] }) {
   const byId = new Map(batch.map((e) => [e.change_id, e]));
   const withdrawnNow = updates.filter((u) => u.entity === "interview" && u.data && u.data.withdrawn).map((u) => u.id);
   return transact(["records", "outbox", "rejected", "meta"], "readwrite", (tx, out) => {
@@ -469,6 +469,19 @@ export function applyAnswer({ userId, batch, results, updates, cursor }) {
         });
       }
     }
+    // changes answered applied while they waited on the server and refused since (expired,
+    // withdrawn): set aside with the words the tablet still holds, and said to be held here
+    for (const late of refused) {
+      summary.rejected += 1;
+      on(records.get(recordKey(late.entity, late.id)), (record) => {
+        tx.objectStore("rejected").put({
+          change_id: late.change_id, user_id: userId, entity: late.entity, id: late.id,
+          interview_id: record ? record.interview_id : null, data: record ? record.data : {},
+          reason: late.reason || "", at: new Date().toISOString(),
+        });
+      });
+    }
+    tx.objectStore("meta").put({ key: `refused_seen:${userId}`, value: refused.map((r) => r.change_id) });
     for (const update of updates) {
       if (withdrawnNow.includes(update.id)) continue; // dropped below, never stored again
       const key = recordKey(update.entity, update.id);

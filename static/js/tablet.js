@@ -240,6 +240,9 @@ async function drain() {
       const pending = Math.max(0, total - batch.length);
       const body = { device_id: device, cursor: cursor ?? null, pending, pending_interviews: interviews, changes: batch.map(store.asChange) };
       if (replaces) body.replaces = replaces;
+      // refusals told in an earlier answer and kept here since: the server stops telling them
+      const seen = (await store.getMeta(`refused_seen:${userId}`)) || [];
+      if (seen.length) body.refused_seen = seen;
       answer = await post(body);
     } catch (error) {
       if (error.kind === "device" && !renewed) {
@@ -257,7 +260,7 @@ async function drain() {
     }
     state.network = "online";
     state.batch = BATCH;
-    const summary = await store.applyAnswer({ userId, batch, results: answer.results, updates: answer.updates, cursor: answer.cursor });
+    const summary = await store.applyAnswer({ userId, batch, results: answer.results, updates: answer.updates, cursor: answer.cursor, refused: answer.refused || [] });
     announceWarnings(batch, answer.results);
     if (summary && summary.withdrawn.length) await dropWithdrawn(summary.withdrawn);
     // the server answers updates in pages: ask again while the cursor still moves
