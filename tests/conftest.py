@@ -79,11 +79,9 @@ def make_config(tmp_path, **overrides) -> dict:
     return config
 
 
-@pytest.fixture
-def app(tmp_path):
-    """An app on an empty store with all tables created."""
-    config = make_config(tmp_path)
-    application = create_app(config)
+def app_on_empty_store(tmp_path, **overrides):
+    """Yield an app on an empty store with all tables created; drop them afterwards."""
+    application = create_app(make_config(tmp_path, **overrides))
     with application.app_context():
         db.drop_all()
         db.create_all()
@@ -94,6 +92,12 @@ def app(tmp_path):
         db.engine.dispose()
         for engine in db.engines.values():
             engine.dispose()
+
+
+@pytest.fixture
+def app(tmp_path):
+    """An app on an empty store with all tables created."""
+    yield from app_on_empty_store(tmp_path)
 
 
 @pytest.fixture

@@ -30,12 +30,11 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import select
 
-from interview import create_app
 from interview.api import openapi_document
 from interview.extensions import db
 from interview.models import ConsentFormVersion, GuideVersion, Note, Theme
 from tests import helpers
-from tests.conftest import PASSWORD, World, csrf_from, make_config
+from tests.conftest import PASSWORD, World, app_on_empty_store, csrf_from
 from tests.helpers import changed_tables, give_paper_consent, start_interview
 
 FAST_EXAMPLES = 40
@@ -61,16 +60,7 @@ def store_snapshot(app, skip: set[str] = frozenset()) -> dict[str, tuple[int, st
 @pytest.fixture
 def app(tmp_path):
     """An app on a fresh store with CSRF protection on, as in production (overrides conftest)."""
-    application = create_app(make_config(tmp_path, WTF_CSRF_ENABLED=True))
-    with application.app_context():
-        db.drop_all()
-        db.create_all()
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.drop_all()
-        for engine in db.engines.values():
-            engine.dispose()
+    yield from app_on_empty_store(tmp_path, WTF_CSRF_ENABLED=True)
 
 
 def _login(client, username: str) -> str:

@@ -44,7 +44,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from interview import create_app
 from interview.content import guide_of
 from interview.extensions import db
 from interview.models import (
@@ -61,7 +60,7 @@ from interview.models import (
 from interview.participants import register
 from interview.sync import MAX_CHANGES, MAX_TEXT
 from interview.withdrawal import today_in_oslo
-from tests.conftest import World, make_config
+from tests.conftest import World, app_on_empty_store
 from tests.helpers import give_paper_consent, start_interview
 from tests.test_fuzz_api import EVENT_SHAPES, _FormPoster, _login
 
@@ -161,16 +160,7 @@ def _count_changes(body: Any) -> int | None:
 @pytest.fixture
 def app(tmp_path):
     """An app on a fresh store with CSRF protection on, as in production (overrides conftest)."""
-    application = create_app(make_config(tmp_path, WTF_CSRF_ENABLED=True))
-    with application.app_context():
-        db.drop_all()
-        db.create_all()
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.drop_all()
-        for engine in db.engines.values():
-            engine.dispose()
+    yield from app_on_empty_store(tmp_path, WTF_CSRF_ENABLED=True)
 
 
 def on_fresh_stack(call):
