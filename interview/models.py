@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -402,6 +403,9 @@ class SyncChange(SealedInit, db.Model):
     # refused when its record arrived): the tablet that sent it is told once (told_at)
     refused_at: Mapped[datetime | None] = mapped_column(DateTime)
     told_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    # every sync asks for its device's refusals not yet told: never a scan of the whole log
+    __table_args__ = (Index("ix_sync_change_device_refused", "device_id", "refused_at"),)
 
 
 class UpdateLog(db.Model):

@@ -32,10 +32,14 @@ def upgrade_():
         batch.add_column(sa.Column("refused_at", sa.DateTime(), nullable=True))
         batch.add_column(sa.Column("told_at", sa.DateTime(), nullable=True))
         batch.create_index("ix_sync_change_participant_id", ["participant_id"], unique=False)
+        batch.create_index(
+            "ix_sync_change_device_refused", ["device_id", "refused_at"], unique=False
+        )
 
 
 def downgrade_():
     with op.batch_alter_table("sync_change") as batch:
+        batch.drop_index("ix_sync_change_device_refused")
         batch.drop_index("ix_sync_change_participant_id")
         batch.drop_column("told_at")
         batch.drop_column("refused_at")
