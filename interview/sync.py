@@ -1804,7 +1804,7 @@ def _note_data(
     }
 
 
-def _record_data(entity: str, r) -> dict[str, Any]:
+def _record_data(entity: str, r, user_id: int | None = None) -> dict[str, Any]:
     if entity == "note":
         return _note_data(
             r.interview_id,
@@ -1851,15 +1851,17 @@ def _record_data(entity: str, r) -> dict[str, Any]:
             "wants_debrief_talk": r.wants_debrief_talk,
             "participant_follow_up": r.participant_follow_up,
             "conflict": _conflict_for_tablet(r.conflict),
-            "author_id": r.author_id,
+            # whether the reader wrote it: a tablet is never told anyone else's user id
+            "mine": r.author_id == user_id,
         }
     return {"code": r.code, "status": r.status}
 
 
-def serialize(entity: str, record) -> dict[str, Any]:
-    """Return a record as the tablet keeps it."""
+def serialize(entity: str, record, user_id: int | None = None) -> dict[str, Any]:
+    """Return a record as the tablet of user `user_id` keeps it."""
     rev = 1 if entity == "participant" else record.rev
-    return {"entity": entity, "id": record.id, "rev": rev, "data": _record_data(entity, record)}
+    data = _record_data(entity, record, user_id)
+    return {"entity": entity, "id": record.id, "rev": rev, "data": data}
 
 
 MODELS = {
@@ -1983,7 +1985,7 @@ def _current_records(
         if entity == "debrief" and user.role == "peer" and record.author_id != user.id:
             out[(entity, record.id)] = _NOT_YOURS  # theirs and the coordinators', not a co-peer's
         else:
-            out[(entity, record.id)] = serialize(entity, record)
+            out[(entity, record.id)] = serialize(entity, record, user.id)
     return out
 
 

@@ -729,4 +729,6 @@ def test_sync_updates_carry_only_what_the_actor_may_see(app, world, records):
             assert kinds >= {"note", "event", "consent", "debrief", "interview"}, (actor, p)
         for u in updates:
             if u["entity"] == "debrief" and ROLE[actor] == policy.PEER:
-                assert u["data"]["author_id"] == world.users[actor], actor
+                assert u["data"]["mine"] is True, actor
+            # no user id of anyone (the reader's own neither) travels to a tablet
+            assert "author_id" not in u["data"] and "by" not in (u["data"].get("conflict") or {})

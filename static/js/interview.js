@@ -366,7 +366,7 @@ export const handlers = {
 
 async function myDebrief() {
   const records = await store.recordsOf(ctx.interviewId, userId);
-  return records.find((r) => r.entity === "debrief" && (String(r.data.author_id) === String(userId) || !r.from_server)) || null;
+  return records.find((r) => r.entity === "debrief" && (r.data.mine === true || String(r.data.author_id) === String(userId) || !r.from_server)) || null;
 }
 
 // The debrief is saved as it is written, like a note: on every input, to the journal at once and

@@ -343,7 +343,8 @@ export async function syncBriefly(ms = 2500) {
 // Synced data of finished interviews leaves the tablet (nothing waiting, debrief written).
 async function dropFinished() {
   const records = await store.allRecords(userId);
-  const mine = (r) => r.entity === "debrief" && r.data && (String(r.data.author_id) === String(userId) || !r.from_server);
+  // author_id: a debrief kept before the server stopped sending user ids
+  const mine = (r) => r.entity === "debrief" && r.data && (r.data.mine === true || String(r.data.author_id) === String(userId) || !r.from_server);
   for (const iv of records.filter((r) => r.entity === "interview")) {
     if (!["completed", "stopped"].includes(iv.data.status)) continue;
     if (ctx && ctx.interviewId === iv.id) continue; // the peer is looking at it
