@@ -7,7 +7,7 @@ import pytest
 from flask.cli import FlaskGroup
 from sqlalchemy import inspect, select, text
 
-from interview import create_app
+from interview import create_app, sync
 from interview.crypto import KeyError_, RingSource, load_ring, sealed_with, write_ring
 from interview.extensions import db
 from interview.models import AuditEvent, Debrief, Note, SyncChange
@@ -23,6 +23,10 @@ OTHER = "Den andre versjonen fra et annet nettbrett."
 def _raw(app, sql: str, **params):
     with app.app_context():
         return db.session.execute(text(sql), params).all()
+
+
+def _fail(*_args):
+    raise RuntimeError("the store failed on this change")
 
 
 @pytest.fixture
@@ -45,15 +49,30 @@ def stored(app, client, auth, world):
             "/api/v1/sync",
             json={"device_id": device, "changes": [note_change(iid, note_id, words, base_rev=1)]},
         )
-    # an edit of a note the store has not seen yet waits, with its words in the sync log
-    waiting_note = str(uuid.uuid4())
-    client.post(
-        "/api/v1/sync",
-        json={
-            "device_id": device,
-            "changes": [note_change(iid, waiting_note, "Venter på notatet sitt.", base_rev=1)],
+    # a note for an interview whose create the store failed on (answered retry) waits, with
+    # its words in the sync log
+    waiting_note, planned = str(uuid.uuid4()), str(uuid.uuid4())
+    plan = {
+        "change_id": str(uuid.uuid4()),
+        "entity": "interview",
+        "id": planned,
+        "base_rev": None,
+        "recorded_at": "2026-11-23T09:00:00Z",
+        "data": {
+            "participant_id": world.participants["pa"],
+            "language": "nb",
+            "planned_at": "2026-12-01T10:00:00Z",
         },
-    )
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sync.APPLIERS, "interview", _fail)
+        client.post(
+            "/api/v1/sync",
+            json={
+                "device_id": device,
+                "changes": [note_change(planned, waiting_note, "Venter på notatet sitt."), plan],
+            },
+        )
     with app.app_context():
         note = db.session.get(Note, note_id)
         assert note.conflict, "the fixture needs a conflict"
