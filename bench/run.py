@@ -24,8 +24,8 @@ from pathlib import Path
 from sqlalchemy import delete, event, insert, select
 
 from interview.config import ROOT
-from interview.extensions import db
-from interview.models import GuideVersion, Note, Theme, User, note_themes, utcnow
+from interview.store.extensions import db
+from interview.store.models import GuideVersion, Note, Theme, User, note_themes, utcnow
 from tests.soak.server import Server, free_port, store_from_env
 from tests.soak.tablets import Http
 
@@ -92,7 +92,7 @@ class Bench:
 
     def grow(self) -> None:
         """Large size: `flask seed-scale` with the issue's numbers."""
-        from interview.scale import seed_scale
+        from devdata.scale import seed_scale
 
         a = self.args
         began = time.perf_counter()

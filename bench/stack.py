@@ -15,10 +15,11 @@ from urllib.parse import urlencode
 
 from sqlalchemy import select
 
-from interview.content import checksum, load_all
-from interview.demo import seed_cases, seed_participants, seed_users
-from interview.extensions import db
-from interview.models import (
+from devdata.demo import seed_cases, seed_participants, seed_users
+from interview.participants.registry import register
+from interview.store.content import checksum, load_all
+from interview.store.extensions import db
+from interview.store.models import (
     Case,
     Consent,
     ConsentFormVersion,
@@ -30,7 +31,6 @@ from interview.models import (
     User,
     utcnow,
 )
-from interview.participants import register
 from tests.soak.tablets import Http
 from tests.soak.world import fresh_schema
 

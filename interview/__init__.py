@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from .config import ROOT, load_config
+from interview.config import ROOT, load_config
 
 
 def _secret_key(instance_path: str) -> str:
@@ -62,35 +62,22 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
 
-    from . import (
-        alert_views,
-        api,
-        auth,
-        cli,
-        codebook_views,
-        compression,
-        coordinator,
-        crypto,
-        database,
-        desk,
-        document_views,
-        documents,
-        errors,
-        export_views,
-        i18n,
-        interviews,
-        kept,
-        kept_pages,
-        labels,
-        main,
-        policy,
-        rescue_views,
-        security,
-        study_key,
-        sync,
-        tablet,
-    )
-    from .extensions import csrf, limiter, migrate
+    from interview import cli
+    from interview.desk import alert_views, codebook_views, export_views, rescue_views
+    from interview.desk import views as desk
+    from interview.documents import render as documents
+    from interview.documents import views as document_views
+    from interview.field import kept, kept_pages, tablet
+    from interview.field import views as interviews
+    from interview.participants import views as coordinator
+    from interview.store import crypto, database
+    from interview.store.extensions import csrf, limiter, migrate
+    from interview.sync import core as sync
+    from interview.sync import views as api
+    from interview.trust import policy, study_key
+    from interview.trust import views as auth
+    from interview.web import compression, errors, i18n, labels, security
+    from interview.web import views as main
 
     database.init_app(app)
     migrate.init_app(app, database.db, directory=str(ROOT / "migrations"))

@@ -9,12 +9,13 @@ from flask import Flask
 from flask_babel import force_locale
 from sqlalchemy import func, select
 
-from . import audit, backup, keys, scale
-from .content import ContentError, load_all
-from .demo import seed_cases, seed_participants, seed_users
-from .extensions import db
-from .models import ROLES, Case, User
-from .passwords import hash_password, password_problem
+from devdata import scale
+from devdata.demo import seed_cases, seed_participants, seed_users
+from interview.store.content import ContentError, load_all
+from interview.store.extensions import db
+from interview.store.models import ROLES, Case, User
+from interview.trust import audit, backup, keys
+from interview.trust.passwords import hash_password, password_problem
 
 
 def _terminal_language() -> str:

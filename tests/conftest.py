@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from devdata.demo import seed_cases
 from interview import create_app
-from interview.content import load_all
-from interview.demo import seed_cases
-from interview.extensions import db
-from interview.models import GuideVersion, Interview, Participant, User, utcnow
-from interview.participants import register
-from interview.passwords import hash_password
+from interview.participants.registry import register
+from interview.store.content import load_all
+from interview.store.extensions import db
+from interview.store.models import GuideVersion, Interview, Participant, User, utcnow
+from interview.trust.passwords import hash_password
 
 PASSWORD = "correct horse battery"
 
@@ -29,7 +29,7 @@ def _test_key() -> str:
 @functools.cache
 def _study_key_pem() -> bytes:
     """One RSA-3072 study key for the whole run: making one costs a tenth of a second."""
-    from interview.study_key import new_private_key, pem_of
+    from interview.trust.study_key import new_private_key, pem_of
 
     return pem_of(new_private_key())
 
@@ -135,7 +135,7 @@ def world(app) -> World:
     with app.app_context():
         load_all(db.session)
         seed_cases()
-        from interview.models import Case
+        from interview.store.models import Case
 
         cases = {c.code: c for c in db.session.scalars(select(Case))}
         users = {

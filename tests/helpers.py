@@ -11,8 +11,8 @@ from datetime import datetime
 from PIL import Image, ImageDraw
 from sqlalchemy import event, select
 
-from interview.extensions import db
-from interview.notes import new_note_id
+from interview.field.notes import new_note_id
+from interview.store.extensions import db
 
 
 def signature_data_url() -> str:
@@ -178,8 +178,8 @@ def park_change(
     app, user_id: int, interview_id: str, text: str, digest: str, participant_id=None
 ) -> None:
     """Store a note change held until its interview arrives, its words in the payload."""
-    from interview.extensions import db as _db
-    from interview.models import SyncChange
+    from interview.store.extensions import db as _db
+    from interview.store.models import SyncChange
 
     with app.app_context():
         _db.session.add(

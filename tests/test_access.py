@@ -5,8 +5,8 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from interview.extensions import db
-from interview.models import AuditEvent, Interview, InterviewEvent, Participant
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, Interview, InterviewEvent, Participant
 from tests.conftest import get_row
 from tests.helpers import start_interview
 
@@ -353,7 +353,7 @@ def test_admin_sees_every_case(app, client, auth, world):
 
 
 def test_coordinator_cannot_register_into_another_case(app, client, auth, world):
-    from interview.models import Case
+    from interview.store.models import Case
 
     with app.app_context():
         case_a = db.session.execute(select(Case.id).where(Case.code == "A")).scalar_one()

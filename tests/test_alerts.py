@@ -7,10 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from interview import alerts
-from interview.extensions import db
-from interview.i18n import when_text
-from interview.models import (
+from interview.desk import alerts
+from interview.store.extensions import db
+from interview.store.models import (
     AlertAck,
     AuditEvent,
     Case,
@@ -22,7 +21,8 @@ from interview.models import (
     Participant,
     utcnow,
 )
-from interview.sync import refold_interview
+from interview.sync.core import refold_interview
+from interview.web.i18n import when_text
 from tests.conftest import PASSWORD
 from tests.helpers import give_paper_consent, note_change, start_interview
 

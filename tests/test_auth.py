@@ -5,8 +5,8 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from interview import create_app
-from interview.extensions import db
-from interview.models import User
+from interview.store.extensions import db
+from interview.store.models import User
 from tests.conftest import PASSWORD, make_config
 
 WRONG = "The username or password is not right"
@@ -109,7 +109,7 @@ def test_deactivating_a_user_ends_their_session(client, auth, world, app):
 
 
 def test_login_is_audited_without_the_password(client, auth, world, app):
-    from interview.models import AuditEvent
+    from interview.store.models import AuditEvent
 
     app.test_client().post("/login", data={"username": "peer_b", "password": "a wrong one"})
     auth.login("peer_a")

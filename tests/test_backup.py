@@ -13,10 +13,11 @@ from flask.cli import FlaskGroup
 from sqlalchemy import delete, select
 
 from interview import create_app
-from interview.backup import MANIFEST, stores
-from interview.crypto import app_key, open_sealed
-from interview.extensions import db
-from interview.models import (
+from interview.participants.registry import get_identity, register
+from interview.participants.withdrawal import today_in_oslo, withdraw
+from interview.store.crypto import app_key, open_sealed
+from interview.store.extensions import db
+from interview.store.models import (
     Case,
     ConsentSignature,
     IdentityEntry,
@@ -24,9 +25,8 @@ from interview.models import (
     Participant,
     User,
 )
-from interview.participants import get_identity, register
-from interview.study_key import new_private_key, pem_of
-from interview.withdrawal import today_in_oslo, withdraw
+from interview.trust.backup import MANIFEST, stores
+from interview.trust.study_key import new_private_key, pem_of
 from tests.conftest import PASSWORD, make_config
 from tests.helpers import CONSENT_ALL_YES, note_change, signature_data_url, start_interview
 

@@ -7,10 +7,10 @@ import pytest
 from flask.cli import FlaskGroup
 from sqlalchemy import func, select
 
-from interview.content import GUIDES_DIR, ContentError, load_all
-from interview.demo import seed_cases
-from interview.extensions import db
-from interview.models import ConsentFormVersion, GuideVersion, Participant, Theme, User
+from devdata.demo import seed_cases
+from interview.store.content import GUIDES_DIR, ContentError, load_all
+from interview.store.extensions import db
+from interview.store.models import ConsentFormVersion, GuideVersion, Participant, Theme, User
 
 GOOD_PASSWORD = "longenough-password"
 CODE = re.compile(r"^[ABC]-[2-9A-HJ-NP-Z]{4}$")
@@ -237,10 +237,10 @@ def test_changed_guide_is_refused_by_the_command_too(app, cli, tmp_path, monkeyp
         guide.read_text(encoding="utf-8").replace("Could you tell me", "Would you tell me", 1),
         encoding="utf-8",
     )
-    import interview.content
+    import interview.store.content
 
-    monkeypatch.setattr(interview.content, "GUIDES_DIR", edited)
-    monkeypatch.setattr(interview.content.load_all, "__defaults__", (edited,))
+    monkeypatch.setattr(interview.store.content, "GUIDES_DIR", edited)
+    monkeypatch.setattr(interview.store.content.load_all, "__defaults__", (edited,))
     result = cli(["guides", "load"])
     assert result.exit_code != 0
     assert "cannot change" in result.output

@@ -3,9 +3,9 @@
 import pytest
 from sqlalchemy import select
 
-from interview import codebook
-from interview.extensions import db
-from interview.models import AuditEvent, Case, Interview, Note, Participant, Theme
+from interview.desk import codebook
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, Case, Interview, Note, Participant, Theme
 
 
 def _theme(key):
@@ -21,7 +21,7 @@ def _note(iid, text, polarity, *theme_keys, deleted=False):
         themes=[_theme(k) for k in theme_keys],
     )
     if deleted:
-        from interview.models import utcnow
+        from interview.store.models import utcnow
 
         note.deleted_at = utcnow()
     db.session.add(note)

@@ -4,8 +4,8 @@ import re
 
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import Consent
+from interview.store.extensions import db
+from interview.store.models import Consent
 from tests.helpers import CONSENT_ALL_YES, signature_data_url, start_interview
 
 ITEMS = ("participate", "audio", "quotes", "recontact")

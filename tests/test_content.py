@@ -1,6 +1,6 @@
 """The guide, consent form and codebook data are complete in both languages."""
 
-from interview.content import (
+from interview.store.content import (
     CONSENT_ITEMS,
     GUIDES_DIR,
     QUESTION_KINDS,

@@ -4,9 +4,9 @@ import re
 
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import AuditEvent, IdentityEntry, Interview, Participant, User
-from interview.participants import get_identity
+from interview.participants.registry import get_identity
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, IdentityEntry, Interview, Participant, User
 from tests.conftest import get_row
 
 
@@ -16,7 +16,7 @@ def _peer_id(app, name):
 
 
 def _case_a(app):
-    from interview.models import Case
+    from interview.store.models import Case
 
     with app.app_context():
         return db.session.execute(select(Case.id).where(Case.code == "A")).scalar_one()
@@ -93,7 +93,7 @@ def test_cannot_assign_peer_of_another_team(client, auth, world, app):
 
 
 def test_cannot_register_in_a_case_not_mine(client, auth, world, app):
-    from interview.models import Case
+    from interview.store.models import Case
 
     with app.app_context():
         case_b = db.session.execute(select(Case.id).where(Case.code == "B")).scalar_one()

@@ -3,13 +3,14 @@
 import pytest
 from sqlalchemy import func, select
 
-from interview import create_app, flow
-from interview.content import load_all
-from interview.demo import seed_cases
-from interview.extensions import db
-from interview.models import AuditEvent, Case, GuideVersion, Interview, InterviewEvent, User
-from interview.participants import register
-from interview.passwords import hash_password
+from devdata.demo import seed_cases
+from interview import create_app
+from interview.field import flow
+from interview.participants.registry import register
+from interview.store.content import load_all
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, Case, GuideVersion, Interview, InterviewEvent, User
+from interview.trust.passwords import hash_password
 from tests.conftest import PASSWORD, csrf_from, get_row, make_config
 
 EXPIRED = "Your session form has expired"
@@ -25,7 +26,7 @@ def app(tmp_path):
     """An app with CSRF on; one peer with one interview under way, one coordinator."""
     from datetime import timedelta
 
-    from interview.models import utcnow
+    from interview.store.models import utcnow
 
     application = create_app(_config(tmp_path))
     with application.app_context():

@@ -2,8 +2,8 @@
 
 import re
 
-from interview.extensions import db
-from interview.scale import seed_scale
+from devdata.scale import seed_scale
+from interview.store.extensions import db
 from tests.helpers import statements_of
 
 ROW = re.compile(r'<th scope="row"><a href="/participants/[0-9a-f-]+" class="code">')

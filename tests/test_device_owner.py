@@ -14,9 +14,9 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from interview.devices import DeviceOfAnother, record_device
-from interview.extensions import db
-from interview.models import AuditEvent, Device, Note, SyncChange, User
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, Device, Note, SyncChange, User
+from interview.sync.devices import DeviceOfAnother, record_device
 from tests.conftest import PASSWORD, get_row
 from tests.helpers import (
     changed_tables,

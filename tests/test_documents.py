@@ -10,10 +10,12 @@ import pypdf
 import pytest
 from sqlalchemy import select
 
-from interview import document_views, documents
-from interview.content import guide_of
-from interview.extensions import db
-from interview.models import (
+from interview.documents import render as documents
+from interview.documents import views as document_views
+from interview.participants.registry import set_identity
+from interview.store.content import guide_of
+from interview.store.extensions import db
+from interview.store.models import (
     AuditEvent,
     ConsentFormVersion,
     GuideVersion,
@@ -21,7 +23,6 @@ from interview.models import (
     Participant,
     Theme,
 )
-from interview.participants import set_identity
 from tests.helpers import CONSENT_ALL_YES, give_paper_consent, start_interview
 
 GUIDE = "/guides/innofact-patient/1"

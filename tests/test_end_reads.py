@@ -4,9 +4,9 @@ nothing half-written may ever be kept by it, on either store."""
 from flask import g
 from sqlalchemy import func, insert, select
 
-from interview.database import end_reads
-from interview.extensions import db
-from interview.models import Theme
+from interview.store.database import end_reads
+from interview.store.extensions import db
+from interview.store.models import Theme
 
 
 def _themes(app, key: str) -> int:

@@ -17,10 +17,10 @@ from lxml import etree
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import selectinload
 
-from interview import export_views, exports
-from interview.extensions import db
-from interview.labels import label
-from interview.models import (
+from interview.desk import export_views, exports
+from interview.participants.registry import register
+from interview.store.extensions import db
+from interview.store.models import (
     POLARITIES,
     AuditEvent,
     Case,
@@ -37,7 +37,7 @@ from interview.models import (
     User,
     utcnow,
 )
-from interview.participants import register
+from interview.web.labels import label
 from tests.helpers import CONSENT_ALL_YES, signature_data_url, start_interview
 
 # a copy of ../shared/standards/refi-qda-project-1.0.xsd, kept in the repo so CI always validates

@@ -6,8 +6,8 @@ import stat
 import pytest
 
 from interview import create_app
-from interview.extensions import db
-from interview.models import User
+from interview.store.extensions import db
+from interview.store.models import User
 from tests.conftest import make_config
 
 

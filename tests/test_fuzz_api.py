@@ -30,9 +30,9 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import select
 
-from interview.api import openapi_document
-from interview.extensions import db
-from interview.models import ConsentFormVersion, GuideVersion, Note, Theme
+from interview.store.extensions import db
+from interview.store.models import ConsentFormVersion, GuideVersion, Note, Theme
+from interview.sync.views import openapi_document
 from tests import helpers
 from tests.conftest import PASSWORD, World, app_on_empty_store, csrf_from
 from tests.helpers import changed_tables, give_paper_consent, start_interview
@@ -77,7 +77,7 @@ def _known_records(app, world: World) -> dict:
     """Ids and keys the fuzzer mixes into generated changes so they reach the deep code paths."""
     with app.app_context():
         guide = db.session.scalars(select(GuideVersion)).first()
-        from interview.content import guide_of
+        from interview.store.content import guide_of
 
         known = {
             "interviews": sorted(world.interviews.values()),

@@ -34,9 +34,11 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from interview.content import guide_of
-from interview.extensions import db
-from interview.models import (
+from interview.participants.registry import register
+from interview.participants.withdrawal import today_in_oslo
+from interview.store.content import guide_of
+from interview.store.extensions import db
+from interview.store.models import (
     Case,
     ConsentFormVersion,
     GuideVersion,
@@ -47,8 +49,6 @@ from interview.models import (
     User,
     utcnow,
 )
-from interview.participants import register
-from interview.withdrawal import today_in_oslo
 from tests.conftest import PASSWORD
 from tests.helpers import (
     blank_signature_data_url,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from interview import policy
 from interview.config import ROOT
-from interview.extensions import db
-from interview.models import ConsentFormVersion, GuideVersion, Theme
+from interview.store.extensions import db
+from interview.store.models import ConsentFormVersion, GuideVersion, Theme
+from interview.trust import policy
 from tests.conftest import PASSWORD
 from tests.helpers import give_paper_consent, note_change, start_interview
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po
 
-from interview.i18n import oslo_to_utc, utc_to_oslo
+from interview.web.i18n import oslo_to_utc, utc_to_oslo
 
 PO = Path(__file__).resolve().parent.parent / "translations" / "nb" / "LC_MESSAGES" / "messages.po"
 
@@ -113,7 +113,7 @@ def test_when_text_matches_flask_babel_in_both_languages_across_the_year(app):
 
     from flask_babel import force_locale, format_date, format_time
 
-    from interview.i18n import when_text
+    from interview.web.i18n import when_text
 
     start = datetime(2026, 1, 1, 0, 0)
     with app.test_request_context("/"):

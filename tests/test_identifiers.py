@@ -14,9 +14,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import select
 
-from interview.api import OPENAPI
-from interview.extensions import db
-from interview.identifiers import (
+from interview.store.extensions import db
+from interview.store.identifiers import (
     KINDS,
     find_identifiers,
     given_names,
@@ -24,7 +23,8 @@ from interview.identifiers import (
     valid_national_id,
     warning_kinds,
 )
-from interview.models import AuditEvent, Note, Participant
+from interview.store.models import AuditEvent, Note, Participant
+from interview.sync.views import OPENAPI
 from tests.helpers import (
     consented_interview,
     give_paper_consent,
@@ -543,8 +543,8 @@ def test_coordinator_sees_flagged_notes_per_team_without_the_words(client, auth,
 
 
 def test_identifier_flags_leave_out_withdrawn_participants(app, world):
-    from interview import alerts
-    from interview.models import Case
+    from interview.desk import alerts
+    from interview.store.models import Case
 
     with app.app_context():
         case_a = db.session.scalar(select(Case).where(Case.code == "A"))
@@ -566,7 +566,7 @@ def test_identifier_flags_leave_out_withdrawn_participants(app, world):
 
 
 def test_the_flag_is_kept_with_the_sealed_text_and_follows_every_edit(app, world):
-    from interview.models import Note
+    from interview.store.models import Note
 
     with app.app_context():
         note = Note(

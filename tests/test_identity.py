@@ -8,10 +8,10 @@ import stat
 import pytest
 from sqlalchemy import func, inspect, select, text
 
-from interview.crypto import KeyError_, load_key, open_sealed
-from interview.extensions import db
-from interview.models import AuditEvent, Case, IdentityEntry, Participant, User
-from interview.participants import get_identity, register
+from interview.participants.registry import get_identity, register
+from interview.store.crypto import KeyError_, load_key, open_sealed
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, Case, IdentityEntry, Participant, User
 from tests.conftest import get_row
 
 NAME = "Åse Testesen"
@@ -101,7 +101,7 @@ def test_the_app_with_another_key_cannot_read_the_store(app, world):
 
 def test_a_forged_key_id_still_does_not_decrypt(app, world):
     """Even a value re-labelled with the wrong key's id fails: AES-GCM checks the tag."""
-    from interview.crypto import PREFIX, key_id
+    from interview.store.crypto import PREFIX, key_id
 
     pid = _register(app, world)
     row = _raw_entry(app, pid)

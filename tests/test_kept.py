@@ -4,9 +4,9 @@ import re
 
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import Case, Theme
-from interview.participants import register
+from interview.participants.registry import register
+from interview.store.extensions import db
+from interview.store.models import Case, Theme
 
 TOTAL = re.compile(r'<tfoot><tr><th scope="row">[^<]+</th><td class="num">(\d+)</td>')
 

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select
 
-from interview import kept_pages
-from interview.extensions import db
-from interview.kept_pages import KeptPages, Page, gzip_answer, make_page
-from interview.models import Note, Participant, Theme, participant_interviewers
+from interview.field import kept_pages
+from interview.field.kept_pages import KeptPages, Page, gzip_answer, make_page
+from interview.store.extensions import db
+from interview.store.models import Note, Participant, Theme, participant_interviewers
 from tests.helpers import (
     consented_interview,
     new_note_on_page,
@@ -151,7 +151,7 @@ def test_a_new_theme_in_the_codebook_is_offered_on_the_next_load(app, client, un
     with app.app_context():
         db.session.add(Theme(key="night_calls", name_nb="Nattevakt på telefon", name_en="Night"))
         db.session.flush()
-        from interview import audit
+        from interview.trust import audit
 
         audit.record("theme_added", "theme", 999)
         db.session.commit()

@@ -15,7 +15,7 @@ from sqlalchemy import inspect, select, text
 
 from interview import create_app
 from interview.config import ROOT
-from interview.extensions import db
+from interview.store.extensions import db
 from tests.conftest import make_config
 
 MIGRATIONS = str(ROOT / "migrations")
@@ -132,7 +132,7 @@ def test_a_migrated_store_runs_the_app(migrated_app):
     page = client.get("/interviews/")
     assert page.status_code == 200
     with migrated_app.app_context():
-        from interview.models import IdentityEntry, Participant
+        from interview.store.models import IdentityEntry, Participant
 
         assert db.session.scalars(select(Participant)).first() is not None
         assert db.session.scalars(select(IdentityEntry)).first() is not None
@@ -221,7 +221,7 @@ def test_the_sealing_migration_seals_existing_words_and_the_downgrade_opens_them
         raw = conn.execute(text("SELECT text_enc, conflict_enc FROM note WHERE id = 'n1'")).one()
         assert words.encode() not in bytes(raw[0])
         assert b"Den andre" not in bytes(raw[1])
-        from interview.models import Note
+        from interview.store.models import Note
 
         note = conn.get(Note, "n1")
         assert note.text == words
@@ -229,7 +229,7 @@ def test_the_sealing_migration_seals_existing_words_and_the_downgrade_opens_them
         # the guard's findings are worked out once for notes written before they were kept
         assert conn.get(Note, "n2").identifier_kinds == "phone"
         assert note.conflict == {"text": "Den andre"}
-        from interview.models import InterviewEvent
+        from interview.store.models import InterviewEvent
 
         event = conn.get(InterviewEvent, "e1")
         assert event.data == {"reason": "other"}

@@ -7,9 +7,9 @@ import uuid
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import AuditEvent, Case, Participant
-from interview.withdrawal import today_in_oslo
+from interview.participants.withdrawal import today_in_oslo
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, Case, Participant
 from tests.helpers import CONSENT_ALL_YES, note_change, signature_data_url, start_interview
 
 NAME = "Ingrid Loggesen"

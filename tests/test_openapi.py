@@ -8,7 +8,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from interview.api import OPENAPI, openapi_document
+from interview.sync.views import OPENAPI, openapi_document
 from tests.helpers import consented_interview
 from tests.helpers import note_change as _note_change
 

@@ -18,9 +18,9 @@ from babel.messages.pofile import read_po
 from flask import url_for
 from sqlalchemy import select
 
-from interview.content import guide_of
-from interview.extensions import db
-from interview.models import ConsentFormVersion, GuideVersion, Interview, Theme
+from interview.store.content import guide_of
+from interview.store.extensions import db
+from interview.store.models import ConsentFormVersion, GuideVersion, Interview, Theme
 from tests.conftest import PASSWORD
 from tests.helpers import consented_interview, new_note_on_page, start_interview
 from tests.test_i18n import PO

@@ -4,9 +4,9 @@ import pytest
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import User
-from interview.passwords import common_passwords, password_problem
+from interview.store.extensions import db
+from interview.store.models import User
+from interview.trust.passwords import common_passwords, password_problem
 from tests.conftest import PASSWORD
 
 

@@ -5,9 +5,9 @@ import uuid
 
 from sqlalchemy import select
 
-from interview.crypto import app_key, open_bytes, open_sealed
-from interview.extensions import db
-from interview.models import (
+from interview.store.crypto import app_key, open_bytes, open_sealed
+from interview.store.extensions import db
+from interview.store.models import (
     Consent,
     ConsentSignature,
     Debrief,

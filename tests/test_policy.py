@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from interview import policy
-from interview.content import guide_of
-from interview.extensions import db
-from interview.models import (
+from interview.store.content import guide_of
+from interview.store.extensions import db
+from interview.store.models import (
     ConsentFormVersion,
     GuideVersion,
     Note,
@@ -24,7 +23,8 @@ from interview.models import (
     Theme,
     User,
 )
-from interview.sync import apply_changes
+from interview.sync.core import apply_changes
+from interview.trust import policy
 from tests.conftest import PASSWORD
 from tests.helpers import store_snapshot
 
@@ -277,7 +277,7 @@ def _apply(user_id: int, changes: list[dict]) -> list:
 
 
 def _question_key(interview_id: str) -> str:
-    from interview.models import Interview
+    from interview.store.models import Interview
 
     iv = db.session.get(Interview, interview_id)
     return sorted(guide_of(iv.guide_version).question_keys)[0]

@@ -7,11 +7,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import event, select
 
-from interview.charts import Bar, bar_chart, share_chart
-from interview.content import load_all
-from interview.demo import seed_cases
-from interview.extensions import db
-from interview.models import (
+from devdata.demo import seed_cases
+from interview.desk.charts import Bar, bar_chart, share_chart
+from interview.desk.progress import case_progress, oslo_week
+from interview.participants.registry import register
+from interview.store.content import load_all
+from interview.store.extensions import db
+from interview.store.models import (
     Case,
     Consent,
     ConsentFormVersion,
@@ -20,9 +22,7 @@ from interview.models import (
     User,
     utcnow,
 )
-from interview.participants import register
-from interview.passwords import hash_password
-from interview.progress import case_progress, oslo_week
+from interview.trust.passwords import hash_password
 from tests.conftest import PASSWORD
 
 SVG = "{http://www.w3.org/2000/svg}"

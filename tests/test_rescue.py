@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from interview import study_key
-from interview.extensions import db
-from interview.models import AuditEvent, Note
-from interview.rescue import MAX_RESCUE_CHANGES, rescue_token
-from interview.sealed_box import seal_box
-from interview.study_key import StudyKey, new_private_key
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, Note
+from interview.sync.rescue import MAX_RESCUE_CHANGES, rescue_token
+from interview.trust import study_key
+from interview.trust.sealed_box import seal_box
+from interview.trust.study_key import StudyKey, new_private_key
 from tests.conftest import PASSWORD, csrf_from
 from tests.helpers import changed_tables, consented_interview, note_change, post_sync
 from tests.helpers import store_snapshot as _snapshot
@@ -361,7 +361,7 @@ def test_a_busy_store_stops_the_import_and_a_second_import_finishes_it(
 ):
     from sqlalchemy.exc import OperationalError
 
-    from interview import rescue
+    from interview.sync import rescue
 
     iid, _changes = work
     changes = [note_change(iid, str(uuid.uuid4()), f"note {n}") for n in range(501)]

@@ -5,8 +5,8 @@ import uuid
 
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import Consent, Debrief, Interview, InterviewEvent, Note, Participant
+from interview.store.extensions import db
+from interview.store.models import Consent, Debrief, Interview, InterviewEvent, Note, Participant
 from tests.conftest import get_row
 from tests.helpers import give_paper_consent, start_interview
 
@@ -115,7 +115,7 @@ def test_a_second_tap_on_pause_is_not_an_error(client, auth, world):
 def test_each_interviewer_writes_their_own_debrief(client, auth, world, app):
     # pa2 gets a second interviewer; both write a debrief and neither sees the other's
     with app.app_context():
-        from interview.models import User
+        from interview.store.models import User
 
         p = get_row(Participant, world.participants["pa"])
         p.interviewers.append(db.session.get(User, world.users["peer_a2"]))
@@ -172,7 +172,7 @@ def test_bad_dates_nul_bytes_and_missing_fields_are_400_not_500(client, auth, wo
     response = client.post("/login", data={"username": "a\x00b", "password": "x"})
     assert response.status_code == 400
     with app.app_context():
-        from interview.models import Case
+        from interview.store.models import Case
 
         case_a = db.session.execute(select(Case.id).where(Case.code == "A")).scalar_one()
     response = client.post(

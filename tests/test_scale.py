@@ -8,11 +8,12 @@ import pytest
 from flask.cli import FlaskGroup
 from sqlalchemy import func, select
 
+from devdata.scale import SENTENCES, ScaleError, _Texts, seed_scale
 from interview import create_app
-from interview.content import guide_of, load_all
-from interview.extensions import db
-from interview.identifiers import warning_kinds
-from interview.models import (
+from interview.store.content import guide_of, load_all
+from interview.store.extensions import db
+from interview.store.identifiers import warning_kinds
+from interview.store.models import (
     AlertAck,
     Case,
     CaseStaffTheme,
@@ -31,8 +32,7 @@ from interview.models import (
     user_cases,
     utcnow,
 )
-from interview.scale import SENTENCES, ScaleError, _Texts, seed_scale
-from interview.sync import fold_events
+from interview.sync.core import fold_events
 from tests.conftest import make_config
 
 SMALL = dict(cases=3, participants=30, notes=500)

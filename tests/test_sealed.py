@@ -7,11 +7,12 @@ import pytest
 from flask.cli import FlaskGroup
 from sqlalchemy import inspect, select, text
 
-from interview import create_app, sync
-from interview.crypto import KeyError_, RingSource, load_ring, sealed_with, write_ring
-from interview.extensions import db
-from interview.models import AuditEvent, Debrief, Note, SyncChange
-from interview.participants import get_identity, set_identity
+from interview import create_app
+from interview.sync import core as sync
+from interview.participants.registry import get_identity, set_identity
+from interview.store.crypto import KeyError_, RingSource, load_ring, sealed_with, write_ring
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, Debrief, Note, SyncChange
 from tests.conftest import get_row, make_config
 from tests.helpers import give_paper_consent, note_change, start_interview
 
@@ -126,7 +127,7 @@ def test_stop_and_distress_comments_are_sealed_and_still_exported(app, client, a
         assert "gråt" not in str(row[0])
         assert row[1] is None or comment.encode() not in bytes(row[1])
     with app.app_context():
-        from interview.models import InterviewEvent
+        from interview.store.models import InterviewEvent
 
         (event,) = [e for e in db.session.scalars(select(InterviewEvent)) if e.kind == "stop"]
         assert event.comment == comment
@@ -247,7 +248,7 @@ def test_keys_rotate_reseals_everything_and_drops_the_old_key(app, runner, store
 
 
 def test_an_interrupted_rotation_is_finished_by_running_it_again(app, runner, stored, monkeypatch):
-    from interview import keys
+    from interview.trust import keys
 
     calls = {"n": 0}
     real = keys.reseal

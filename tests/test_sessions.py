@@ -6,9 +6,10 @@ import pytest
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
-from interview import create_app, sessions
-from interview.extensions import db
-from interview.models import AuditEvent, Note
+from interview import create_app
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, Note
+from interview.trust import sessions
 from tests.conftest import get_row, make_config
 from tests.helpers import give_paper_consent, note_change, start_interview
 

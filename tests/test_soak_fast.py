@@ -11,8 +11,8 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from interview.extensions import db
-from interview.models import Consent, ConsentFormVersion, ConsentSignature, Note, SyncChange
+from interview.store.extensions import db
+from interview.store.models import Consent, ConsentFormVersion, ConsentSignature, Note, SyncChange
 from tests.soak.crash import run_crash
 from tests.soak.soak import run_soak
 
@@ -61,7 +61,7 @@ def test_a_store_that_cannot_be_written_answers_retry_and_keeps_nothing(
         db.session.execute(select(func.count()).select_from(Note))
         raise OperationalError("UPDATE sync_counter", {}, Exception("database is locked"))
 
-    monkeypatch.setattr("interview.api.apply_changes", busy)
+    monkeypatch.setattr("interview.sync.views.apply_changes", busy)
     auth.login("peer_a")
     change = {
         "change_id": str(uuid.uuid4()),

@@ -6,9 +6,9 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 
-from interview.extensions import db
-from interview.models import Debrief, Interview, Note, Participant, SyncChange
-from interview.sync import fold_events, merge_fields
+from interview.store.extensions import db
+from interview.store.models import Debrief, Interview, Note, Participant, SyncChange
+from interview.sync.core import fold_events, merge_fields
 from tests.conftest import get_row
 from tests.helpers import consented_interview, post_sync
 from tests.helpers import note_change as _note_change
@@ -159,7 +159,7 @@ def test_bad_requests_get_json_answers_never_500(client, auth, world):
 
 def test_a_co_peers_debrief_is_not_sent_to_my_tablet(app, world, auth, client):
     with app.app_context():
-        from interview.models import User
+        from interview.store.models import User
 
         participant = get_row(Participant, world.participants["pa"])
         participant.interviewers.append(db.session.get(User, world.users["peer_a2"]))
@@ -236,7 +236,7 @@ def test_a_third_person_version_is_kept_beside_the_others(client, auth, world, a
     _conflicted(client, app, iid, note_id)
     with app.app_context():
         participant = db.session.get(Participant, world.participants["pa"])
-        from interview.models import User
+        from interview.store.models import User
 
         participant.interviewers.append(db.session.get(User, world.users["peer_a2"]))
         db.session.commit()
@@ -255,7 +255,7 @@ def test_a_change_the_server_fails_on_is_kept_for_another_try(
     iid = consented_interview(client, world)
     note_id = str(uuid.uuid4())
     change = _note_change(iid, note_id, "Sendes på nytt")
-    from interview import sync as sync_rules
+    from interview.sync import core as sync_rules
 
     def broken(*_args):
         raise RuntimeError("the disk hiccuped")

@@ -5,8 +5,8 @@ import uuid
 
 from sqlalchemy import func, select
 
-from interview.extensions import db
-from interview.models import Note, SyncChange
+from interview.store.extensions import db
+from interview.store.models import Note, SyncChange
 from tests.conftest import PASSWORD
 from tests.helpers import give_paper_consent, start_interview
 

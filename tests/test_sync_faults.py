@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import select
 
+from devdata.demo import seed_cases
 from interview import create_app
-from interview.content import load_all
-from interview.demo import seed_cases
-from interview.extensions import db
-from interview.models import Case, GuideVersion, Interview, Note, User
-from interview.participants import register
-from interview.passwords import hash_password
-from interview.sync import CONFLICT_SEPARATOR
+from interview.participants.registry import register
+from interview.store.content import load_all
+from interview.store.extensions import db
+from interview.store.models import Case, GuideVersion, Interview, Note, User
+from interview.sync.core import CONFLICT_SEPARATOR
+from interview.trust.passwords import hash_password
 from tests.conftest import PASSWORD, make_config
 from tests.helpers import give_paper_consent, start_interview
 

@@ -44,9 +44,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from interview.content import guide_of
-from interview.extensions import db
-from interview.models import (
+from interview.participants.registry import register
+from interview.participants.withdrawal import today_in_oslo
+from interview.store.content import guide_of
+from interview.store.extensions import db
+from interview.store.models import (
     Case,
     ConsentFormVersion,
     GuideVersion,
@@ -57,9 +59,7 @@ from interview.models import (
     User,
     utcnow,
 )
-from interview.participants import register
-from interview.sync import MAX_CHANGES, MAX_TEXT
-from interview.withdrawal import today_in_oslo
+from interview.sync.core import MAX_CHANGES, MAX_TEXT
 from tests.conftest import World, app_on_empty_store
 from tests.helpers import give_paper_consent, start_interview
 from tests.test_fuzz_api import EVENT_SHAPES, _FormPoster, _login

@@ -11,10 +11,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from interview import sync
-from interview.alerts import conflicts
-from interview.extensions import db
-from interview.models import Debrief, InterviewEvent, Note, SyncChange, utcnow
+from interview.desk.alerts import conflicts
+from interview.store.extensions import db
+from interview.store.models import Debrief, InterviewEvent, Note, SyncChange, utcnow
+from interview.sync import core as sync
 from tests.conftest import PASSWORD, get_row
 from tests.helpers import consented_interview, note_change, post_sync
 

@@ -9,11 +9,11 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from interview import sync
-from interview.crypto import KeyRing, open_sealed, seal
-from interview.extensions import db
-from interview.identifiers import warning_kinds
-from interview.models import Note, Participant, SyncChange, UpdateLog, User
+from interview.store.crypto import KeyRing, open_sealed, seal
+from interview.store.extensions import db
+from interview.store.identifiers import warning_kinds
+from interview.store.models import Note, Participant, SyncChange, UpdateLog, User
+from interview.sync import core as sync
 from tests.conftest import get_row
 from tests.helpers import consented_interview, post_sync
 from tests.helpers import note_change as _note_change

@@ -9,8 +9,8 @@ import lxml.html
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from interview.extensions import db
-from interview.models import Note, Theme
+from interview.store.extensions import db
+from interview.store.models import Note, Theme
 from tests.helpers import (
     consented_interview,
     new_note_on_page,

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from interview import sync
-from interview.content import validate_consent, withdrawal_data_choice
-from interview.extensions import db
-from interview.models import (
+from interview.participants.withdrawal import WithdrawalError, today_in_oslo, withdraw
+from interview.store.content import validate_consent, withdrawal_data_choice
+from interview.store.extensions import db
+from interview.store.models import (
     AuditEvent,
     Consent,
     ConsentFormVersion,
@@ -27,8 +27,8 @@ from interview.models import (
     User,
     note_themes,
 )
-from interview.sync import serialize
-from interview.withdrawal import WithdrawalError, today_in_oslo, withdraw
+from interview.sync import core as sync
+from interview.sync.core import serialize
 from tests.conftest import PASSWORD, get_row
 from tests.helpers import note_change, park_change, post_sync, signature_data_url, start_interview
 from tests.test_openapi import assert_valid

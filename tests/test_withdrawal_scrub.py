@@ -8,8 +8,9 @@ import pytest
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import (
+from interview.participants.registry import set_identity
+from interview.store.extensions import db
+from interview.store.models import (
     ConsentSignature,
     Debrief,
     IdentityEntry,
@@ -18,7 +19,6 @@ from interview.models import (
     Note,
     SyncChange,
 )
-from interview.participants import set_identity
 from tests.conftest import PASSWORD
 from tests.helpers import note_change, park_change, post_sync, signature_data_url, start_interview
 from tests.test_withdrawal import _change, _client_as, _newest_form_version, _post_withdrawal

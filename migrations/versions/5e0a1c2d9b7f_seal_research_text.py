@@ -38,7 +38,7 @@ def downgrade(engine_name):
 
 
 def _ring():
-    from interview.crypto import research_key
+    from interview.store.crypto import research_key
 
     return research_key()
 
@@ -48,7 +48,7 @@ def _table(name, pk, columns):
 
 
 def upgrade_():
-    from interview.crypto import seal
+    from interview.store.crypto import seal
 
     for table in ("note", "debrief", "sync_change"):
         with op.batch_alter_table(table) as batch:
@@ -81,7 +81,7 @@ def upgrade_():
 
 
 def downgrade_():
-    from interview.crypto import open_sealed
+    from interview.store.crypto import open_sealed
 
     _events(seal_them=False)
     with op.batch_alter_table("interview_event") as batch:
@@ -123,7 +123,7 @@ def downgrade_():
 
 def _events(seal_them: bool) -> None:
     """Move stop and distress comments from the plain event details into a sealed column."""
-    from interview.crypto import open_sealed, seal
+    from interview.store.crypto import open_sealed, seal
 
     bind = op.get_bind()
     ring = _ring()

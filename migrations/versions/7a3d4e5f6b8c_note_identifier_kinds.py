@@ -26,8 +26,8 @@ def downgrade(engine_name):
 
 
 def upgrade_():
-    from interview.crypto import open_sealed, research_key
-    from interview.identifiers import warning_kinds
+    from interview.store.crypto import open_sealed, research_key
+    from interview.store.identifiers import warning_kinds
 
     with op.batch_alter_table("note") as batch:
         batch.add_column(sa.Column("identifier_kinds", sa.String(length=60), nullable=True))

@@ -5,8 +5,8 @@ import threading
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from interview.extensions import db
-from interview.models import Note, Participant, User
+from interview.store.extensions import db
+from interview.store.models import Note, Participant, User
 from tests.conftest import PASSWORD
 from tests.helpers import give_paper_consent, new_note_on_page, start_interview
 

@@ -7,8 +7,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import InterviewEvent
+from interview.store.extensions import db
+from interview.store.models import InterviewEvent
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import Consent
+from interview.store.extensions import db
+from interview.store.models import Consent
 from tests.browser.helpers import TABLET, _login, _sign, _watch_errors
 from tests.conftest import PASSWORD
 from tests.helpers import CONSENT_ALL_YES, signature_data_url, start_interview

@@ -9,8 +9,8 @@ that peer a fresh id and sends again, and nothing is stuck.
 import pytest
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import Device, User
+from interview.store.extensions import db
+from interview.store.models import Device, User
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,

@@ -8,8 +8,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import Consent, Device, User
+from interview.store.extensions import db
+from interview.store.models import Consent, Device, User
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,
@@ -182,7 +182,7 @@ def test_a_store_the_browser_cleared_is_noticed_at_once(server, browser, app, st
 
 
 def world_code(world):
-    from interview.models import Participant
+    from interview.store.models import Participant
 
     return db.session.get(Participant, world.participants["pa"]).code
 

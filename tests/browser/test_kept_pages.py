@@ -4,8 +4,8 @@ load's new notes are its own (a double tap is tested in tests/test_kept_pages.py
 
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import Note
+from interview.store.extensions import db
+from interview.store.models import Note
 from tests.browser.helpers import TABLET, _login
 from tests.helpers import consented_interview
 

@@ -7,8 +7,8 @@ import os
 import pytest
 from sqlalchemy import func, select
 
-from interview.extensions import db
-from interview.models import Debrief, Note
+from interview.store.extensions import db
+from interview.store.models import Debrief, Note
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,

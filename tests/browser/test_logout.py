@@ -5,8 +5,8 @@ the first contact, and waiting work is sent only under the peer who wrote it."""
 import pytest
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import AuditEvent, Participant, User
+from interview.store.extensions import db
+from interview.store.models import AuditEvent, Participant, User
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,

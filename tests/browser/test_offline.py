@@ -7,8 +7,8 @@ is shut down, so neither the page nor the service worker can reach the case stor
 import pytest
 from sqlalchemy import func, select
 
-from interview.extensions import db
-from interview.models import Consent, Interview, InterviewEvent, Note
+from interview.store.extensions import db
+from interview.store.models import Consent, Interview, InterviewEvent, Note
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,

@@ -6,8 +6,8 @@ import time
 import pytest
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import Debrief, Interview, Note, User
+from interview.store.extensions import db
+from interview.store.models import Debrief, Interview, Note, User
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,

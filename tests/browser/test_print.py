@@ -6,9 +6,9 @@ import unicodedata
 import pypdf
 from sqlalchemy import select
 
-from interview.content import guide_of
-from interview.extensions import db
-from interview.models import GuideVersion
+from interview.store.content import guide_of
+from interview.store.extensions import db
+from interview.store.models import GuideVersion
 from tests.conftest import PASSWORD
 
 

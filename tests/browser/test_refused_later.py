@@ -10,9 +10,9 @@ the server stops telling it.
 import pytest
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import SyncChange, utcnow
-from interview.waiting import EXPIRED_REASON
+from interview.store.extensions import db
+from interview.store.models import SyncChange, utcnow
+from interview.sync.waiting import EXPIRED_REASON
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,

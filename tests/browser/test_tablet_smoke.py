@@ -5,8 +5,8 @@ import time
 import pytest
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import Consent, ConsentSignature, Note
+from interview.store.extensions import db
+from interview.store.models import Consent, ConsentSignature, Note
 from tests.browser.helpers import _sign
 from tests.conftest import PASSWORD
 

@@ -3,8 +3,8 @@
 import pytest
 from sqlalchemy import select
 
-from interview.extensions import db
-from interview.models import Note, Theme
+from interview.store.extensions import db
+from interview.store.models import Note, Theme
 from tests.browser.helpers import TABLET, _login, _wait_status, _watch_errors
 from tests.helpers import consented_interview, new_note_on_page
 

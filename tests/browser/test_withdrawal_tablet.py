@@ -4,9 +4,9 @@ its waiting changes and its kept pages leave the tablet, and nothing is shown as
 import pytest
 from sqlalchemy import func, select
 
-from interview.extensions import db
-from interview.models import Note, Participant
-from interview.withdrawal import today_in_oslo
+from interview.participants.withdrawal import today_in_oslo
+from interview.store.extensions import db
+from interview.store.models import Note, Participant
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import DBAPIError
 
-from interview.extensions import db
-from interview.models import (
+from interview.store.extensions import db
+from interview.store.models import (
     Consent,
     ConsentSignature,
     Debrief,
@@ -27,7 +27,7 @@ from interview.models import (
     SyncCounter,
     UpdateLog,
 )
-from interview.sync import CONFLICT_SEPARATOR
+from interview.sync.core import CONFLICT_SEPARATOR
 
 from .tablets import Made, Tablet
 

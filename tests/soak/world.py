@@ -12,13 +12,21 @@ from datetime import timedelta
 from flask_migrate import upgrade
 from sqlalchemy import select, text
 
+from devdata.demo import seed_cases
 from interview.config import ROOT
-from interview.content import guide_of, load_all
-from interview.demo import seed_cases
-from interview.extensions import db
-from interview.models import Case, ConsentFormVersion, GuideVersion, Interview, Theme, User, utcnow
-from interview.participants import register
-from interview.passwords import hash_password
+from interview.participants.registry import register
+from interview.store.content import guide_of, load_all
+from interview.store.extensions import db
+from interview.store.models import (
+    Case,
+    ConsentFormVersion,
+    GuideVersion,
+    Interview,
+    Theme,
+    User,
+    utcnow,
+)
+from interview.trust.passwords import hash_password
 
 from .tablets import Plan
 

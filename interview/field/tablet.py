@@ -1,0 +1,259 @@
+"""What the tablet's scripts need from the server: translated strings and an interview's state."""
+
+from datetime import datetime
+
+from flask import Flask, current_app, request, url_for
+from flask_babel import gettext as _
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import Markup
+from sqlalchemy import func, select
+
+from interview.field import flow
+from interview.store.content import guide_of
+from interview.store.extensions import db
+from interview.store.models import Interview, InterviewEvent
+from interview.web.i18n import ui_lang
+from interview.web.labels import FORM_MESSAGES, LABELS
+
+
+def tablet_strings() -> dict[str, str | dict]:
+    """Return the words the tablet's scripts show, in the UI language."""
+    return {
+        "saved_local": _("Saved on this tablet"),
+        "waiting": _("Saved on this tablet – %(n)s changes waiting"),
+        "waiting_one": _("Saved on this tablet – 1 change waiting"),
+        "all_saved": _("All saved to the case store"),
+        "offline": _("No network. Saved on this tablet – %(n)s changes waiting"),
+        "offline_one": _("No network. Saved on this tablet – 1 change waiting"),
+        "login": _("Log in again to send %(n)s changes. They are kept on this tablet."),
+        "login_one": _("Log in again to send 1 change. It is kept on this tablet."),
+        "logout_waiting_one": _(
+            "1 change is not yet in the case store. If you log out now it stays on this "
+            "tablet and is sent when you log in again. Log out?"
+        ),
+        "conflict": _("A note has two versions: look at it"),
+        "storage_full": _(
+            "The tablet's storage is full: this change is not saved on the tablet. "
+            "Keep the page open and free some space, or connect to the network."
+        ),
+        "storage_error": _("The tablet could not save this change: %(error)s"),
+        "server_error": _("The case store did not answer. Your changes are kept on this tablet."),
+        "rejected": _("%(n)s changes were refused by the case store: %(reason)s"),
+        "logout_waiting": _(
+            "%(n)s changes are not yet in the case store. If you log out now they stay on "
+            "this tablet and are sent when you log in again. Log out?"
+        ),
+        "prepare_done": _("Ready offline: %(n)s interviews."),
+        "prepare_done_one": _("Ready offline: 1 interview."),
+        "offline_none": _("No network. Everything you wrote is saved on this tablet."),
+        "unreachable": _(
+            "The case store is not answering. Saved on this tablet – %(n)s changes waiting"
+        ),
+        "unreachable_one": _(
+            "The case store is not answering. Saved on this tablet – 1 change waiting"
+        ),
+        "unreachable_none": _(
+            "The case store is not answering. Everything you wrote is saved on this tablet."
+        ),
+        "login_none": _("You are logged out. Log in again to go on."),
+        "others_waiting": _(
+            "Another person's work (%(n)s changes) is also waiting on this tablet; it is sent "
+            "when they log in."
+        ),
+        "others_waiting_one": _(
+            "Another person's work (1 change) is also waiting on this tablet; it is sent when "
+            "they log in."
+        ),
+        "new_note": _("New note"),
+        "installed_yes": _("Yes"),
+        "installed_no": _("No. Add it to the Home Screen so the work is kept safe (see below)."),
+        "persisted_yes": _("Yes: the browser will not clear it by itself."),
+        "persisted_no": _(
+            "Not promised: the browser may clear it when space runs low. Sync often, and open "
+            "the app from the Home Screen."
+        ),
+        "persisted_unknown": _("This browser does not say."),
+        "usage": _("%(used)s of %(quota)s available"),
+        "usage_unknown": _("This browser does not say."),
+        "rescue_none": _("Nothing is waiting on this tablet: all your work is sent."),
+        "rescue_no_key": _(
+            "The copy cannot be made yet: this tablet needs to reach the case store once after "
+            "you log in."
+        ),
+        "rescue_done": _(
+            "A locked copy of %(n)s changes is saved as %(file)s. Give the file to your "
+            "coordinator."
+        ),
+        "rescue_done_one": _(
+            "A locked copy of 1 change is saved as %(file)s. Give the file to your coordinator."
+        ),
+        "rescue_failed": _("The copy could not be made: %(error)s"),
+        "need_method": _("Choose how the participant gives consent."),
+        "no_study_key": _(
+            "This tablet does not have the study's key yet, so it cannot keep a signature "
+            "safely. Connect to the network once, or use a paper form."
+        ),
+        "checked_in_at": _("Checked in at %(time)s"),
+        "checked_in_waiting": _("Checked in at %(time)s – saved on this tablet, not sent yet"),
+        "checked_in_sent": _("Checked in at %(time)s. The coordinator can see that you are safe."),
+        "checked_in_kept": _(
+            "Checked in at %(time)s. It is saved on this tablet, and the coordinator sees it "
+            "as soon as there is a network."
+        ),
+        "consent_sent": _("Consent is recorded. You can begin the interview."),
+        "consent_kept": _(
+            "Consent is saved on this tablet and is sent to the case store as soon as there is "
+            "a network. You can begin the interview."
+        ),
+        "finished_sent": _("The interview is complete. Thank you."),
+        "finished_kept": _(
+            "The interview is complete. Thank you. It is saved on this tablet and sent to the "
+            "case store as soon as there is a network."
+        ),
+        "debrief_sent": _("Thank you. Your debrief is saved."),
+        "debrief_kept": _(
+            "Thank you. Your debrief is saved on this tablet and sent to the case store as "
+            "soon as there is a network."
+        ),
+        "stopped_sent": _("The interview is stopped."),
+        "stopped_kept": _(
+            "The interview is stopped. This is saved on this tablet and sent to the case store "
+            "as soon as there is a network."
+        ),
+        "distress_stopped": _(
+            "The interview is stopped. Take care of the participant, then of yourself."
+        ),
+        "moved_sent": _("The interview is moved. Thank you for taking care."),
+        "moved_kept": _(
+            "The interview is moved. Thank you for taking care. This is saved on this tablet "
+            "and sent to the case store as soon as there is a network."
+        ),
+        "prepare_failed": _("Could not prepare for offline use. Try again with a network."),
+        "preparing": _("Getting the interviews ready for offline use…"),
+        "persist_denied": _(
+            "The browser may clear this tablet's storage when space runs low. "
+            "Sync often, or add the app to the home screen."
+        ),
+        "ready_offline": _("Ready offline"),
+        "not_offline": _("Not ready offline"),
+        "minutes_range": _("Give a number of minutes between 15 and 240."),
+        "need_reason": _("Choose a reason."),
+        "need_both": _("Give both a date and a time, or neither."),
+        "need_wellbeing": _("Choose how you are doing."),
+        "too_long": _(
+            "This note is too long (at most %(n)d characters). Split it into two notes.",
+            n=20_000,
+        ),
+        "settle_online": _(
+            "Choosing between two versions needs a network. Both versions are kept until then."
+        ),
+        "note": _("Note"),
+        "two_versions": _("Two versions"),
+        "two_versions_text": _(
+            "another version of this note was saved at the same time. It is shown here; "
+            "copy what you need into the note."
+        ),
+        "choose_version": _("Choose a version or write them together"),
+        "withdrawn_removed": _(
+            "This participant has withdrawn from the study. Their interview has been removed "
+            "from this tablet."
+        ),
+        "status": {code: str(label) for code, label in LABELS["interview"].items()},
+        **{key: str(message) for key, message in FORM_MESSAGES.items()},
+    }
+
+
+_KEPT: dict[str, Markup] = {}
+
+
+def tablet_strings_json() -> Markup:
+    """Return `tablet_strings()` as JSON for the page, built once per language and process."""
+    lang = ui_lang()
+    kept = _KEPT.get(lang)
+    if kept is None:
+        # every page carries these words: translating them on each request cost more than
+        # the rest of a small page
+        kept = _KEPT[lang] = Markup(
+            htmlsafe_json_dumps(tablet_strings(), dumps=current_app.json.dumps)
+        )
+    return kept
+
+
+_CHROME: dict[tuple[str, str], dict] = {}
+
+
+def chrome() -> dict:
+    """Return the words and links of every page's frame, built once per language and process."""
+    key = (ui_lang(), request.script_root)
+    kept = _CHROME.get(key)
+    if kept is None:
+        # every page shows these: translating and building them on each request was a
+        # good part of a small page's time
+        kept = _CHROME[key] = {
+            "app": _("FACT Interview Companion"),
+            "short_name": _("FACT interviews"),
+            "skip": _("Skip to content"),
+            "menu": _("Main menu"),
+            "participants": _("Participants"),
+            "progress": _("Progress"),
+            "alerts": _("Alerts"),
+            "themes": _("Themes"),
+            "exports": _("Exports"),
+            "my_interviews": _("My interviews"),
+            "interviews": _("Interviews"),
+            "guides": _("Guides"),
+            "log_out": _("Log out"),
+            "sync_now": _("Sync now"),
+            "url": {
+                name: url_for(endpoint)
+                for name, endpoint in (
+                    ("home", "main.home"),
+                    ("participants", "coordinator.participants"),
+                    ("progress", "desk.overview"),
+                    ("alerts", "alerts.index"),
+                    ("themes", "codebook.matrix"),
+                    ("exports", "exports.index"),
+                    ("interviews", "interviews.mine"),
+                    ("guides", "documents.index"),
+                    ("logout", "auth.logout"),
+                )
+            }
+            | {
+                "css": url_for("static", filename="css/app.css"),
+                "icon": url_for("static", filename="icons/icon.svg"),
+                "touch_icon": url_for("static", filename="icons/icon-180.png"),
+                "manifest": url_for("main.manifest"),
+                "offline_js": url_for("static", filename="js/offline.js"),
+            },
+        }
+    return kept
+
+
+def last_check_in(interview: Interview) -> datetime | None:
+    """When the interview's last lone-worker check-in was recorded (naive UTC), if ever."""
+    return db.session.scalar(
+        select(func.max(InterviewEvent.recorded_at)).where(
+            InterviewEvent.interview_id == interview.id, InterviewEvent.kind == "check_in"
+        )
+    )
+
+
+def has_consent(interview: Interview) -> bool:
+    """Whether the interview's participant has a consent in force."""
+    return flow.valid_consent(interview.participant) is not None
+
+
+def guide_section_count(interview: Interview) -> int:
+    """How many sections the interview's guide has."""
+    return len(guide_of(interview.guide_version).sections)
+
+
+def init_app(app: Flask) -> None:
+    """Make the helpers available to templates."""
+    app.jinja_env.globals.update(
+        tablet_strings_json=tablet_strings_json,
+        chrome=chrome,
+        has_consent=has_consent,
+        last_check_in=last_check_in,
+        guide_section_count=guide_section_count,
+    )

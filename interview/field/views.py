@@ -1,0 +1,849 @@
+"""The peer's interview, from capacity check and consent through the guide to the debrief."""
+
+import uuid
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from markupsafe import Markup, escape
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from interview.field import flow
+from interview.field.consents import decode_signature, record_consent
+from interview.field.kept_pages import kept_page
+from interview.field.notes import apply_notes, parse_section_form
+from interview.store.content import guide_of
+from interview.store.extensions import db
+from interview.store.identifiers import KINDS as IDENTIFIER_KINDS
+from interview.store.identifiers import find_identifiers, given_names
+from interview.store.models import (
+    ConsentFormVersion,
+    Debrief,
+    Interview,
+    Note,
+    Participant,
+    Theme,
+    utcnow,
+)
+from interview.sync.core import apply_changes, web_change
+from interview.trust.access import (
+    interview_or_404,
+    interview_visible_or_404,
+    open_interviews_visible_to,
+)
+from interview.web.forms import (
+    CapacityForm,
+    ConsentForm,
+    DebriefForm,
+    DistressTwoForm,
+    RescheduleForm,
+    StopForm,
+    reschedule_reason_choices,
+    stop_reason_choices,
+    wellbeing_choices,
+)
+from interview.web.i18n import oslo_to_utc, utc_to_oslo
+from interview.web.i18n import text as text_in
+from interview.web.labels import FORM_MESSAGES, Words
+
+bp = Blueprint("interviews", __name__, url_prefix="/interviews")
+
+
+def offline_copy() -> bool:
+    """True when the tablet fetches a page to keep for offline use (no redirects by state)."""
+    return request.method == "GET" and request.headers.get("X-Offline-Copy") == "1"
+
+
+def _editable_or_409(interview: Interview) -> None:
+    if interview.participant.status == "withdrawn":
+        abort(409, _("This participant has withdrawn."))
+
+
+@login_required
+def mine():
+    """The interviews the user may see, as today / coming / done."""
+    return kept_page(_mine_page)
+
+
+def _mine_page() -> str:
+    rows = list(
+        db.session.scalars(
+            open_interviews_visible_to(current_user)
+            .options(
+                selectinload(Interview.participant).selectinload(Participant.case),
+            )
+            .order_by(Interview.planned_at)
+        )
+    )
+    today = utc_to_oslo(utcnow()).date()
+    groups = {"today": [], "coming": [], "earlier": [], "done": []}
+    for iv in rows:
+        if iv.status in ("completed", "stopped") or iv.participant.status == "withdrawn":
+            groups["done"].append(iv)
+        elif iv.status in ("in_progress", "paused"):
+            groups["today"].append(iv)
+        else:
+            day = utc_to_oslo(iv.planned_at).date()
+            if day == today:
+                groups["today"].append(iv)
+            elif day > today:
+                groups["coming"].append(iv)
+            else:
+                groups["earlier"].append(iv)
+    groups["done"].reverse()
+    return render_template("interviews/mine.html", groups=groups)
+
+
+@login_required
+def overview(interview_id):
+    """An interview's summary and the next step."""
+    interview = interview_or_404(interview_id)
+    guide = guide_of(interview.guide_version)
+    consent = flow.valid_consent(interview.participant)
+    # the form a paper consent is signed on: the one signed, else the one the tablet would show
+    consent_form = (
+        consent.form_version
+        if consent
+        else db.session.scalars(
+            select(ConsentFormVersion).order_by(ConsentFormVersion.version.desc())
+        ).first()
+    )
+    return render_template(
+        "interviews/overview.html",
+        interview=interview,
+        guide=guide,
+        consent=consent,
+        consent_form=consent_form,
+    )
+
+
+@login_required
+def capacity(interview_id):
+    """Capacity check before consent: go on, or reschedule."""
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if interview.status != "planned" and not offline_copy():
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    form = CapacityForm(minutes=75)
+    if form.validate_on_submit():
+        if request.form.get("go") == "reschedule":
+            flow.record_event(
+                interview,
+                "capacity_check",
+                current_user,
+                outcome="reschedule",
+                understands=form.understands.data,
+                can_explain=form.can_explain.data,
+                not_in_crisis=form.not_in_crisis.data,
+            )
+            db.session.commit()
+            return redirect(url_for("interviews.reschedule", interview_id=interview.id))
+        if form.understands.data and form.can_explain.data and form.not_in_crisis.data:
+            flow.capacity_ok(interview, current_user, form.minutes.data)
+            db.session.commit()
+            return redirect(url_for("interviews.consent", interview_id=interview.id))
+        form.not_in_crisis.errors = list(form.not_in_crisis.errors) + [
+            str(FORM_MESSAGES["need_all_three"])
+        ]
+    status = 400 if request.method == "POST" else 200
+    return render_template("interviews/capacity.html", interview=interview, form=form), status
+
+
+@login_required
+def reschedule(interview_id):
+    """Move a planned interview to another day, recording why."""
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if interview.status != "planned" and not offline_copy():
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    form = RescheduleForm()
+    form.reason.choices = reschedule_reason_choices()
+    if form.validate_on_submit():
+        if (form.day.data is None) != (form.at.data is None):
+            form.at.errors = list(form.at.errors) + [_("Give both a date and a time, or neither.")]
+        else:
+            new_time = (
+                oslo_to_utc(form.day.data, form.at.data) if form.day.data is not None else None
+            )
+            flow.reschedule(interview, current_user, form.reason.data, new_time)
+            db.session.commit()
+            flash(_("The interview is moved. Thank you for taking care."), "success")
+            return redirect(url_for("interviews.overview", interview_id=interview.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("interviews/reschedule.html", interview=interview, form=form), status
+
+
+def _newest_consent_form() -> ConsentFormVersion | None:
+    return db.session.scalars(
+        select(ConsentFormVersion).order_by(ConsentFormVersion.version.desc())
+    ).first()
+
+
+def _latest_consent_form() -> ConsentFormVersion:
+    form_version = _newest_consent_form()
+    if form_version is None:
+        abort(409)
+    return form_version
+
+
+@login_required
+def consent(interview_id):
+    """Informed consent in the interview language: every item answered; no consent, no interview."""
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if offline_copy():
+        pass  # the tablet's copy: the tablet decides from its own state which page to show
+    elif interview.status == "planned":
+        return redirect(url_for("interviews.capacity", interview_id=interview.id))
+    elif flow.valid_consent(interview.participant) is not None:
+        return redirect(url_for("interviews.section", interview_id=interview.id, index=0))
+    elif interview.status not in ("in_progress", "paused"):
+        # a stopped or finished interview takes no new consent
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    form_version = _latest_consent_form()
+    content = form_version.content
+    form = ConsentForm()
+    answers: dict[str, bool] = {}
+    item_errors: dict[str, str] = {}
+    if request.method == "POST":
+        # every check at once, so the summary names everything that is missing in one go
+        form.validate()
+        answers, item_errors = _consent_answers(content["items"])
+        signature = _check_consent_method(form)
+        # each field asked afresh: `form.errors` is worked out once and would miss the checks above
+        if not item_errors and not any(field.errors for field in form):
+            record_consent(
+                interview,
+                current_user,
+                consent_id=str(uuid.uuid4()),
+                form_version=form_version,
+                language=interview.language,
+                answers=answers,
+                method=form.method.data,
+                paper_form_number=(form.paper_form_number.data or "").strip() or None,
+                printed_name=(form.printed_name.data or "").strip() or None,
+                signature=signature,
+                obtained_at=utcnow(),
+            )
+            flow.record_event(interview, "start", current_user)
+            db.session.commit()
+            flash(_("Consent is recorded. You can begin the interview."), "success")
+            return redirect(url_for("interviews.section", interview_id=interview.id, index=0))
+    status = 400 if request.method == "POST" else 200
+    return (
+        render_template(
+            "interviews/consent.html",
+            said=_participant_words(interview.language),
+            interview=interview,
+            form=form,
+            content=content,
+            form_version=form_version,
+            answers=answers,
+            item_errors=item_errors,
+            problems=_consent_problems(form, content["items"], answers, item_errors, interview),
+            consent_strings=_consent_strings(),
+            # a drawn signature survives a rejected submission, so nobody signs twice
+            kept_signature=form.signature.data
+            if form.signature.data and decode_signature(form.signature.data)
+            else "",
+        ),
+        status,
+    )
+
+
+def _consent_answers(items: list[dict]) -> tuple[dict[str, bool], dict[str, str]]:
+    """Read each item's yes or no from the posted form; return the answers and what is amiss."""
+    answers: dict[str, bool] = {}
+    errors: dict[str, str] = {}
+    for item in items:
+        value = request.form.get(f"item-{item['key']}")
+        if value in ("yes", "no"):
+            answers[item["key"]] = value == "yes"
+        else:
+            errors[item["key"]] = str(FORM_MESSAGES["answer_every_item"])
+    if answers.get("participate") is False:
+        errors["participate"] = str(FORM_MESSAGES["need_participate"])
+    return answers, errors
+
+
+def _check_consent_method(form: ConsentForm) -> bytes | None:
+    """Check the fields of the chosen way of consenting; return the signature drawn, if any."""
+    if form.method.errors:
+        # one plain message, whether nothing was chosen or something unknown was sent
+        form.method.errors = [str(FORM_MESSAGES["need_method"])]
+        return None
+    if form.method.data == "tablet":
+        signature = decode_signature(form.signature.data or "")
+        if signature is None and not form.signature.errors:
+            form.signature.errors = [str(FORM_MESSAGES["need_signature"])]
+        return signature
+    if not (form.paper_form_number.data or "").strip() and not form.paper_form_number.errors:
+        form.paper_form_number.errors = [str(FORM_MESSAGES["need_paper_number"])]
+    return None
+
+
+def _consent_problems(
+    form: ConsentForm,
+    items: list[dict],
+    answers: dict[str, bool],
+    item_errors: dict[str, str],
+    interview: Interview,
+) -> list[tuple[str, Markup]]:
+    """The error summary: (id of the field to go to, what to do), in the order of the form."""
+    problems: list[tuple[str, Markup]] = []
+    if form.method.errors:
+        problems.append(("method-0", escape(form.method.errors[0])))
+    words = _consent_strings()
+    lang = interview.language
+    for item in items:
+        key = item["key"]
+        if key not in item_errors:
+            continue
+        # the item in the participant's words, the message in the peer's
+        named = Markup('<span lang="{}">{}</span>').format(lang, text_in(item["text"], lang))
+        says = words["participate_item"] if answers.get(key) is False else words["answer_item"]
+        problems.append((f"item-{key}-yes", escape(says) % {"item": named}))
+    for field, target in (
+        (form.printed_name, "printed_name"),
+        (form.signature, "signature-pad"),
+        (form.paper_form_number, "paper_form_number"),
+    ):
+        problems += [(target, escape(message)) for message in field.errors]
+    return problems
+
+
+def _consent_strings() -> dict[str, str]:
+    """The consent form's messages in the UI language, for the page and its script alike."""
+    return {
+        "title": _("There is a problem"),
+        "need_method": str(FORM_MESSAGES["need_method"]),
+        "answer_every_item": str(FORM_MESSAGES["answer_every_item"]),
+        "answer_item": _("Answer yes or no: %(item)s"),
+        "need_participate": str(FORM_MESSAGES["need_participate"]),
+        "participate_item": _("The participant has answered no: %(item)s"),
+        "need_signature": str(FORM_MESSAGES["need_signature"]),
+        "need_paper_number": str(FORM_MESSAGES["need_paper_number"]),
+    }
+
+
+def _participant_words(lang: str) -> Words:
+    """The consent form's words the participant reads, in the interview language."""
+    with force_locale(lang):
+        return Words(
+            answers=_("Your answers"),
+            required=_("required to take part"),
+            yes=_("Yes"),
+            no=_("No"),
+            signature=_("Signature"),
+            sign_hint=_("Sign with a finger or a stylus in the box."),
+            clear=_("Clear signature"),
+            printed_name=_("Your name in block letters (optional)"),
+            withdrawing=_("About withdrawing"),
+            contact=_("Contact"),
+        )
+
+
+def _themes_for(
+    interview: Interview, question_themes: tuple[str, ...], active: list[Theme]
+) -> list[Theme]:
+    """Order the codebook for a note: question's suggestions, team's staff themes, the rest."""
+    staff = {st.theme_id for st in interview.participant.case.staff_themes}
+
+    def rank(t: Theme):
+        if t.key in question_themes:
+            return (0, question_themes.index(t.key))
+        return (1 if t.id in staff else 2, t.key)
+
+    return sorted(active, key=rank)
+
+
+def _identifier_words() -> dict[str, str]:
+    """The identifier guard's warnings, one per kind, and the advice (page and tablet alike)."""
+    return {
+        "national_id": _("This note may contain a national identity number."),
+        "phone": _("This note may contain a phone number."),
+        "email": _("This note may contain an e-mail address."),
+        "address": _("This note may contain a street address."),
+        "name": _("This note may contain a person's name."),
+        "advice": _("Write around it: the study must never hold who the participant is."),
+        "where": _("Where:"),
+    }
+
+
+def _section_notes(interview: Interview, keys: list[str]) -> list[Note]:
+    """Return the section's live notes with their themes, in the order they were written."""
+    return list(
+        db.session.scalars(
+            select(Note)
+            .where(
+                Note.interview_id == interview.id,
+                Note.question_key.in_(keys),
+                Note.deleted_at.is_(None),
+            )
+            .options(selectinload(Note.themes))
+            .order_by(Note.created_at, Note.id)
+        )
+    )
+
+
+def _note_words() -> dict[str, str]:
+    """The fixed words of a note's fields, translated once per page."""
+    return {
+        "note": _("Note"),
+        "new_note": _("New note"),
+        "about": _("This note is about something that…"),
+        "neither": _("Neither"),
+        "inhibits": _("Inhibits"),
+        "promotes": _("Promotes"),
+        "quote": _("Possible quote"),
+        "themes": _("Themes"),
+        "all_themes": _("Save and show all themes"),
+    }
+
+
+def theme_boxes(
+    prefix: str, themes: list[Theme], checked: list[str], lang: str, only_checked: bool = False
+) -> Markup:
+    """Return a note's theme checkboxes (a note page holds dozens of notes: built in Python)."""
+    name = escape(prefix + "-theme")
+    chosen = set(checked)
+    boxes = []
+    for t in themes:
+        if only_checked and str(t.id) not in chosen:
+            continue
+        mark = " checked" if str(t.id) in chosen else ""
+        label = escape(t.name(lang))
+        boxes.append(
+            f'<label class="check"><input type="checkbox" name="{name}" value="{t.id}" '
+            f'data-key="{escape(t.key)}"{mark}>{label}</label>'
+        )
+    return Markup("".join(boxes))
+
+
+def _identifier_findings(notes: list[Note]) -> dict[str, dict]:
+    """Per note id: the kinds of possible identifiers in its saved text and masked excerpts."""
+    out = {}
+    for note in notes:
+        if not note.identifier_kinds:
+            continue  # worked out when the text was written: nothing found then
+        found = find_identifiers(note.text or "")
+        if found:
+            kinds = {f.kind for f in found}
+            out[note.id] = {
+                "kinds": [k for k in IDENTIFIER_KINDS if k in kinds],
+                "excerpts": [f.excerpt for f in found],
+            }
+    return out
+
+
+def _identifier_guard() -> dict:
+    """What the tablet's identifiers.js needs: the words to show and the given-name list."""
+    return {"words": _identifier_words(), "names": sorted(given_names())}
+
+
+@login_required
+def section(interview_id, index: int):
+    """One guide section: questions, probes and notes with tags; saving never loses text."""
+    if request.method != "POST":
+        # who may see the interview is checked on every load; where its state sends the peer
+        # and what the page shows follow from the store, so a kept page stands for both
+        version = interview_visible_or_404(interview_id)
+        return kept_page(lambda: _section(interview_or_404(interview_id), index), version=version)
+    return _section(interview_or_404(interview_id), index)
+
+
+def _section(interview: Interview, index: int):
+    # `interview` comes from interview_or_404, which refuses a withdrawn participant's
+    if offline_copy():
+        pass
+    elif interview.status == "planned":
+        return redirect(url_for("interviews.capacity", interview_id=interview.id))
+    elif flow.valid_consent(interview.participant) is None:
+        return redirect(url_for("interviews.consent", interview_id=interview.id))
+    guide = guide_of(interview.guide_version)
+    if not 0 <= index < len(guide.sections):
+        abort(404)
+    sec = guide.sections[index]
+    keys = [q.key for q in sec.questions]
+
+    def page(notes, all_themes, errors, status) -> str:
+        return render_template(
+            "interviews/section.html",
+            interview=interview,
+            guide=guide,
+            section=sec,
+            index=index,
+            notes=notes,
+            themes_for=lambda q: _themes_for(
+                interview, q.themes, [t for t in all_themes.values() if not t.retired]
+            ),
+            # the order of a new note's choices before its question's suggestions go first
+            page_themes=_themes_for(
+                interview, (), [t for t in all_themes.values() if not t.retired]
+            ),
+            errors=errors,
+            values=request.form if status == 400 else {},
+            theme_boxes=theme_boxes,
+            # a page of notes shows each note's chosen themes; offline.js adds the rest from
+            # the page's one list, and without JavaScript "themes=all" shows every list
+            all_themes=request.args.get("themes") == "all" or status == 400,
+            note_words=Words(**_note_words()),
+            identifier_findings=_identifier_findings(notes),
+            identifier_words=Words(**_identifier_words()),
+            identifier_guard=_identifier_guard(),
+        )
+
+    def themes() -> dict[int, Theme]:
+        return {t.id: t for t in db.session.scalars(select(Theme))}
+
+    if request.method != "POST":
+        return page(_section_notes(interview, keys), themes(), {}, 200)
+    notes = _section_notes(interview, keys)
+    all_themes = themes()
+    active_ids = {t.id for t in all_themes.values() if not t.retired}
+    errors: dict[str, str] = {}
+    status = 200
+    _editable_or_409(interview)
+    existing = {n.id: n for n in notes}
+    # a retired theme already on a note may stay on it
+    allowed = active_ids | {t.id for n in notes for t in n.themes}
+    parsed = parse_section_form(request.form, keys, existing, allowed)
+    if parsed.errors:
+        errors = parsed.errors
+        status = 400
+    else:
+        result = apply_notes(interview, parsed.inputs, current_user, all_themes)
+        refused = [r for r in result.results if r.status in ("rejected", "retry")]
+        if refused:
+            # a refused note refuses the whole form, so nothing is saved half; nothing
+            # typed is dropped either: the page comes back with every text still in it
+            db.session.rollback()
+        else:
+            interview.current_section = index
+            db.session.commit()
+        if refused:
+            errors = {"_all": refused[0].reason or ""}
+            status = 400
+            notes = [
+                n
+                for n in db.session.scalars(select(Note).where(Note.interview_id == interview.id))
+                if n.question_key in keys and n.deleted_at is None
+            ]
+        elif result.conflicts:
+            flash(
+                _(
+                    "Someone else changed a note at the same time. Both texts are kept; "
+                    "look at the note marked \u201ctwo versions\u201d."
+                ),
+                "warning",
+            )
+        if status != 400:
+            target = _after_save(interview, index, len(guide.sections))
+            _warn_identifiers_elsewhere(result.results, target, interview, index)
+            return redirect(target)
+    return page(notes, all_themes, errors, status), status
+
+
+def _warn_identifiers_elsewhere(results, target: str, interview: Interview, index: int) -> None:
+    """Leaving the section: say that a saved note may hold an identifier (never which words)."""
+    # on this section's own page the warning stands beside the note, and on the way to the
+    # distress or stop pages it would only be in the way; the flash names no words
+    here = url_for("interviews.section", interview_id=interview.id, index=index)
+    if request.form.get("go") in ("distress", "stop") or target.split("#")[0] == here:
+        return
+    if any(r.warnings for r in results):
+        flash(
+            _(
+                "A note you saved in section %(n)d may hold something that tells who the "
+                "participant is. Go back to it and write around it.",
+                n=index + 1,
+            ),
+            "warning",
+        )
+
+
+def _after_save(interview: Interview, index: int, count: int) -> str:
+    go = request.form.get("go", "stay")
+    if go == "next" and index + 1 < count:
+        return url_for("interviews.section", interview_id=interview.id, index=index + 1)
+    if go == "back" and index > 0:
+        return url_for("interviews.section", interview_id=interview.id, index=index - 1)
+    if go == "finish":
+        return url_for("interviews.finish", interview_id=interview.id)
+    if go.startswith("section-") and go[8:].isdigit() and int(go[8:]) < count:
+        return url_for("interviews.section", interview_id=interview.id, index=int(go[8:]))
+    if go == "themes":
+        # without JavaScript: every note's whole theme list, on the page just saved
+        return url_for("interviews.section", interview_id=interview.id, index=index, themes="all")
+    # the safety bar on this page submits the notes form first, so nothing typed is lost
+    here = url_for("interviews.section", interview_id=interview.id, index=index)
+    steps = {
+        "pause": (flow.pause, "paused", _("The interview is paused.")),
+        "resume": (flow.resume, "in_progress", _("Welcome back.")),
+        "check_in": (
+            flow.check_in,
+            None,
+            _("Checked in. The coordinator can see that you are safe."),
+        ),
+    }
+    if go in steps:
+        action, done, message = steps[go]
+        if interview.status != done:
+            try:
+                action(interview, current_user)
+            except flow.FlowError:
+                return here
+            db.session.commit()
+        flash(message, "info")
+        return here
+    if go == "distress":
+        try:
+            flow.distress_stage_one(interview, current_user)
+            db.session.commit()
+        except flow.FlowError:
+            return here
+        return url_for("interviews.distress", interview_id=interview.id)
+    if go == "stop":
+        return url_for("interviews.stop", interview_id=interview.id)
+    return url_for("interviews.section", interview_id=interview.id, index=index) + "#saved"
+
+
+def _event_view(interview_id, action, message: str, already: tuple[str, ...] = ()):
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if interview.status in already:
+        return interview  # a second tap on a slow network: the step has been taken already
+    try:
+        action(interview)
+    except flow.FlowError:
+        abort(409, _("That is not possible in the interview's current state."))
+    db.session.commit()
+    if message:
+        flash(message, "info")
+    return interview
+
+
+def _back_to_interview(interview: Interview):
+    if interview.status in ("in_progress", "paused"):
+        return redirect(
+            url_for(
+                "interviews.section", interview_id=interview.id, index=interview.current_section
+            )
+        )
+    return redirect(url_for("interviews.overview", interview_id=interview.id))
+
+
+@login_required
+def pause(interview_id):
+    """Pause the interview."""
+    interview = _event_view(
+        interview_id,
+        lambda iv: flow.pause(iv, current_user),
+        _("The interview is paused."),
+        already=("paused",),
+    )
+    return _back_to_interview(interview)
+
+
+@login_required
+def resume(interview_id):
+    """Resume after a pause."""
+    interview = _event_view(
+        interview_id,
+        lambda iv: flow.resume(iv, current_user),
+        _("Welcome back."),
+        already=("in_progress",),
+    )
+    return _back_to_interview(interview)
+
+
+@login_required
+def check_in(interview_id):
+    """Lone-worker safety check-in."""
+    interview = _event_view(
+        interview_id,
+        lambda iv: flow.check_in(iv, current_user),
+        _("Checked in. The coordinator can see that you are safe."),
+    )
+    return _back_to_interview(interview)
+
+
+@login_required
+def distress(interview_id):
+    """Distress protocol stage 1: pause and check in; then resume, stop, or go to stage 2."""
+    interview = interview_or_404(interview_id)
+    if request.method == "POST":
+        interview = _event_view(
+            interview_id, lambda iv: flow.distress_stage_one(iv, current_user), ""
+        )
+        return redirect(url_for("interviews.distress", interview_id=interview.id))
+    if interview.status not in ("in_progress", "paused") and not offline_copy():
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    return render_template("interviews/distress.html", interview=interview)
+
+
+@login_required
+def distress_two(interview_id):
+    """Distress protocol stage 2: stop, and with consent contact the team."""
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if interview.status not in ("in_progress", "paused") and not offline_copy():
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    form = DistressTwoForm()
+    if form.validate_on_submit():
+        flow.distress_stage_two(
+            interview, current_user, form.contact_team.data, (form.comment.data or "").strip()
+        )
+        db.session.commit()
+        flash(
+            _("The interview is stopped. Take care of the participant, then of yourself."),
+            "info",
+        )
+        return redirect(url_for("interviews.debrief", interview_id=interview.id, follow_up=1))
+    status = 400 if request.method == "POST" else 200
+    return render_template("interviews/distress_two.html", interview=interview, form=form), status
+
+
+@login_required
+def stop(interview_id):
+    """Stop the interview early, with a reason."""
+    interview = interview_or_404(interview_id)
+    _editable_or_409(interview)
+    if interview.status not in ("planned", "in_progress", "paused") and not offline_copy():
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    form = StopForm()
+    form.reason.choices = stop_reason_choices()
+    if form.validate_on_submit():
+        flow.stop(interview, current_user, form.reason.data, (form.comment.data or "").strip())
+        db.session.commit()
+        flash(_("The interview is stopped."), "info")
+        return redirect(url_for("interviews.debrief", interview_id=interview.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("interviews/stop.html", interview=interview, form=form), status
+
+
+@login_required
+def finish(interview_id):
+    """The closing: confirm the interview is finished."""
+    interview = interview_or_404(interview_id)
+    guide = guide_of(interview.guide_version)
+    if request.method == "POST":
+        if flow.valid_consent(interview.participant) is None:
+            return redirect(url_for("interviews.consent", interview_id=interview.id))
+        _event_view(
+            interview_id, lambda iv: flow.complete(iv, current_user), "", already=("completed",)
+        )
+        flash(_("The interview is complete. Thank you."), "success")
+        return redirect(url_for("interviews.debrief", interview_id=interview.id))
+    if interview.status not in ("in_progress", "paused") and not offline_copy():
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    return render_template("interviews/finish.html", interview=interview, guide=guide)
+
+
+@login_required
+def debrief(interview_id):
+    """The peer's debrief: wellbeing, reflection, a debrief talk, follow-up for the participant."""
+    interview = interview_or_404(interview_id)
+    if interview.status not in ("completed", "stopped") and not offline_copy():
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    existing = interview.debrief_of(current_user.id)
+    form = DebriefForm(obj=existing)
+    form.wellbeing.choices = wellbeing_choices()
+    if request.method == "GET":
+        if existing is not None:
+            form.wellbeing.data = str(existing.wellbeing)
+        elif request.args.get("follow_up"):
+            form.participant_follow_up.data = True
+    if form.validate_on_submit():
+        _editable_or_409(interview)
+        record = existing or Debrief(
+            id=str(uuid.uuid4()), interview_id=interview.id, author_id=current_user.id
+        )
+        record.wellbeing = int(form.wellbeing.data)
+        record.reflection = (form.reflection.data or "").strip()
+        record.wants_debrief_talk = form.wants_debrief_talk.data
+        record.participant_follow_up = form.participant_follow_up.data
+        if existing is None:
+            db.session.add(record)
+        else:
+            record.rev += 1
+        db.session.commit()
+        flash(_("Thank you. Your debrief is saved."), "success")
+        return redirect(url_for("interviews.overview", interview_id=interview.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("interviews/debrief.html", interview=interview, form=form), status
+
+
+def _conflicted_notes():
+    visible = open_interviews_visible_to(current_user).with_only_columns(Interview.id)
+    return list(
+        db.session.scalars(
+            select(Note)
+            .where(Note.conflict.is_not(None), Note.interview_id.in_(visible))
+            .options(selectinload(Note.interview).selectinload(Interview.participant))
+            .order_by(Note.updated_at)
+        )
+    )
+
+
+@login_required
+def conflicts():
+    """Notes edited in two places at once: both versions side by side, to choose or merge."""
+    notes = [n for n in _conflicted_notes() if n.conflict]
+    return render_template("interviews/conflicts.html", notes=notes)
+
+
+@login_required
+def resolve_conflict(note_id):
+    """Resolve a conflict: keep this version, take the other, or save a merged text."""
+    note = db.session.get(Note, str(note_id))
+    if note is None or note.conflict is None:
+        abort(404)
+    interview_or_404(note.interview_id)
+    _editable_or_409(note.interview)
+    choice = request.form.get("choice")
+    try:
+        base_rev = int(request.form.get("rev", ""))
+    except ValueError:
+        abort(400)
+    data: dict = {"resolve": True}
+    if choice == "other":
+        for name in ("text", "polarity", "themes", "possible_quote"):
+            if name in note.conflict:
+                data[name] = note.conflict[name]
+    elif choice == "merged":
+        merged = (request.form.get("text") or "").replace("\r\n", "\n")
+        if not merged.strip() or len(merged) > 20_000:
+            flash(_("Write the merged text before saving it."), "warning")
+            return redirect(url_for("interviews.conflicts") + f"#note-{note.id}")
+        data["text"] = merged
+    elif choice != "mine":
+        abort(400)
+    results = apply_changes(db.session, current_user, [web_change("note", note.id, base_rev, data)])
+    db.session.commit()
+    if results[0].status == "applied":
+        flash(_("The note is saved. Thank you for sorting it out."), "success")
+    else:
+        flash(_("The note changed again meanwhile. Look at both versions once more."), "warning")
+    return redirect(url_for("interviews.conflicts"))
+
+
+IV = "/<uuid:interview_id>"
+bp.add_url_rule("/conflicts", view_func=conflicts)
+bp.add_url_rule("/conflicts/<uuid:note_id>", view_func=resolve_conflict, methods=["POST"])
+bp.add_url_rule("/", view_func=mine)
+bp.add_url_rule(IV, view_func=overview)
+bp.add_url_rule(IV + "/capacity", view_func=capacity, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/reschedule", view_func=reschedule, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/consent", view_func=consent, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/section/<int:index>", view_func=section, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/pause", view_func=pause, methods=["POST"])
+bp.add_url_rule(IV + "/resume", view_func=resume, methods=["POST"])
+bp.add_url_rule(IV + "/check-in", view_func=check_in, methods=["POST"])
+bp.add_url_rule(IV + "/distress", view_func=distress, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/distress/stage-2", view_func=distress_two, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/stop", view_func=stop, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/finish", view_func=finish, methods=["GET", "POST"])
+bp.add_url_rule(IV + "/debrief", view_func=debrief, methods=["GET", "POST"])

@@ -1,0 +1,330 @@
+"""The coordinator's work with participants: register, assign, plan, look up identity."""
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from interview.participants.registry import get_identity, register
+from interview.participants.withdrawal import (
+    WithdrawalError,
+    check_date,
+    consent_form_for,
+    earliest_date,
+    today_in_oslo,
+    withdraw,
+    withdrawal_record,
+)
+from interview.store.content import withdrawal_data_choice
+from interview.store.database import scrub_sqlite_files
+from interview.store.extensions import db
+from interview.store.models import Case, GuideVersion, Interview, Participant, User
+from interview.trust import audit
+from interview.trust.access import (
+    cases_coordinated_by,
+    participant_or_404,
+    participants_visible_to,
+    roles_required,
+)
+from interview.web.forms import (
+    AssignForm,
+    ParticipantForm,
+    PlanInterviewForm,
+    WithdrawForm,
+    language_choices,
+    place_choices,
+)
+from interview.web.i18n import oslo_to_utc, ui_lang
+
+bp = Blueprint("coordinator", __name__, url_prefix="/participants")
+# a study's full size is thousands of participants: the list shows them a page at a time
+PAGE_SIZE = 100
+
+COORDINATING = ("coordinator", "admin")
+
+
+def _peer_choices(case_ids: set[int]) -> list[tuple[int, str]]:
+    peers = db.session.scalars(
+        select(User)
+        .where(User.role == "peer", User.active.is_(True))
+        .options(selectinload(User.cases))
+        .order_by(User.username)
+    )
+    return [
+        (u.id, u.username + " (" + ", ".join(c.code for c in u.cases) + ")")
+        for u in peers
+        if u.case_ids & case_ids
+    ]
+
+
+def _valid_interviewers(ids: list[int], case_id: int) -> list[User] | None:
+    users = list(db.session.scalars(select(User).where(User.id.in_(ids))))
+    if len(users) != len(set(ids)):
+        return None
+    if any(u.role != "peer" or not u.active or case_id not in u.case_ids for u in users):
+        return None
+    return users
+
+
+@roles_required(*COORDINATING)
+def participants():
+    """List the participants and interviews of the coordinator's cases."""
+    cases = cases_coordinated_by(current_user)
+    case_code = request.args.get("case")
+    stmt = (
+        participants_visible_to(current_user)
+        .options(
+            selectinload(Participant.interviewers),
+            selectinload(Participant.interviews),
+            selectinload(Participant.case),
+        )
+        .order_by(Participant.code)
+    )
+    if case_code:
+        stmt = stmt.join(Case, Case.id == Participant.case_id).where(Case.code == case_code)
+    total = db.session.scalar(
+        select(func.count()).select_from(stmt.options().order_by(None).subquery())
+    )
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = _page_number(request.args.get("page"), pages)
+    rows = list(db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).unique())
+    return render_template(
+        "coordinator/participants.html",
+        participants=rows,
+        cases=cases,
+        case_code=case_code,
+        page=page,
+        pages=pages,
+        total=total,
+        first=(page - 1) * PAGE_SIZE + 1,
+    )
+
+
+def _page_number(value: str | None, pages: int) -> int:
+    """Return the asked page (1 when not given); a page that is not there is a 404."""
+    if value is None:
+        return 1
+    if not value.isdigit() or not 1 <= int(value) <= pages:
+        abort(404)
+    return int(value)
+
+
+@roles_required(*COORDINATING)
+def new_participant():
+    """Register a participant under a fresh pseudonymous code."""
+    cases = cases_coordinated_by(current_user)
+    form = ParticipantForm()
+    form.case_id.choices = [(c.id, f"{c.code} – {c.name(ui_lang())}") for c in cases]
+    form.preferred_language.choices = language_choices()
+    form.interviewers.choices = _peer_choices({c.id for c in cases})
+    if form.validate_on_submit():
+        case = next((c for c in cases if c.id == form.case_id.data), None)
+        interviewers = _valid_interviewers(form.interviewers.data, form.case_id.data)
+        if case is None:
+            abort(404)
+        if interviewers is None:
+            form.interviewers.errors.append(
+                _("Choose peer co-researchers who work in this FACT team.")
+            )
+        else:
+            participant = register(
+                case,
+                form.preferred_language.data,
+                interviewers,
+                current_user,
+                (form.name.data or "").strip() or None,
+                (form.phone.data or "").strip() or None,
+            )
+            audit.record("participant_registered", "participant", participant.id)
+            db.session.commit()
+            flash(
+                _("Participant %(code)s is registered.", code=participant.code),
+                "success",
+            )
+            return redirect(url_for("coordinator.detail", participant_id=participant.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("coordinator/new.html", form=form), status
+
+
+@roles_required(*COORDINATING)
+def detail(participant_id: str):
+    """Show a participant: interviewers, interviews, consents; assign and plan."""
+    participant = participant_or_404(participant_id)
+    assign = AssignForm(prefix="assign")
+    assign.interviewers.choices = _peer_choices({participant.case_id})
+    if request.method == "GET":
+        assign.interviewers.data = [u.id for u in participant.interviewers]
+    plan = PlanInterviewForm(prefix="plan")
+    plan.place_kind.choices = place_choices()
+    plan.language.choices = language_choices()
+    if request.method == "GET":
+        plan.language.data = participant.preferred_language
+    return render_template(
+        "coordinator/detail.html", participant=participant, assign=assign, plan=plan
+    )
+
+
+@roles_required(*COORDINATING)
+def assign(participant_id: str):
+    """Change who interviews a participant."""
+    participant = participant_or_404(participant_id)
+    form = AssignForm(prefix="assign")
+    form.interviewers.choices = _peer_choices({participant.case_id})
+    if form.validate_on_submit():
+        users = _valid_interviewers(form.interviewers.data, participant.case_id)
+        if users is not None:
+            participant.interviewers = users
+            audit.record("interviewers_assigned", "participant", participant.id)
+            db.session.commit()
+            flash(_("The interviewers are saved."), "success")
+            return redirect(url_for("coordinator.detail", participant_id=participant.id))
+        form.interviewers.errors.append(_("Choose peer co-researchers who work in this FACT team."))
+    plan = PlanInterviewForm(prefix="plan", formdata=None)
+    plan.place_kind.choices = place_choices()
+    plan.language.choices = language_choices()
+    return (
+        render_template("coordinator/detail.html", participant=participant, assign=form, plan=plan),
+        400,
+    )
+
+
+@roles_required(*COORDINATING)
+def plan_interview(participant_id: str):
+    """Plan an interview with the newest guide version."""
+    participant = participant_or_404(participant_id)
+    form = PlanInterviewForm(prefix="plan")
+    form.place_kind.choices = place_choices()
+    form.language.choices = language_choices()
+    if participant.status == "withdrawn":
+        # the page of a withdrawn participant has no planning form to show an error on
+        abort(409, _("This participant has withdrawn; no new interviews can be planned."))
+    if form.validate_on_submit():
+        guide = db.session.scalars(
+            select(GuideVersion).order_by(GuideVersion.version.desc())
+        ).first()
+        if guide is None:
+            abort(409)
+        interview = Interview(
+            participant=participant,
+            guide_version=guide,
+            language=form.language.data,
+            place_kind=form.place_kind.data,
+            planned_at=oslo_to_utc(form.day.data, form.at.data),
+            created_by_id=current_user.id,
+        )
+        db.session.add(interview)
+        db.session.flush()
+        audit.record("interview_planned", "interview", interview.id)
+        db.session.commit()
+        flash(_("The interview is planned."), "success")
+        return redirect(url_for("coordinator.detail", participant_id=participant.id))
+    assign_form = AssignForm(prefix="assign", formdata=None)
+    assign_form.interviewers.choices = _peer_choices({participant.case_id})
+    assign_form.interviewers.data = [u.id for u in participant.interviewers]
+    return (
+        render_template(
+            "coordinator/detail.html", participant=participant, assign=assign_form, plan=form
+        ),
+        400,
+    )
+
+
+@roles_required(*COORDINATING)
+def identity(participant_id: str):
+    """Show who a code belongs to; every look is audited."""
+    participant = participant_or_404(participant_id)
+    person = get_identity(participant.id)
+    audit.record("identity_viewed", "participant", participant.id)
+    db.session.commit()
+    return render_template("coordinator/identity.html", participant=participant, person=person)
+
+
+@roles_required(*COORDINATING)
+def withdraw_participant(participant_id: str):
+    """Record a participant's withdrawal, after a page that says plainly what will happen."""
+    participant = participant_or_404(participant_id)
+    consent_form = consent_form_for(db.session, participant)
+    choice = bool(consent_form and withdrawal_data_choice(consent_form.content))
+    form = WithdrawForm()
+    problem = None
+    status = 200
+    if participant.status == "withdrawn":
+        problem = WithdrawalError("already").message()
+        status = 409 if request.method == "POST" else 200
+    elif request.method == "POST":
+        valid = form.validate_on_submit()
+        if form.withdrawn_on.data is not None:
+            try:
+                check_date(participant, form.withdrawn_on.data)
+            except WithdrawalError as exc:
+                form.withdrawn_on.errors = [*form.withdrawn_on.errors, exc.message()]
+                valid = False
+        if choice and form.keep_data.data not in ("keep", "delete"):
+            form.keep_data.errors = [*form.keep_data.errors, WithdrawalError("choice").message()]
+            valid = False
+        if form.keep_identity.data not in ("keep", "delete"):
+            form.keep_identity.errors = [
+                *form.keep_identity.errors,
+                _("Choose whether to keep or delete the identity key entry."),
+            ]
+            valid = False
+        if valid:
+            try:
+                summary = withdraw(
+                    db.session,
+                    participant,
+                    withdrawn_on=form.withdrawn_on.data,
+                    keep_data=(form.keep_data.data == "keep") if choice else None,
+                    keep_identity=form.keep_identity.data == "keep",
+                    user=current_user,
+                )
+            except WithdrawalError as exc:
+                db.session.rollback()
+                if exc.code in ("future", "too_early"):
+                    form.withdrawn_on.errors = [*form.withdrawn_on.errors, exc.message()]
+                elif exc.code == "choice":
+                    form.keep_data.errors = [*form.keep_data.errors, exc.message()]
+                else:
+                    problem = exc.message()
+                    status = 409
+            else:
+                audit.record(
+                    "participant_withdrawn", "participant", participant.id, **summary.as_detail()
+                )
+                db.session.commit()
+                # on SQLite the deleted rows' old pages stay in the WAL until a checkpoint
+                scrub_sqlite_files((None,) if summary.keep_identity else (None, "identity"))
+                flash(
+                    _("The withdrawal of %(code)s is recorded.", code=participant.code), "success"
+                )
+                return redirect(url_for("coordinator.detail", participant_id=participant.id))
+        if status == 200:
+            status = 400
+    elif form.withdrawn_on.data is None:
+        form.withdrawn_on.data = today_in_oslo()
+    return (
+        render_template(
+            "coordinator/withdraw.html",
+            participant=participant,
+            form=form,
+            choice=choice,
+            consent_form=consent_form,
+            problem=problem,
+            today=today_in_oslo(),
+            earliest=earliest_date(participant),
+            record=withdrawal_record(participant),
+        ),
+        status,
+    )
+
+
+bp.add_url_rule("/", view_func=participants)
+bp.add_url_rule("/new", view_func=new_participant, methods=["GET", "POST"])
+bp.add_url_rule("/<uuid:participant_id>", view_func=detail)
+bp.add_url_rule("/<uuid:participant_id>/interviewers", view_func=assign, methods=["POST"])
+bp.add_url_rule("/<uuid:participant_id>/interviews", view_func=plan_interview, methods=["POST"])
+bp.add_url_rule("/<uuid:participant_id>/identity", view_func=identity, methods=["POST"])
+bp.add_url_rule(
+    "/<uuid:participant_id>/withdraw", view_func=withdraw_participant, methods=["GET", "POST"]
+)

@@ -1,0 +1,118 @@
+"""Language choice for the UI, and helpers for bilingual content and Oslo times."""
+
+from datetime import date, datetime, time
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from babel import Locale
+from babel.dates import DateTimePattern, parse_pattern
+from flask import Flask, current_app, g, request, session, url_for
+from flask_babel import format_date, format_datetime, format_time, get_locale
+from flask_login import current_user
+
+from interview.store.extensions import babel, db
+
+OSLO = ZoneInfo("Europe/Oslo")
+
+
+def select_locale() -> str:
+    """Pick the UI language: ?lang=, then the remembered choice, then the user's, then Bokmål."""
+    languages = current_app.config["LANGUAGES"]
+    asked = request.args.get("lang")
+    if asked in languages:
+        return asked
+    remembered = session.get("lang")
+    if remembered in languages:
+        return remembered
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def ui_lang() -> str:
+    """Return the current UI language code."""
+    # flask-babel keeps the chosen (or forced) locale in g._flask_babel; reading it directly
+    # spares templates that ask for the language dozens of times a page its slower path
+    ctx = g.get("_flask_babel")
+    locale = getattr(ctx, "babel_locale", None) if ctx is not None else None
+    if locale is None:
+        locale = get_locale()
+    return locale.language if locale is not None else "nb"
+
+
+def _remember_language() -> None:
+    asked = request.args.get("lang")
+    if asked in current_app.config["LANGUAGES"] and session.get("lang") != asked:
+        session["lang"] = asked
+        if current_user.is_authenticated and current_user.ui_language != asked:
+            current_user.ui_language = asked
+            db.session.commit()
+
+
+def text(value: dict | str | None, lang: str | None = None) -> str:
+    """Return the text in the given language from a {nb, en} table (UI language by default)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    lang = lang or ui_lang()
+    return value.get(lang) or value.get("nb") or ""
+
+
+def lang_url(lang: str) -> str:
+    """Return this page's address in another UI language, keeping its other parameters."""
+    if request.endpoint and request.method == "GET":
+        args = {k: v for k, v in request.args.items() if k != "lang"}
+        return url_for(request.endpoint, **(request.view_args or {}), **args, lang=lang)
+    return f"?lang={lang}"
+
+
+def oslo_to_utc(day: date, at: time) -> datetime:
+    """Turn a wall-clock date and time in Oslo into a naive UTC datetime for the store."""
+    local = datetime.combine(day, at).replace(tzinfo=OSLO)
+    return local.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+
+
+def utc_to_oslo(value: datetime) -> datetime:
+    """Turn a naive UTC datetime from the store into an aware Oslo datetime."""
+    return value.replace(tzinfo=ZoneInfo("UTC")).astimezone(OSLO)
+
+
+@lru_cache(maxsize=8)
+def _when_patterns(lang: str) -> tuple[DateTimePattern, DateTimePattern, Locale]:
+    locale = Locale.parse(lang)
+    return (
+        parse_pattern(locale.date_formats["medium"].pattern),
+        parse_pattern(locale.time_formats["short"].pattern),
+        locale,
+    )
+
+
+def when_text(value: datetime) -> str:
+    """Return a stored (naive UTC) time as Oslo's medium date and short time.
+
+    The same text as flask-babel's format_date(…, 'medium') and format_time(…, 'short') in
+    Europe/Oslo, with the patterns parsed once: lists show dozens of these.
+    """
+    local = utc_to_oslo(value)
+    day, clock, locale = _when_patterns(ui_lang())
+    return f"{day.apply(local, locale)}, {clock.apply(local, locale)}"
+
+
+def init_app(app: Flask) -> None:
+    """Set up Flask-Babel and the template helpers."""
+    babel.init_app(app, locale_selector=select_locale, default_timezone="Europe/Oslo")
+    app.before_request(_remember_language)
+
+    # globals (not a context processor) so imported macros can use them too
+    app.jinja_env.globals.update(
+        ui_lang=ui_lang,
+        lang_url=lang_url,
+        tr=text,
+        when_text=when_text,
+        format_datetime=format_datetime,
+        format_date=format_date,
+        format_time=format_time,
+    )
+
+    @app.before_request
+    def _lang_to_g():
+        g.lang = ui_lang()
