@@ -61,7 +61,8 @@ from interview.store.models import (
     user_cases,
     utcnow,
 )
-from interview.sync.core import _take_seqs, fold_events
+from interview.sync.log import _take_seqs
+from interview.sync.merge import fold_events
 
 DEFAULT_SEED = 20261101
 CHUNK = 5000

@@ -67,12 +67,12 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from interview.desk import views as desk
     from interview.documents import render as documents
     from interview.documents import views as document_views
-    from interview.field import kept, kept_pages, tablet
+    from interview.field import kept_pages, tablet
     from interview.field import views as interviews
     from interview.participants import views as coordinator
-    from interview.store import crypto, database
+    from interview.store import crypto, database, kept
     from interview.store.extensions import csrf, limiter, migrate
-    from interview.sync import core as sync
+    from interview.sync import log as sync_log
     from interview.sync import views as api
     from interview.trust import policy, study_key
     from interview.trust import views as auth
@@ -97,7 +97,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     kept.init_app(app)
     kept_pages.init_app(app)
     cli.init_app(app)
-    sync.init_update_log()
+    sync_log.init_update_log()
 
     app.register_blueprint(main.bp)
     app.register_blueprint(auth.bp)

@@ -21,7 +21,7 @@ from interview.store.models import (
     Participant,
     utcnow,
 )
-from interview.sync.core import refold_interview
+from interview.sync.merge import refold_interview
 from interview.web.i18n import when_text
 from tests.conftest import PASSWORD
 from tests.helpers import give_paper_consent, note_change, start_interview

@@ -23,7 +23,7 @@ from interview.store.models import (
     Theme,
     User,
 )
-from interview.sync.core import apply_changes
+from interview.sync.batch import apply_changes
 from interview.trust import policy
 from tests.conftest import PASSWORD
 from tests.helpers import store_snapshot

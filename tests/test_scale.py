@@ -32,7 +32,7 @@ from interview.store.models import (
     user_cases,
     utcnow,
 )
-from interview.sync.core import fold_events
+from interview.sync.merge import fold_events
 from tests.conftest import make_config
 
 SMALL = dict(cases=3, participants=30, notes=500)

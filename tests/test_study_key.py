@@ -25,11 +25,11 @@ from itsdangerous import URLSafeSerializer
 from sqlalchemy import func, select
 
 from interview import create_app
-from interview.field.consents import PNG_PREFIX
 from interview.store.crypto import app_key, open_bytes, open_sealed
 from interview.store.extensions import db
 from interview.store.models import Consent, ConsentFormVersion, ConsentSignature, SyncChange
-from interview.sync.core import SEALED_UNOPENED
+from interview.sync.consents import PNG_PREFIX
+from interview.sync.envelope import SEALED_UNOPENED
 from interview.trust import study_key
 from interview.trust.sealed_box import MAX_BOX_CHARS, BoxError, open_box, seal_box
 from interview.trust.study_key import StudyKey, new_private_key

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from interview.store.extensions import db
 from interview.store.models import Debrief, Interview, Note, Participant, SyncChange
-from interview.sync.core import fold_events, merge_fields
+from interview.sync.merge import fold_events, merge_fields
 from tests.conftest import get_row
 from tests.helpers import consented_interview, post_sync
 from tests.helpers import note_change as _note_change
@@ -255,12 +255,12 @@ def test_a_change_the_server_fails_on_is_kept_for_another_try(
     iid = consented_interview(client, world)
     note_id = str(uuid.uuid4())
     change = _note_change(iid, note_id, "Sendes på nytt")
-    from interview.sync import core as sync_rules
+    from interview.sync import apply as sync_apply
 
     def broken(*_args):
         raise RuntimeError("the disk hiccuped")
 
-    monkeypatch.setitem(sync_rules.APPLIERS, "note", broken)
+    monkeypatch.setitem(sync_apply.APPLIERS, "note", broken)
     response = post_sync(client, [change])
     assert response.status_code == 503
     assert response.get_json()["code"] == "retry"

@@ -22,7 +22,7 @@ from interview.participants.registry import register
 from interview.store.content import load_all
 from interview.store.extensions import db
 from interview.store.models import Case, GuideVersion, Interview, Note, User
-from interview.sync.core import CONFLICT_SEPARATOR
+from interview.sync.merge import CONFLICT_SEPARATOR
 from interview.trust.passwords import hash_password
 from tests.conftest import PASSWORD, make_config
 from tests.helpers import give_paper_consent, start_interview

@@ -59,7 +59,7 @@ from interview.store.models import (
     User,
     utcnow,
 )
-from interview.sync.core import MAX_CHANGES, MAX_TEXT
+from interview.sync.envelope import MAX_CHANGES, MAX_TEXT
 from tests.conftest import World, app_on_empty_store
 from tests.helpers import give_paper_consent, start_interview
 from tests.test_fuzz_api import EVENT_SHAPES, _FormPoster, _login

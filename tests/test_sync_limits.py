@@ -14,7 +14,9 @@ from sqlalchemy import func, select
 from interview.desk.alerts import conflicts
 from interview.store.extensions import db
 from interview.store.models import Debrief, InterviewEvent, Note, SyncChange, utcnow
-from interview.sync import core as sync
+from interview.sync import apply as sync_apply
+from interview.sync import envelope as sync_envelope
+from interview.sync import merge as sync_merge
 from tests.conftest import PASSWORD, get_row
 from tests.helpers import consented_interview, note_change, post_sync
 
@@ -49,7 +51,7 @@ def _event(iid: str, kind: str, at: str, **details) -> dict:
 @pytest.fixture
 def broken_interview_create(monkeypatch):
     """The store fails on an interview's create (answered retry), so what needs it waits."""
-    monkeypatch.setitem(sync.APPLIERS, "interview", _fail)
+    monkeypatch.setitem(sync_apply.APPLIERS, "interview", _fail)
 
 
 def _fail(*_args):
@@ -107,7 +109,7 @@ def test_a_change_is_checked_in_full_before_it_waits(app, world, client):
     client.post("/login", data={"username": "peer_a", "password": PASSWORD})
     iid = str(uuid.uuid4())
     note_id = str(uuid.uuid4())
-    bad = note_change(None, note_id, "x" * (sync.MAX_TEXT + 1), base_rev=1)
+    bad = note_change(None, note_id, "x" * (sync_envelope.MAX_TEXT + 1), base_rev=1)
     bad_tag = note_change(None, note_id, "ok", base_rev=1, polarity="sideways")
     good = note_change(None, note_id, "rettet", base_rev=1)
     batch = [bad, bad_tag, good, note_change(iid, note_id, "først"), _interview_create(world, iid)]
@@ -181,7 +183,7 @@ def test_a_change_waiting_too_long_is_refused_and_its_tablet_told_until_it_says_
     device = str(uuid.uuid4())
     iid = str(uuid.uuid4())
     note = note_change(iid, str(uuid.uuid4()), "glemt på serveren")
-    monkeypatch.setitem(sync.APPLIERS, "interview", _fail)
+    monkeypatch.setitem(sync_apply.APPLIERS, "interview", _fail)
     post_sync(client, [note, _interview_create(world, iid)], device=device)
     monkeypatch.undo()
     with app.app_context():
@@ -230,21 +232,21 @@ def test_conflict_versions_are_capped_and_the_same_words_add_none(app, world, cl
     assert post_sync(client, [note_change(iid, note_id, "første")]).status_code == 200
     assert post_sync(client, [note_change(iid, note_id, "andre", base_rev=1)]).status_code == 200
     statuses = []
-    for n in range(sync.MAX_CONFLICT_VERSIONS + 2):
+    for n in range(sync_merge.MAX_CONFLICT_VERSIONS + 2):
         # a stale base each time, from a different tablet: a new version every time
         stale = note_change(iid, note_id, f"versjon {n}", base_rev=1)
         answer = post_sync(client, [stale]).get_json()["results"][0]
         statuses.append(answer["status"])
-    assert statuses == ["conflict"] * sync.MAX_CONFLICT_VERSIONS + ["rejected"] * 2
+    assert statuses == ["conflict"] * sync_merge.MAX_CONFLICT_VERSIONS + ["rejected"] * 2
     assert "already has 10 versions" in answer["reason"]
     # the same words again, under a new change id and another tablet: no new version
     again = post_sync(client, [note_change(iid, note_id, "versjon 3", base_rev=1)])
     assert again.get_json()["results"][0]["status"] == "applied"
     with app.app_context():
         note = get_row(Note, note_id)
-        versions = sync.conflict_versions(note.conflict, "text")
-        assert len(versions) == sync.MAX_CONFLICT_VERSIONS
-        assert versions == [f"versjon {n}" for n in range(sync.MAX_CONFLICT_VERSIONS)]
+        versions = sync_merge.conflict_versions(note.conflict, "text")
+        assert len(versions) == sync_merge.MAX_CONFLICT_VERSIONS
+        assert versions == [f"versjon {n}" for n in range(sync_merge.MAX_CONFLICT_VERSIONS)]
         shown = [a for a in conflicts(db.session, {1, 2}, {}) if a.interview_id == iid]
         assert shown and shown[0].full
 
@@ -259,7 +261,7 @@ def test_the_alert_says_when_a_note_takes_no_more_versions(app, world, client):
     coord.post("/login", data={"username": "coord_a", "password": PASSWORD})
     full = "further versions from the tablets are refused"
     assert full not in coord.get("/desk/alerts/?lang=en").text
-    for n in range(sync.MAX_CONFLICT_VERSIONS):
+    for n in range(sync_merge.MAX_CONFLICT_VERSIONS):
         post_sync(client, [note_change(iid, note_id, f"v{n}", base_rev=1)])
     page = coord.get("/desk/alerts/?lang=en").text
     assert full in page
@@ -295,9 +297,9 @@ def test_a_debrief_reflection_sent_again_adds_no_version(app, world, client):
     assert post_sync(client, [edit("annen", 1)]).get_json()["results"][0]["status"] == "conflict"
     assert post_sync(client, [edit("annen", 1)]).get_json()["results"][0]["status"] == "applied"
     with app.app_context():
-        assert sync.conflict_versions(get_row(Debrief, debrief_id).conflict, "reflection") == [
-            "annen"
-        ]
+        assert sync_merge.conflict_versions(
+            get_row(Debrief, debrief_id).conflict, "reflection"
+        ) == ["annen"]
 
 
 # --- 7: sync keeps the rules of the forms for events ----------------------------------------

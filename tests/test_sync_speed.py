@@ -13,7 +13,12 @@ from interview.store.crypto import KeyRing, open_sealed, seal
 from interview.store.extensions import db
 from interview.store.identifiers import warning_kinds
 from interview.store.models import Note, Participant, SyncChange, UpdateLog, User
-from interview.sync import core as sync
+from interview.sync import apply as sync_apply
+from interview.sync import batch as sync_batch
+from interview.sync import context as sync_context
+from interview.sync import envelope as sync_envelope
+from interview.sync import log as sync_log
+from interview.trust import access
 from tests.conftest import get_row
 from tests.helpers import consented_interview, post_sync
 from tests.helpers import note_change as _note_change
@@ -29,20 +34,20 @@ def _new_note(iid, text, **data):
 def runs(monkeypatch):
     """Count the notes written in one go."""
     written = []
-    original = sync._create_notes
+    original = sync_batch._create_notes
 
     def counting(session, user, device_id, plans):
         done = original(session, user, device_id, plans)
         written.append(None if done is None else len(done))
         return done
 
-    monkeypatch.setattr(sync, "_create_notes", counting)
+    monkeypatch.setattr(sync_batch, "_create_notes", counting)
     return written
 
 
 def _one_by_one(monkeypatch):
     # another applier in place of apply_note: every change goes through it on its own
-    monkeypatch.setitem(sync.APPLIERS, "note", lambda s, u, c: sync.apply_note(s, u, c))
+    monkeypatch.setitem(sync_apply.APPLIERS, "note", lambda s, u, c: sync_apply.apply_note(s, u, c))
 
 
 def _stored(note_id: str, change_id: str) -> dict:
@@ -109,7 +114,7 @@ def test_a_note_written_in_one_go_is_stored_as_one_written_on_its_own(
     assert fast_answer["warnings"] == ["phone", "address", "name"]
     with app.app_context():
         assert _stored(fast["id"], fast["change_id"]) == _stored(plain["id"], plain["change_id"])
-        digest = sync.parse_change(fast).digest()
+        digest = sync_envelope.parse_change(fast).digest()
         assert db.session.get(SyncChange, fast["change_id"]).digest == digest
 
 
@@ -199,14 +204,14 @@ def test_when_the_store_refuses_a_run_each_change_goes_on_its_own(
     first = _new_note(iid, "Sendt før")
     assert post_sync(client, [first]).get_json()["results"][0]["status"] == "applied"
     # another connection claimed `first` after this batch looked: the run's claims clash
-    read_ahead = sync._Batch.read_ahead
+    read_ahead = sync_context._Batch.read_ahead
 
     def blind(batch, raw_changes):
         read_ahead(batch, raw_changes)
         batch.claims[first["change_id"]] = None
         batch.notes_present.discard(first["id"])
 
-    monkeypatch.setattr(sync._Batch, "read_ahead", blind)
+    monkeypatch.setattr(sync_context._Batch, "read_ahead", blind)
     one, two = _new_note(iid, "En"), _new_note(iid, "To")
     results = post_sync(client, [one, first, two]).get_json()["results"]
     assert [(r["status"], r["rev"]) for r in results] == [
@@ -235,7 +240,7 @@ def test_a_failing_applier_still_answers_retry_and_writes_nothing(
     def broken(*_args):
         raise RuntimeError("the disk hiccuped")
 
-    monkeypatch.setitem(sync.APPLIERS, "note", broken)
+    monkeypatch.setitem(sync_apply.APPLIERS, "note", broken)
     assert post_sync(client, [change, _new_note(iid, "Også")]).status_code == 503
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Note)) == 0
@@ -247,8 +252,8 @@ def _reference_updates(session, user, cursor):
     stmt = select(UpdateLog).order_by(UpdateLog.seq)
     if cursor:
         stmt = stmt.where(UpdateLog.seq > cursor)
-    rows = list(session.scalars(stmt.limit(sync.MAX_UPDATES * 4)))
-    new_cursor = rows[-1].seq if rows else (cursor or sync._current_seq(session))
+    rows = list(session.scalars(stmt.limit(sync_log.MAX_UPDATES * 4)))
+    new_cursor = rows[-1].seq if rows else (cursor or sync_log._current_seq(session))
     seen, visible, withdrawn = {}, {}, set()
     for row in rows:
         if row.participant_id is None:
@@ -256,7 +261,7 @@ def _reference_updates(session, user, cursor):
         if row.participant_id not in visible:
             participant = session.get(Participant, row.participant_id)
             visible[row.participant_id] = bool(
-                participant and sync.can_see_participant(user, participant)
+                participant and access.can_see_participant(user, participant)
             )
             if participant is not None and participant.status == "withdrawn":
                 withdrawn.add(participant.id)
@@ -264,18 +269,18 @@ def _reference_updates(session, user, cursor):
             continue
         if visible[row.participant_id]:
             seen[(row.entity, row.record_id)] = row
-        if len(seen) >= sync.MAX_UPDATES:
+        if len(seen) >= sync_log.MAX_UPDATES:
             new_cursor = row.seq
             break
     out = []
     for (entity, record_id), _row in sorted(seen.items(), key=lambda kv: kv[1].seq):
-        record = session.get(sync.MODELS[entity], record_id)
+        record = session.get(sync_log.MODELS[entity], record_id)
         if record is None:
             out.append({"entity": entity, "id": record_id, "rev": None, "data": {"gone": True}})
             continue
         if entity == "debrief" and user.role == "peer" and record.author_id != user.id:
             continue
-        out.append(sync.serialize(entity, record))
+        out.append(sync_log.serialize(entity, record))
     return out, new_cursor
 
 
@@ -298,8 +303,8 @@ def test_updates_read_a_page_at_a_time_are_the_updates_the_rules_name(
     with app.app_context():
         db.session.get(Participant, world.participants["pa2"]).status = "withdrawn"
         db.session.commit()
-    monkeypatch.setattr(sync, "LOG_PAGE", page)
-    monkeypatch.setattr(sync, "MAX_UPDATES", most)
+    monkeypatch.setattr(sync_log, "LOG_PAGE", page)
+    monkeypatch.setattr(sync_log, "MAX_UPDATES", most)
     with app.test_request_context():
         for name in ("peer_a", "peer_a2", "coord_a", "admin"):
             user = db.session.scalars(select(User).where(User.username == name)).one()
@@ -308,9 +313,9 @@ def test_updates_read_a_page_at_a_time_are_the_updates_the_rules_name(
                 db.session.expire_all()
                 expected = _reference_updates(db.session, user, cursor)
                 db.session.expire_all()
-                assert sync.updates_since(db.session, user, cursor) == expected, (name, cursor)
+                assert sync_log.updates_since(db.session, user, cursor) == expected, (name, cursor)
         peer = db.session.scalars(select(User).where(User.username == "peer_a")).one()
-        notes = {u["id"]: u["data"] for u in sync.updates_since(db.session, peer, None)[0]}
+        notes = {u["id"]: u["data"] for u in sync_log.updates_since(db.session, peer, None)[0]}
         if most >= 10:  # all of them fit in one answer
             assert notes[tagged["id"]]["themes"] == ["culture_attitude", "poor_communication"]
             assert notes[gone["id"]]["deleted"] is True

@@ -27,8 +27,8 @@ from interview.store.models import (
     User,
     note_themes,
 )
-from interview.sync import core as sync
-from interview.sync.core import serialize
+from interview.sync import apply as sync_apply
+from interview.sync.log import serialize
 from tests.conftest import PASSWORD, get_row
 from tests.helpers import note_change, park_change, post_sync, signature_data_url, start_interview
 from tests.test_openapi import assert_valid
@@ -328,14 +328,14 @@ def test_a_note_waiting_for_a_refused_interview_is_refused_and_forgotten(
     )
     # the interview's create fails on the server (answered retry): the note sent before it in
     # the same request is kept waiting for it, under the participant the create names
-    appliers = dict(sync.APPLIERS)
+    appliers = dict(sync_apply.APPLIERS)
 
     def broken(*_args):
         raise RuntimeError("the store hiccuped")
 
-    monkeypatch.setitem(sync.APPLIERS, "interview", broken)
+    monkeypatch.setitem(sync_apply.APPLIERS, "interview", broken)
     assert post_sync(client, [waiting, create], device=device).status_code == 503
-    monkeypatch.setitem(sync.APPLIERS, "interview", appliers["interview"])
+    monkeypatch.setitem(sync_apply.APPLIERS, "interview", appliers["interview"])
     with app.app_context():
         held = get_row(SyncChange, waiting["change_id"])
         assert held.waiting_for == new_iid and held.participant_id == pid

@@ -23,7 +23,7 @@ from interview.store.models import (
     User,
     user_cases,
 )
-from interview.sync.core import conflict_full
+from interview.sync.merge import conflict_full
 
 KINDS = (
     "overdue",

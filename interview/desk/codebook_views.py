@@ -13,8 +13,8 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 from interview.desk import codebook
-from interview.field.kept import kept
 from interview.store.extensions import db
+from interview.store.kept import kept
 from interview.store.models import POLARITIES, Theme, utcnow
 from interview.trust import audit
 from interview.trust.access import cases_coordinated_by, coordinated_case_or_404, roles_required

@@ -7,9 +7,9 @@ from markupsafe import Markup
 
 from interview.desk.charts import Bar, bar_chart, share_chart
 from interview.desk.progress import CONSENT_ITEMS, CaseProgress, case_progress
-from interview.field.kept import kept
 from interview.field.kept_pages import kept_page
 from interview.store.extensions import db
+from interview.store.kept import kept
 from interview.store.models import INTERVIEW_STATUSES, PARTICIPANT_STATUSES, Case, utcnow
 from interview.trust.access import (
     cases_coordinated_by,

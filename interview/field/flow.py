@@ -14,7 +14,7 @@ from interview.store.models import (
     new_uuid,
     utcnow,
 )
-from interview.sync.core import refold_interview
+from interview.sync.merge import refold_interview
 
 EDITABLE = ("in_progress", "paused", "completed", "stopped")
 

@@ -39,9 +39,9 @@ from typing import Any
 from flask import Response, current_app, g, request, session
 from flask_login import current_user
 
-from interview.field.kept import store_version
 from interview.participants.withdrawal import today_in_oslo
 from interview.store.extensions import db
+from interview.store.kept import store_version
 from interview.web.compression import accepts_gzip
 from interview.web.i18n import ui_lang
 

@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 
 from interview.store.extensions import db
 from interview.store.models import POLARITIES, Interview, Note, Theme, User
-from interview.sync.core import apply_changes, web_change
+from interview.sync.batch import apply_changes, web_change
 
 MAX_NOTE_LENGTH = 20_000
 MAX_REV = 2**31 - 1  # what the stores keep as an integer

@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from interview.field import flow
-from interview.field.consents import decode_signature, record_consent
 from interview.field.kept_pages import kept_page
 from interview.field.notes import apply_notes, parse_section_form
 from interview.store.content import guide_of
@@ -27,7 +26,8 @@ from interview.store.models import (
     Theme,
     utcnow,
 )
-from interview.sync.core import apply_changes, web_change
+from interview.sync.batch import apply_changes, web_change
+from interview.sync.consents import decode_signature, record_consent
 from interview.trust.access import (
     interview_or_404,
     interview_visible_or_404,

@@ -31,7 +31,8 @@ from interview.store.models import (
     note_themes,
     utcnow,
 )
-from interview.sync.core import WITHDRAWN_REASON, lock_writes
+from interview.sync.envelope import WITHDRAWN_REASON
+from interview.sync.log import lock_writes
 from interview.sync.waiting import refuse
 from interview.web.i18n import oslo_to_utc, utc_to_oslo
 

@@ -30,8 +30,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from interview.store.models import User
-from interview.sync.core import MAX_CHANGES, apply_changes
+from interview.sync.batch import apply_changes
 from interview.sync.devices import owned_by_another
+from interview.sync.envelope import MAX_CHANGES
 from interview.trust import audit
 from interview.trust.access import coordinated_case_ids
 from interview.trust.sealed_box import BoxError, open_box

@@ -15,7 +15,7 @@ from interview.store.content import guide_of
 from interview.store.extensions import db
 from interview.store.models import Interview, Participant, utcnow
 from interview.sync import waiting
-from interview.sync.core import EnvelopeError, apply_changes, parse_envelope, updates_since
+from interview.sync.batch import apply_changes
 from interview.sync.devices import (
     BROWSER_COOKIE,
     BROWSER_COOKIE_DAYS,
@@ -24,6 +24,8 @@ from interview.sync.devices import (
     owned_by_another,
     record_device,
 )
+from interview.sync.envelope import EnvelopeError, parse_envelope
+from interview.sync.log import updates_since
 from interview.sync.rescue import rescue_token
 from interview.trust import audit, study_key
 from interview.trust.access import interviews_visible_to

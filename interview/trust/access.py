@@ -8,8 +8,8 @@ from flask_login import current_user, login_required
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import joinedload
 
-from interview.field.kept import version_columns
 from interview.store.extensions import db
+from interview.store.kept import version_columns
 from interview.store.models import (
     Case,
     GuideVersion,

@@ -27,7 +27,7 @@ from interview.store.models import (
     SyncCounter,
     UpdateLog,
 )
-from interview.sync.core import CONFLICT_SEPARATOR
+from interview.sync.merge import CONFLICT_SEPARATOR
 
 from .tablets import Made, Tablet
 
