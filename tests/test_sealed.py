@@ -8,11 +8,11 @@ from flask.cli import FlaskGroup
 from sqlalchemy import inspect, select, text
 
 from interview import create_app
-from interview.sync import core as sync
 from interview.participants.registry import get_identity, set_identity
 from interview.store.crypto import KeyError_, RingSource, load_ring, sealed_with, write_ring
 from interview.store.extensions import db
 from interview.store.models import AuditEvent, Debrief, Note, SyncChange
+from interview.sync import apply as sync_apply
 from tests.conftest import get_row, make_config
 from tests.helpers import give_paper_consent, note_change, start_interview
 
@@ -66,7 +66,7 @@ def stored(app, client, auth, world):
         },
     }
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(sync.APPLIERS, "interview", _fail)
+        patch.setitem(sync_apply.APPLIERS, "interview", _fail)
         client.post(
             "/api/v1/sync",
             json={
