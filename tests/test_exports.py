@@ -17,7 +17,7 @@ from lxml import etree
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import selectinload
 
-from interview.desk import export_views, exports
+from interview.desk import export_views, exports, refi
 from interview.participants.registry import register
 from interview.store.extensions import db
 from interview.store.models import (
@@ -321,9 +321,7 @@ def test_qdpx_validates_and_every_selection_is_its_note(app, client, auth, world
             text = files["sources/" + path.removeprefix("internal://")]
             assert not text.startswith("\ufeff")
             for selection in source.findall("q:PlainTextSelection", NS):
-                note_id = next(
-                    i for i in expected if exports.guid("note", i) == selection.get("guid")
-                )
+                note_id = next(i for i in expected if refi.guid("note", i) == selection.get("guid"))
                 note = expected[note_id]
                 start, end = int(selection.get("startPosition")), int(selection.get("endPosition"))
                 assert text[start:end] == note.text
@@ -368,8 +366,8 @@ def test_qdpx_is_deterministic_and_valid_when_empty(app, world):
         now = datetime(2026, 11, 23, 10, 0, 0)
         first = exports.collect(db.session, [case_b.id], user=coordinator, now=now)
         second = exports.collect(db.session, [case_b.id], user=coordinator, now=now)
-        blob = exports.to_qdpx(first)
-        assert blob == exports.to_qdpx(second)
+        blob = refi.to_qdpx(first)
+        assert blob == refi.to_qdpx(second)
         assert exports.to_csv(first) == exports.to_csv(second)
         assert exports.to_json(first) == exports.to_json(second)
         with zipfile.ZipFile(io.BytesIO(blob)) as zf:
@@ -377,7 +375,7 @@ def test_qdpx_is_deterministic_and_valid_when_empty(app, world):
             doc = _validate(zf.read("project.qde"))
         assert doc.find("q:Sources", NS) is None
         nothing = exports.collect(db.session, [], user=coordinator, now=now)
-        _validate(zipfile.ZipFile(io.BytesIO(exports.to_qdpx(nothing))).read("project.qde"))
+        _validate(zipfile.ZipFile(io.BytesIO(refi.to_qdpx(nothing))).read("project.qde"))
         assert exports.counts(nothing) == {"participants": 0, "interviews": 0, "notes": 0}
 
 
@@ -625,7 +623,7 @@ def _reference_json(data: dict) -> bytes:
 
 
 def _reference_qde(data: dict, lang: str = "en") -> tuple[bytes, dict[str, str]]:
-    _el, _coding, _variable, guid = exports._el, exports._coding, exports._variable, exports.guid
+    _el, _coding, _variable, guid = refi._el, refi._coding, refi._variable, refi.guid
     study = data["study"]
     exporter = study["exported_by"]
     user_guid = guid("user", exporter["id"] if exporter else "system")
@@ -685,7 +683,7 @@ def _reference_qde(data: dict, lang: str = "en") -> tuple[bytes, dict[str, str]]
     sources: list[ET.Element] = []
     case_sources: dict[str, list[str]] = {c["code"]: [] for c in data["cases"]}
     for case, participant, interview in exports.iter_interviews(data):
-        text, spans = exports.source_text(interview)
+        text, spans = refi.source_text(interview)
         if not spans:
             continue
         source_guid = guid("interview", interview["id"])
@@ -885,7 +883,7 @@ def _streamed(session, fmt: str, case_ids, user, *, batch_size: int, lang: str =
     elif fmt == "json":
         chunks = exports.json_chunks(top, people)
     else:
-        chunks = exports.qdpx_chunks(top, people, lang)
+        chunks = refi.qdpx_chunks(top, people, lang)
     return b"".join(chunks)
 
 
@@ -930,7 +928,7 @@ def test_streamed_exports_are_byte_for_byte_the_in_memory_ones(app, many, batch_
             # the one-piece writers give the same bytes as well
             assert exports.to_csv(reference) == _reference_csv(reference)
             assert exports.to_json(reference) == _reference_json(reference)
-            _assert_same_project(exports.to_qdpx(reference), reference)
+            _assert_same_project(refi.to_qdpx(reference), reference)
 
 
 def test_the_fixture_covers_what_the_writers_must_handle(app, many):

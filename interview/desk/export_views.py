@@ -8,7 +8,7 @@ server's memory does not grow with the number of notes.
 from flask import Blueprint, Response, render_template, request, stream_with_context
 from flask_login import current_user
 
-from interview.desk import exports
+from interview.desk import exports, refi
 from interview.store.extensions import db
 from interview.store.models import Case, utcnow
 from interview.trust import audit
@@ -60,7 +60,7 @@ def _download(fmt: str):
     elif fmt == "json":
         body = exports.json_chunks(top, people)
     else:
-        body = exports.qdpx_chunks(top, people, ui_lang())
+        body = refi.qdpx_chunks(top, people, ui_lang())
     mimetype, ext = FORMATS[fmt]
     # case codes are short and plain, but a file name must never carry anything else
     scope = "".join(ch for ch in "-".join(codes) if ch.isalnum() or ch == "-")

@@ -6,7 +6,7 @@ number of notes: `head` reads the small part (study, codebook, cases, guide vers
 plain data (dicts, lists, strings), forgetting the batch's rows before it reads the next, and
 the writers (`csv_chunks`, `json_chunks`, `qdpx_chunks`) turn that data into bytes, piece by
 piece, without touching the database, so each can be tested on its own. (The REFI-QDA
-project alone keeps something per note until its end: see `qdpx_chunks`.) `collect` and
+project, `refi.py`, alone keeps something per note until its end: see `qdpx_chunks`.) `collect` and
 `to_csv` / `to_json` / `to_qdpx` read and write everything at once, for small exports and
 tests; they give the same bytes as the streamed writers.
 
@@ -28,22 +28,15 @@ import csv
 import io
 import json
 import uuid
-import zipfile
-import zlib
-from collections import deque
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
-from xml.etree import ElementTree as ET
 
-from flask_babel import force_locale
-from flask_babel import gettext as _
 from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from interview.store.content import guide_of
 from interview.store.models import (
-    POLARITIES,
     Case,
     CaseStaffTheme,
     Consent,
@@ -55,20 +48,26 @@ from interview.store.models import (
     User,
     utcnow,
 )
-from interview.web.labels import label
 
 FORMAT_VERSION = 1
+
 STUDY = "INNOFACT"
+
 ORIGIN = "FACT Interview Companion"
+
 QDA_NS = "urn:QDA-XML:project:1.0"
+
 # every GUID in a .qdpx is a uuid5 of our own ids under this namespace, so that exporting the
 # same data twice gives the same GUIDs and an analyst can merge or compare projects
 GUID_NS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:innofact:fact-interview-companion")
+
 # the characters a spreadsheet reads as the start of a formula (OWASP: CSV injection)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
 # participants read per query: their interviews, notes and tags are held only while the batch
 # is turned into plain data (measured: about 0.2 MB a participant of 30-odd notes)
 BATCH_SIZE = 50
+
 # the writers hand their bytes on in pieces of about this size
 CHUNK_SIZE = 64 * 1024
 
@@ -100,10 +99,6 @@ def iso(value: datetime | None) -> str | None:
 def guide_label(guide: dict) -> str:
     """Return a guide version's name as it appears in the CSV: `key v<version>`."""
     return f"{guide['key']} v{guide['version']}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the store
 
 
 def _question_order(version: GuideVersion) -> tuple[dict[str, int], dict[str, dict]]:
@@ -448,10 +443,6 @@ def _pieces(chunks: Iterable[str]) -> Iterator[bytes]:
         yield "".join(waiting).encode("utf-8")
 
 
-# ---------------------------------------------------------------------------------------------
-# CSV
-
-
 def safe_cell(value: Any) -> str:
     """Return a CSV cell as text, with an apostrophe before anything a spreadsheet would run."""
     if value is None:
@@ -500,10 +491,6 @@ def csv_chunks(people: Iterable[dict[str, Any]]) -> Iterator[bytes]:
 def to_csv(data: dict) -> bytes:
     """Return `csv_chunks` of collected data in one piece."""
     return b"".join(csv_chunks(_split(data)[1]))
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON
 
 
 def _json(value: Any, level: int) -> Iterator[str]:
@@ -584,336 +571,3 @@ def json_chunks(top: dict[str, Any], people: Iterable[dict[str, Any]]) -> Iterat
 def to_json(data: dict) -> bytes:
     """Return `json_chunks` of collected data in one piece."""
     return b"".join(json_chunks(*_split(data)))
-
-
-# ---------------------------------------------------------------------------------------------
-# REFI-QDA
-
-
-def guid(*parts: Any) -> str:
-    """Return the deterministic REFI-QDA GUID of one of our records."""
-    return str(uuid.uuid5(GUID_NS, ":".join(str(p) for p in parts)))
-
-
-def source_text(interview: dict) -> tuple[str, list[tuple[dict, int, int]]]:
-    """Return an interview's plain text and each note's (note, start, end) within it.
-
-    The text has a heading line per question (its text in the interview language), a blank
-    line, then each note followed by a blank line. Offsets are zero-based and count Unicode
-    code points (Python `str` indices), end exclusive: REFI-QDA positions are characters of
-    the plain text, not UTF-8 bytes and not UTF-16 units, so `text[start:end]` is the note
-    even when it holds æøå or an emoji. Notes with no words get no selection.
-    """
-    parts: list[str] = []
-    length = 0
-    spans: list[tuple[dict, int, int]] = []
-    current = None
-
-    def add(piece: str) -> None:
-        nonlocal length
-        parts.append(piece)
-        length += len(piece)
-
-    for note in interview["notes"]:
-        if not note["text"].strip():
-            continue
-        if note["question_key"] != current:
-            current = note["question_key"]
-            add((note["question_text"] or note["question_key"]) + "\n\n")
-        start = length
-        add(note["text"])
-        spans.append((note, start, length))
-        add("\n\n")
-    return "".join(parts), spans
-
-
-def _el(parent: ET.Element, tag: str, **attrs: Any) -> ET.Element:
-    return ET.SubElement(parent, tag, {k: str(v) for k, v in attrs.items()})
-
-
-def _coding(parent: ET.Element, note_guid: str, code_guid: str, user_guid: str) -> None:
-    coding = _el(parent, "Coding", guid=guid("coding", note_guid, code_guid))
-    coding.set("creatingUser", user_guid)
-    _el(coding, "CodeRef", targetGUID=code_guid)
-
-
-def _variable(parent: ET.Element, variable_guid: str, value: str) -> None:
-    holder = _el(parent, "VariableValue")
-    _el(holder, "VariableRef", targetGUID=variable_guid)
-    _el(holder, "TextValue").text = value
-
-
-def _xml(element: ET.Element) -> bytes:
-    # what ElementTree writes for encoding="utf-8": characters UTF-8 cannot carry (lone
-    # surrogates) become character references
-    return ET.tostring(element, encoding="unicode").encode("utf-8", "xmlcharrefreplace")
-
-
-# the Sources element's place in the project skeleton, while the sources are written apart
-_SOURCES_HERE = "SourcesGoHere"
-# what separates two sources: they sit two levels deep in project.qde
-_BETWEEN_SOURCES = b"\n    "
-
-
-def _qde_names(top: dict[str, Any], lang: str) -> dict[str, Any]:
-    """Return what `project.qde` says and refers to apart from the interviews."""
-    study = top["study"]
-    exporter = study["exported_by"]
-    with force_locale(lang):
-        words = {
-            "polarity": _("Polarity"),
-            "themes": _("Themes"),
-            "quote": _("Possible quote"),
-            "team": _("FACT team"),
-            "participant": _("Participant"),
-            "language": _("Interview language"),
-            "guide": _("Guide version"),
-            "retired": _("retired"),
-            "description": _(
-                "Interview notes from %(origin)s, export format %(version)s.",
-                origin=study["origin"],
-                version=study["format_version"],
-            ),
-            **{p: label("polarity", p) for p in POLARITIES},
-        }
-    return {
-        "lang": lang,
-        "words": words,
-        "user_guid": guid("user", exporter["id"] if exporter else "system"),
-        "user_name": exporter["username"] if exporter else "system",
-        "polarity_guids": {p: guid("code", "polarity", p) for p in POLARITIES},
-        "theme_guids": {t["key"]: guid("code", "theme", t["key"]) for t in top["codebook"]},
-        "quote_guid": guid("code", "possible_quote"),
-        "variables": {k: guid("variable", k) for k in ("team", "participant", "language", "guide")},
-    }
-
-
-def _text_source(
-    names: dict[str, Any],
-    participant: dict,
-    interview: dict,
-    spans: list[tuple[dict, int, int]],
-) -> ET.Element:
-    """Return an interview's TextSource: a selection per note, coded with its tags."""
-    user_guid = names["user_guid"]
-    polarity_guids, theme_guids = names["polarity_guids"], names["theme_guids"]
-    source_guid = guid("interview", interview["id"])
-    when = (interview["started_at"] or interview["planned_at"] or "")[:10]
-    source = ET.Element(
-        "TextSource",
-        {
-            "guid": source_guid,
-            "name": f"{participant['code']} {when}".strip(),
-            "plainTextPath": f"internal://{source_guid}.txt",
-            "creatingUser": user_guid,
-        },
-    )
-    _el(source, "Description").text = interview["id"]
-    for note, start, end in spans:
-        note_guid = guid("note", note["id"])
-        selection = _el(
-            source,
-            "PlainTextSelection",
-            guid=note_guid,
-            name=note["question_key"],
-            startPosition=start,
-            endPosition=end,
-            creatingUser=user_guid,
-            creationDateTime=note["created_at"],
-        )
-        if note["polarity"] in polarity_guids:
-            _coding(selection, note_guid, polarity_guids[note["polarity"]], user_guid)
-        for key in note["themes"]:
-            if key in theme_guids:
-                _coding(selection, note_guid, theme_guids[key], user_guid)
-        if note["possible_quote"]:
-            _coding(selection, note_guid, names["quote_guid"], user_guid)
-    guide = interview["guide"]
-    for key, value in (
-        ("team", participant["case"]),
-        ("participant", participant["code"]),
-        ("language", interview["language"]),
-        ("guide", f"{guide['key']} v{guide['version']}"),
-    ):
-        _variable(source, names["variables"][key], value)
-    return source
-
-
-def _qde_around_sources(
-    top: dict[str, Any], names: dict[str, Any], case_sources: dict[str, list[str]]
-) -> tuple[bytes, bytes]:
-    """Return `project.qde` around its sources: the XML before them and after them.
-
-    Everything but the sources is small (the cases list their sources by GUID only), so it is
-    built as one ElementTree; the Sources element holds a stand-in, and the XML is cut there.
-    """
-    study, words, lang = top["study"], names["words"], names["lang"]
-    # ElementTree cannot put unprefixed attributes under a default namespace, so the elements
-    # are written bare and the root declares the namespace they all belong to
-    project = ET.Element(
-        "Project",
-        {
-            "xmlns": QDA_NS,
-            "name": f"{study['name']} {' '.join(study['cases'])}".strip(),
-            "origin": study["origin"],
-            "creatingUserGUID": names["user_guid"],
-            "creationDateTime": study["exported_at"],
-        },
-    )
-    users = _el(project, "Users")
-    _el(users, "User", guid=names["user_guid"], name=names["user_name"])
-
-    codes = _el(_el(project, "CodeBook"), "Codes")
-    polarity = _el(codes, "Code", guid=guid("code", "polarity"), name=words["polarity"])
-    polarity.set("isCodable", "false")
-    for p, code_guid in names["polarity_guids"].items():
-        _el(polarity, "Code", guid=code_guid, name=words[p], isCodable="true")
-    themes = _el(codes, "Code", guid=guid("code", "themes"), name=words["themes"])
-    themes.set("isCodable", "false")
-    for t in top["codebook"]:
-        name = t["name"].get(lang, t["key"])
-        code = _el(themes, "Code", guid=names["theme_guids"][t["key"]], name=name)
-        code.set("isCodable", "true")
-        other = "en" if lang == "nb" else "nb"
-        retired = f" ({words['retired']})" if t["retired"] else ""
-        _el(code, "Description").text = f"{t['key']}{retired} – {t['name'][other]}"
-    _el(codes, "Code", guid=names["quote_guid"], name=words["quote"], isCodable="true")
-
-    holder = _el(project, "Variables")
-    for key, variable_guid in names["variables"].items():
-        _el(holder, "Variable", guid=variable_guid, name=words[key], typeOfVariable="Text")
-
-    if top["cases"]:  # the schema wants at least one Case inside Cases
-        cases = _el(project, "Cases")
-        for case in top["cases"]:
-            element = _el(cases, "Case", guid=guid("case", case["code"]))
-            element.set("name", f"{case['code']} – {case['name'].get(lang, case['code'])}")
-            _variable(element, names["variables"]["team"], case["code"])
-            for source_guid in case_sources[case["code"]]:
-                _el(element, "SourceRef", targetGUID=source_guid)
-    any_sources = any(case_sources.values())
-    if any_sources:
-        _el(_el(project, "Sources"), _SOURCES_HERE)
-    _el(project, "Description").text = words["description"]
-
-    ET.indent(project)
-    xml = ET.tostring(project, encoding="utf-8", xml_declaration=True)
-    if not any_sources:
-        return xml, b""
-    before, after = xml.split(f"<{_SOURCES_HERE} />".encode())
-    return before, after
-
-
-class _Sink:
-    """A write-only file for zipfile: it keeps what is written until it is taken.
-
-    It has no seek() and no tell(), so zipfile writes each entry's sizes after its data.
-    """
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        out = b"".join(self.parts)
-        self.parts.clear()
-        self.size = 0
-        return out
-
-
-def _entry(name: str, date_time: tuple) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    return info
-
-
-# what a TextSource needs of a note; its words are in the source text
-_OUTLINE_NOTE = ("id", "question_key", "created_at", "polarity", "themes", "possible_quote")
-
-
-def _outline(participant: dict, interview: dict, spans: list[tuple[dict, int, int]]) -> bytes:
-    """Return what an interview's TextSource is made of, without the words: one JSON line."""
-    outline = [
-        {"code": participant["code"], "case": participant["case"]},
-        {k: interview[k] for k in ("id", "started_at", "planned_at", "language", "guide")},
-        [[{k: note[k] for k in _OUTLINE_NOTE}, start, end] for note, start, end in spans],
-    ]
-    return json.dumps(outline, separators=(",", ":")).encode("ascii") + b"\n"
-
-
-def _outlines(packed: deque[bytes]) -> Iterator[list]:
-    """Yield the outlines deflated into `packed`, emptying it as they are read."""
-    unpack = zlib.decompressobj()
-    rest = b""
-    while packed:
-        rest += unpack.decompress(packed.popleft())
-        *lines, rest = rest.split(b"\n")
-        for line in lines:
-            yield json.loads(line)
-    if rest + unpack.flush():
-        raise ValueError("a source outline was cut short")
-
-
-def qdpx_chunks(
-    top: dict[str, Any], people: Iterable[dict[str, Any]], lang: str = "en"
-) -> Iterator[bytes]:
-    """Yield a REFI-QDA project: a zip of the interview texts under sources/ and `project.qde`.
-
-    One pass over the participants, so that each source text and the selections in it come
-    from the same reading of the store: each interview's text goes into the zip as soon as
-    it is read. `project.qde` lists the cases, with their sources, before the sources, so it
-    comes last, after the texts (in export order), and each TextSource waits for it as an
-    outline without the words, deflated in memory (about 40 bytes a note). The bytes are the
-    same for the same data. Entries carry their sizes after their data (the zip is written
-    front to back, never sought back in).
-    """
-    names = _qde_names(top, lang)
-    stamp = datetime.fromisoformat(top["study"]["exported_at"].replace("Z", "+00:00"))
-    # a fixed entry time (the export's) keeps the zip's bytes the same for the same data
-    date_time = max(stamp.timetuple()[:6], (1980, 1, 1, 0, 0, 0))
-    sink = _Sink()
-    zf = zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED)
-    case_sources: dict[str, list[str]] = {c["code"]: [] for c in top["cases"]}
-    deflate = zlib.compressobj()
-    outlines: deque[bytes] = deque()
-    for participant in people:
-        for interview in participant["interviews"]:
-            text, spans = source_text(interview)
-            if not spans:
-                continue  # an interview with no words written has nothing to code
-            source_guid = guid("interview", interview["id"])
-            # UTF-8 without a BOM: a BOM would shift every offset by one character
-            with zf.open(_entry(f"sources/{source_guid}.txt", date_time), "w") as entry:
-                entry.write(text.encode("utf-8"))
-            outlines.append(deflate.compress(_outline(participant, interview, spans)))
-            case_sources[participant["case"]].append(source_guid)
-        if sink.size >= CHUNK_SIZE:
-            yield sink.take()
-    outlines.append(deflate.flush())
-
-    before, after = _qde_around_sources(top, names, case_sources)
-    with zf.open(_entry("project.qde", date_time), "w") as entry:
-        entry.write(before)
-        for n, (participant, interview, spans) in enumerate(_outlines(outlines)):
-            source = _text_source(names, participant, interview, spans)
-            ET.indent(source, level=2)
-            entry.write((_BETWEEN_SOURCES if n else b"") + _xml(source))
-            if sink.size >= CHUNK_SIZE:
-                yield sink.take()
-        entry.write(after)
-    zf.close()
-    yield sink.take()
-
-
-def to_qdpx(data: dict, lang: str = "en") -> bytes:
-    """Return `qdpx_chunks` of collected data in one piece."""
-    top, people = _split(data)
-    return b"".join(qdpx_chunks(top, people, lang))

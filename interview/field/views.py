@@ -3,20 +3,33 @@
 import uuid
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from interview.field import flow
 from interview.field.kept_pages import kept_page
 from interview.field.notes import apply_notes, parse_section_form
+from interview.field.pages import (
+    _check_consent_method,
+    _conflicted_notes,
+    _consent_answers,
+    _consent_problems,
+    _consent_strings,
+    _identifier_findings,
+    _identifier_guard,
+    _identifier_words,
+    _latest_consent_form,
+    _note_words,
+    _participant_words,
+    _section_notes,
+    _themes_for,
+    _warn_identifiers_elsewhere,
+    theme_boxes,
+)
 from interview.store.content import guide_of
 from interview.store.extensions import db
-from interview.store.identifiers import KINDS as IDENTIFIER_KINDS
-from interview.store.identifiers import find_identifiers, given_names
 from interview.store.models import (
     ConsentFormVersion,
     Debrief,
@@ -45,7 +58,6 @@ from interview.web.forms import (
     wellbeing_choices,
 )
 from interview.web.i18n import oslo_to_utc, utc_to_oslo
-from interview.web.i18n import text as text_in
 from interview.web.labels import FORM_MESSAGES, Words
 
 bp = Blueprint("interviews", __name__, url_prefix="/interviews")
@@ -175,19 +187,6 @@ def reschedule(interview_id):
     return render_template("interviews/reschedule.html", interview=interview, form=form), status
 
 
-def _newest_consent_form() -> ConsentFormVersion | None:
-    return db.session.scalars(
-        select(ConsentFormVersion).order_by(ConsentFormVersion.version.desc())
-    ).first()
-
-
-def _latest_consent_form() -> ConsentFormVersion:
-    form_version = _newest_consent_form()
-    if form_version is None:
-        abort(409)
-    return form_version
-
-
 @login_required
 def consent(interview_id):
     """Informed consent in the interview language: every item answered; no consent, no interview."""
@@ -251,196 +250,6 @@ def consent(interview_id):
         ),
         status,
     )
-
-
-def _consent_answers(items: list[dict]) -> tuple[dict[str, bool], dict[str, str]]:
-    """Read each item's yes or no from the posted form; return the answers and what is amiss."""
-    answers: dict[str, bool] = {}
-    errors: dict[str, str] = {}
-    for item in items:
-        value = request.form.get(f"item-{item['key']}")
-        if value in ("yes", "no"):
-            answers[item["key"]] = value == "yes"
-        else:
-            errors[item["key"]] = str(FORM_MESSAGES["answer_every_item"])
-    if answers.get("participate") is False:
-        errors["participate"] = str(FORM_MESSAGES["need_participate"])
-    return answers, errors
-
-
-def _check_consent_method(form: ConsentForm) -> bytes | None:
-    """Check the fields of the chosen way of consenting; return the signature drawn, if any."""
-    if form.method.errors:
-        # one plain message, whether nothing was chosen or something unknown was sent
-        form.method.errors = [str(FORM_MESSAGES["need_method"])]
-        return None
-    if form.method.data == "tablet":
-        signature = decode_signature(form.signature.data or "")
-        if signature is None and not form.signature.errors:
-            form.signature.errors = [str(FORM_MESSAGES["need_signature"])]
-        return signature
-    if not (form.paper_form_number.data or "").strip() and not form.paper_form_number.errors:
-        form.paper_form_number.errors = [str(FORM_MESSAGES["need_paper_number"])]
-    return None
-
-
-def _consent_problems(
-    form: ConsentForm,
-    items: list[dict],
-    answers: dict[str, bool],
-    item_errors: dict[str, str],
-    interview: Interview,
-) -> list[tuple[str, Markup]]:
-    """The error summary: (id of the field to go to, what to do), in the order of the form."""
-    problems: list[tuple[str, Markup]] = []
-    if form.method.errors:
-        problems.append(("method-0", escape(form.method.errors[0])))
-    words = _consent_strings()
-    lang = interview.language
-    for item in items:
-        key = item["key"]
-        if key not in item_errors:
-            continue
-        # the item in the participant's words, the message in the peer's
-        named = Markup('<span lang="{}">{}</span>').format(lang, text_in(item["text"], lang))
-        says = words["participate_item"] if answers.get(key) is False else words["answer_item"]
-        problems.append((f"item-{key}-yes", escape(says) % {"item": named}))
-    for field, target in (
-        (form.printed_name, "printed_name"),
-        (form.signature, "signature-pad"),
-        (form.paper_form_number, "paper_form_number"),
-    ):
-        problems += [(target, escape(message)) for message in field.errors]
-    return problems
-
-
-def _consent_strings() -> dict[str, str]:
-    """The consent form's messages in the UI language, for the page and its script alike."""
-    return {
-        "title": _("There is a problem"),
-        "need_method": str(FORM_MESSAGES["need_method"]),
-        "answer_every_item": str(FORM_MESSAGES["answer_every_item"]),
-        "answer_item": _("Answer yes or no: %(item)s"),
-        "need_participate": str(FORM_MESSAGES["need_participate"]),
-        "participate_item": _("The participant has answered no: %(item)s"),
-        "need_signature": str(FORM_MESSAGES["need_signature"]),
-        "need_paper_number": str(FORM_MESSAGES["need_paper_number"]),
-    }
-
-
-def _participant_words(lang: str) -> Words:
-    """The consent form's words the participant reads, in the interview language."""
-    with force_locale(lang):
-        return Words(
-            answers=_("Your answers"),
-            required=_("required to take part"),
-            yes=_("Yes"),
-            no=_("No"),
-            signature=_("Signature"),
-            sign_hint=_("Sign with a finger or a stylus in the box."),
-            clear=_("Clear signature"),
-            printed_name=_("Your name in block letters (optional)"),
-            withdrawing=_("About withdrawing"),
-            contact=_("Contact"),
-        )
-
-
-def _themes_for(
-    interview: Interview, question_themes: tuple[str, ...], active: list[Theme]
-) -> list[Theme]:
-    """Order the codebook for a note: question's suggestions, team's staff themes, the rest."""
-    staff = {st.theme_id for st in interview.participant.case.staff_themes}
-
-    def rank(t: Theme):
-        if t.key in question_themes:
-            return (0, question_themes.index(t.key))
-        return (1 if t.id in staff else 2, t.key)
-
-    return sorted(active, key=rank)
-
-
-def _identifier_words() -> dict[str, str]:
-    """The identifier guard's warnings, one per kind, and the advice (page and tablet alike)."""
-    return {
-        "national_id": _("This note may contain a national identity number."),
-        "phone": _("This note may contain a phone number."),
-        "email": _("This note may contain an e-mail address."),
-        "address": _("This note may contain a street address."),
-        "name": _("This note may contain a person's name."),
-        "advice": _("Write around it: the study must never hold who the participant is."),
-        "where": _("Where:"),
-    }
-
-
-def _section_notes(interview: Interview, keys: list[str]) -> list[Note]:
-    """Return the section's live notes with their themes, in the order they were written."""
-    return list(
-        db.session.scalars(
-            select(Note)
-            .where(
-                Note.interview_id == interview.id,
-                Note.question_key.in_(keys),
-                Note.deleted_at.is_(None),
-            )
-            .options(selectinload(Note.themes))
-            .order_by(Note.created_at, Note.id)
-        )
-    )
-
-
-def _note_words() -> dict[str, str]:
-    """The fixed words of a note's fields, translated once per page."""
-    return {
-        "note": _("Note"),
-        "new_note": _("New note"),
-        "about": _("This note is about something that…"),
-        "neither": _("Neither"),
-        "inhibits": _("Inhibits"),
-        "promotes": _("Promotes"),
-        "quote": _("Possible quote"),
-        "themes": _("Themes"),
-        "all_themes": _("Save and show all themes"),
-    }
-
-
-def theme_boxes(
-    prefix: str, themes: list[Theme], checked: list[str], lang: str, only_checked: bool = False
-) -> Markup:
-    """Return a note's theme checkboxes (a note page holds dozens of notes: built in Python)."""
-    name = escape(prefix + "-theme")
-    chosen = set(checked)
-    boxes = []
-    for t in themes:
-        if only_checked and str(t.id) not in chosen:
-            continue
-        mark = " checked" if str(t.id) in chosen else ""
-        label = escape(t.name(lang))
-        boxes.append(
-            f'<label class="check"><input type="checkbox" name="{name}" value="{t.id}" '
-            f'data-key="{escape(t.key)}"{mark}>{label}</label>'
-        )
-    return Markup("".join(boxes))
-
-
-def _identifier_findings(notes: list[Note]) -> dict[str, dict]:
-    """Per note id: the kinds of possible identifiers in its saved text and masked excerpts."""
-    out = {}
-    for note in notes:
-        if not note.identifier_kinds:
-            continue  # worked out when the text was written: nothing found then
-        found = find_identifiers(note.text or "")
-        if found:
-            kinds = {f.kind for f in found}
-            out[note.id] = {
-                "kinds": [k for k in IDENTIFIER_KINDS if k in kinds],
-                "excerpts": [f.excerpt for f in found],
-            }
-    return out
-
-
-def _identifier_guard() -> dict:
-    """What the tablet's identifiers.js needs: the words to show and the given-name list."""
-    return {"words": _identifier_words(), "names": sorted(given_names())}
 
 
 @login_required
@@ -544,24 +353,6 @@ def _section(interview: Interview, index: int):
             _warn_identifiers_elsewhere(result.results, target, interview, index)
             return redirect(target)
     return page(notes, all_themes, errors, status), status
-
-
-def _warn_identifiers_elsewhere(results, target: str, interview: Interview, index: int) -> None:
-    """Leaving the section: say that a saved note may hold an identifier (never which words)."""
-    # on this section's own page the warning stands beside the note, and on the way to the
-    # distress or stop pages it would only be in the way; the flash names no words
-    here = url_for("interviews.section", interview_id=interview.id, index=index)
-    if request.form.get("go") in ("distress", "stop") or target.split("#")[0] == here:
-        return
-    if any(r.warnings for r in results):
-        flash(
-            _(
-                "A note you saved in section %(n)d may hold something that tells who the "
-                "participant is. Go back to it and write around it.",
-                n=index + 1,
-            ),
-            "warning",
-        )
 
 
 def _after_save(interview: Interview, index: int, count: int) -> str:
@@ -776,18 +567,6 @@ def debrief(interview_id):
     return render_template("interviews/debrief.html", interview=interview, form=form), status
 
 
-def _conflicted_notes():
-    visible = open_interviews_visible_to(current_user).with_only_columns(Interview.id)
-    return list(
-        db.session.scalars(
-            select(Note)
-            .where(Note.conflict.is_not(None), Note.interview_id.in_(visible))
-            .options(selectinload(Note.interview).selectinload(Interview.participant))
-            .order_by(Note.updated_at)
-        )
-    )
-
-
 @login_required
 def conflicts():
     """Notes edited in two places at once: both versions side by side, to choose or merge."""
@@ -831,19 +610,35 @@ def resolve_conflict(note_id):
 
 
 IV = "/<uuid:interview_id>"
+
 bp.add_url_rule("/conflicts", view_func=conflicts)
+
 bp.add_url_rule("/conflicts/<uuid:note_id>", view_func=resolve_conflict, methods=["POST"])
+
 bp.add_url_rule("/", view_func=mine)
+
 bp.add_url_rule(IV, view_func=overview)
+
 bp.add_url_rule(IV + "/capacity", view_func=capacity, methods=["GET", "POST"])
+
 bp.add_url_rule(IV + "/reschedule", view_func=reschedule, methods=["GET", "POST"])
+
 bp.add_url_rule(IV + "/consent", view_func=consent, methods=["GET", "POST"])
+
 bp.add_url_rule(IV + "/section/<int:index>", view_func=section, methods=["GET", "POST"])
+
 bp.add_url_rule(IV + "/pause", view_func=pause, methods=["POST"])
+
 bp.add_url_rule(IV + "/resume", view_func=resume, methods=["POST"])
+
 bp.add_url_rule(IV + "/check-in", view_func=check_in, methods=["POST"])
+
 bp.add_url_rule(IV + "/distress", view_func=distress, methods=["GET", "POST"])
+
 bp.add_url_rule(IV + "/distress/stage-2", view_func=distress_two, methods=["GET", "POST"])
+
 bp.add_url_rule(IV + "/stop", view_func=stop, methods=["GET", "POST"])
+
 bp.add_url_rule(IV + "/finish", view_func=finish, methods=["GET", "POST"])
+
 bp.add_url_rule(IV + "/debrief", view_func=debrief, methods=["GET", "POST"])
