@@ -14,7 +14,7 @@ from devdata.demo import seed_cases, seed_participants, seed_users
 from interview.store.content import ContentError, load_all
 from interview.store.extensions import db
 from interview.store.models import ROLES, Case, User
-from interview.trust import audit, backup, keys
+from interview.trust import audit, backup_cli, keys
 from interview.trust.passwords import hash_password, password_problem
 
 
@@ -148,6 +148,6 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(guides)
     app.cli.add_command(seed_demo)
     app.cli.add_command(init_db)
-    backup.init_app(app)
+    backup_cli.init_app(app)
     app.cli.add_command(keys.keys)
     app.cli.add_command(scale.seed_scale_command)

@@ -23,28 +23,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import click
-from flask import Flask, current_app
-from sqlalchemy import select
+from flask import Flask
 from sqlalchemy.engine import make_url
 
 from interview.config import ROOT
-from interview.participants.registry import get_identity
-from interview.store.crypto import KeyError_
 from interview.store.extensions import db
-from interview.store.models import Debrief, IdentityEntry, InterviewEvent, Note, SyncChange
-from interview.trust import audit
-from interview.trust.study_key import StudyKeyError, load_key_file
 
 FORMAT = 1
+
 MANIFEST = "manifest.json"
+
 KEYS_MANIFEST = "keys.json"
+
 # the case store is copied first: a participant registered between the two copies then leaves
 # an identity entry without its participant (harmless), never a participant without its entry
 STORE_ORDER = ("casestore", "identity")
+
 # config names that point at key material kept outside the database
 KEY_FILE = re.compile(r"_KEYS?_FILE$")
+
 KEY_DIR = re.compile(r"KEYS?_DIR$")
+
 # tables whose rows say nothing about whether a store holds data
 BOOKKEEPING = {"alembic_version"}
 
@@ -107,9 +106,6 @@ class RestoreResult:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     instructions: list[str] = field(default_factory=list)
-
-
-# --- where things are ---------------------------------------------------------------------
 
 
 def _sqlite_path(url: str, instance_path: str) -> Path | None:
@@ -195,9 +191,6 @@ def key_fingerprints(sources: list[KeySource]) -> list[dict]:
                 }
             )
     return out
-
-
-# --- SQLite -------------------------------------------------------------------------------
 
 
 def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
@@ -287,9 +280,6 @@ def _dispose_engines() -> None:
     db.session.remove()
     for engine in {db.engine, *db.engines.values()}:
         engine.dispose()
-
-
-# --- backup -------------------------------------------------------------------------------
 
 
 def _stamp(now: datetime) -> str:
@@ -442,379 +432,3 @@ def take_backup(
     else:
         result.uncopied_keys = file_sources
     return result
-
-
-# --- restore ------------------------------------------------------------------------------
-
-
-def read_manifest(backup_dir: Path) -> dict:
-    """Read a backup's manifest and check every file against it; raise BackupError if off."""
-    path = backup_dir / MANIFEST
-    if not path.is_file():
-        raise BackupError(
-            f"{backup_dir} has no {MANIFEST}: it is not a backup made by flask backup"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BackupError(f"{path} is not readable JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BackupError(f"{path} is not a manifest this version can read")
-    entries = manifest.get("stores")
-    if not isinstance(entries, dict) or set(entries) != set(STORE_ORDER):
-        raise BackupError(f"{path} must list exactly the stores {', '.join(STORE_ORDER)}")
-    problems = []
-    for name in STORE_ORDER:
-        entry = entries[name]
-        file_name = entry.get("file") if isinstance(entry, dict) else None
-        # a name like ../../x would read (and then restore) a file outside the backup
-        if not isinstance(file_name, str) or Path(file_name).name != file_name or not file_name:
-            raise BackupError(f"{path}: the {name} entry names no plain file")
-        copy = backup_dir / file_name
-        if not copy.is_file():
-            problems.append(f"{file_name} is missing")
-        elif sha256_file(copy) != entry.get("sha256"):
-            problems.append(f"{file_name} does not match its sha256 in the manifest")
-    if problems:
-        raise BackupError("the backup is not intact, nothing was restored: " + "; ".join(problems))
-    return manifest
-
-
-def pg_restore_instructions(found: list[Store]) -> list[str]:
-    """Return the commands an operator runs to restore PostgreSQL stores from pg_dump files."""
-    variables = {"casestore": "DATABASE_URL", "identity": "IDENTITY_DATABASE_URL"}
-    lines = [
-        "The stores are PostgreSQL databases: restore them from their pg_dump files with the "
-        "app stopped, each into its own database:",
-    ]
-    for store in found:
-        lines.append(
-            "  pg_restore --clean --if-exists --no-owner --single-transaction "
-            f'--dbname="${variables[store.name]}" {store.name}-<time>.dump'
-        )
-    lines += [
-        "  flask db upgrade",
-        "Check the sha256 of each dump first (sha256sum -c SHA256SUMS-<time>), and put the key "
-        "files saved with the backup back in place before starting the app.",
-    ]
-    return lines
-
-
-def _withdrawn(path: Path) -> dict[str, str]:
-    """Return {participant id: code} of the withdrawn participants in a case store file."""
-    if not path.is_file():
-        return {}
-    conn = _connect(path, readonly=True)
-    try:
-        if "participant" not in _tables(conn):
-            return {}
-        rows = conn.execute("SELECT id, code FROM participant WHERE status = 'withdrawn'")
-        return dict(rows.fetchall())
-    finally:
-        conn.close()
-
-
-def _counter(path: Path) -> int:
-    if not path.is_file():
-        return 0
-    conn = _connect(path, readonly=True)
-    try:
-        if "sync_counter" not in _tables(conn):
-            return 0
-        row = conn.execute("SELECT value FROM sync_counter WHERE id = 1").fetchone()
-        return row[0] if row and row[0] else 0
-    finally:
-        conn.close()
-
-
-def _keep_counter_ahead(path: Path, value: int) -> bool:
-    """Never let the sync sequence go back: tablets hold cursors from the store replaced."""
-    if value <= _counter(path):
-        return False
-    conn = _connect(path)
-    try:
-        with conn:
-            done = conn.execute("UPDATE sync_counter SET value = ? WHERE id = 1", (value,))
-            if done.rowcount == 0:
-                conn.execute("INSERT INTO sync_counter (id, value) VALUES (1, ?)", (value,))
-    finally:
-        conn.close()
-    return True
-
-
-def key_warnings(app: Flask, manifest: dict) -> list[str]:
-    """Check that the keys in place are there, are those of the backup, and open its data."""
-    warnings = []
-    sources = key_sources(app.config)
-    for source in sources:
-        if not source.env_value and not source.files():
-            warnings.append(
-                f"the key {source.setting} is missing ({source.path}): put back the copy kept "
-                "with this backup (flask backup --keys-to)"
-            )
-    now = {k["setting"]: k.get("fingerprint") for k in key_fingerprints(sources)}
-    for recorded in manifest.get("keys") or []:
-        setting, fingerprint = recorded.get("setting"), recorded.get("fingerprint")
-        if fingerprint and setting in now and now[setting] and now[setting] != fingerprint:
-            warnings.append(
-                STUDY_KEY_CHANGED
-                if setting == "STUDY_KEY_FILE"
-                else f"the key {setting} in place is not the key in use when this backup was taken"
-            )
-    warnings += _study_key_warnings(app)
-    warnings += _decrypt_warnings(app)
-    return warnings
-
-
-# nothing in the stores is sealed to the study key (what it opens is sealed again with the
-# identity or research key on arrival): the key that matters is the one tablets hold now
-STUDY_KEY_CHANGED = (
-    "the study key in place (STUDY_KEY_FILE) is not the one in use when this backup was "
-    "taken. The restored stores do not need it: keep the key in place, which the tablets seal "
-    "to now. Keep the backup's copy as well: a rescue copy sealed to it opens only with it."
-)
-
-
-def _study_key_warnings(app: Flask) -> list[str]:
-    path = Path(app.config.get("STUDY_KEY_FILE") or "")
-    if not str(path) or not path.is_file():
-        return []  # a missing key file is named above
-    try:
-        load_key_file(path)
-    except StudyKeyError as exc:
-        return [
-            f"the study key in place cannot be used ({exc}): tablets cannot seal signatures "
-            "and rescue copies cannot be opened; put back the copy kept with this backup"
-        ]
-    return []
-
-
-def _decrypt_warnings(app: Flask) -> list[str]:
-    warnings = []
-    with app.app_context():
-        _dispose_engines()
-        try:
-            entry = db.session.scalars(
-                select(IdentityEntry)
-                .where(
-                    (IdentityEntry.name_enc.is_not(None)) | IdentityEntry.contact_enc.is_not(None)
-                )
-                .limit(1)
-            ).first()
-            if entry is not None:
-                get_identity(entry.participant_id)
-        except KeyError_:
-            warnings.append(
-                "the identity key in place cannot decrypt the restored identity key store: "
-                "names and contact details cannot be read until the key kept with this backup "
-                "is put back"
-            )
-        except Exception as exc:  # an older schema, say: the check itself could not run
-            warnings.append(_unchecked("identity key store", exc))
-            db.session.rollback()
-        try:
-            # note and debrief text and waiting sync payloads are sealed with the research key:
-            # reading one of each proves the key in place opens the restored case store
-            for model, attribute in (
-                (Note, "text"),
-                (Debrief, "reflection"),
-                (SyncChange, "payload"),
-                (InterviewEvent, "comment"),
-            ):
-                # the sealed column itself: the store cannot compare sealed words
-                column = getattr(model, f"{attribute}_enc")
-                row = db.session.scalars(select(model).where(column.is_not(None)).limit(1)).first()
-                if row is not None:
-                    getattr(row, attribute)
-        except KeyError_:
-            warnings.append(
-                "the research key in place cannot decrypt note or debrief text in the restored "
-                "case store: put back the key files kept with this backup"
-            )
-        except Exception as exc:  # as above
-            warnings.append(_unchecked("case store", exc))
-        finally:
-            db.session.rollback()
-            db.session.remove()
-    return warnings
-
-
-def _unchecked(what: str, exc: Exception) -> str:
-    return (
-        f"the keys could not be checked against the restored {what} ({type(exc).__name__}); "
-        "run flask db upgrade, then open a participant's identity page and an interview's notes"
-    )
-
-
-def restore_backup(app: Flask, backup_dir: Path, force: bool = False) -> RestoreResult:
-    """Restore both stores from a verified backup folder; refuse over data unless `force`."""
-    result = RestoreResult()
-    found = stores(app)
-    if any(store.path is None for store in found):
-        result.instructions = pg_restore_instructions(found)
-        return result
-    manifest = read_manifest(backup_dir)
-    if not force:
-        busy = []
-        for store in found:
-            held = _holds_data(store.path)
-            if held:
-                busy.append(f"{store.name} ({store.path}: {sum(held.values())} rows)")
-        if busy:
-            raise BackupError(
-                "these stores hold data and would be overwritten: "
-                + ", ".join(busy)
-                + ". Take a backup of them first, stop the app, then use --force."
-            )
-    case_path = next(s.path for s in found if s.name == "casestore")
-    withdrawn_before = _withdrawn(case_path)
-    counter_before = _counter(case_path)
-
-    with app.app_context():
-        _dispose_engines()
-    for store in found:
-        entry = manifest["stores"][store.name]
-        store.path.parent.mkdir(parents=True, exist_ok=True)
-        sqlite_copy(backup_dir / entry["file"], store.path)
-    with app.app_context():
-        _dispose_engines()
-
-    for store in found:
-        entry = manifest["stores"][store.name]
-        check = integrity_check(store.path)
-        if check != "ok":
-            raise BackupError(f"PRAGMA integrity_check on the restored {store.name}: {check}")
-        counts = table_counts(store.path)
-        if counts != entry.get("tables"):
-            raise BackupError(
-                f"the restored {store.name} store does not hold the rows the manifest lists"
-            )
-        result.restored.append((store, entry))
-        result.notes.append(f"PRAGMA integrity_check on {store.name}: ok")
-
-    if _keep_counter_ahead(case_path, counter_before):
-        result.notes.append(
-            f"the sync sequence continues from {counter_before}, so tablets' cursors stay valid"
-        )
-    back = {pid: code for pid, code in withdrawn_before.items() if pid not in _withdrawn(case_path)}
-    if back:
-        result.warnings.append(
-            f"{len(back)} participant(s) withdrew after this backup was taken and are NOT "
-            f"withdrawn in the restored store: {', '.join(sorted(back.values()))}. A coordinator "
-            "must record each withdrawal again before anyone uses the store."
-        )
-    app_head, revisions = (
-        app_revision(),
-        {e.get("alembic_revision") for e in manifest["stores"].values()},
-    )
-    if app_head and any(r and r != app_head for r in revisions):
-        result.warnings.append(
-            f"the backup's schema ({', '.join(sorted(r for r in revisions if r))}) is not this "
-            f"app's ({app_head}): run flask db upgrade before starting the app"
-        )
-    result.warnings += key_warnings(app, manifest)
-
-    with app.app_context():
-        try:
-            audit.record(
-                "store_restored",
-                backup=backup_dir.name,
-                backup_created_at=manifest.get("created_at"),
-            )
-            db.session.commit()
-        except Exception as exc:  # an older schema: the restore stands, the operator is told
-            db.session.rollback()
-            result.warnings.append(
-                f"the restore could not be written to the audit log ({type(exc).__name__})"
-            )
-    return result
-
-
-# --- the commands -------------------------------------------------------------------------
-
-
-def _short(path: Path) -> str:
-    return f"{path.name:<16} {path.stat().st_size:>12,} bytes"
-
-
-@click.command("backup")
-@click.argument("dest_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--keys-to",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Copy the key files (0600) into this folder; never one inside DEST_DIR.",
-)
-def backup_command(dest_dir: Path, keys_to: Path | None) -> None:
-    """Back up the case store and the identity key store (online) into DEST_DIR."""
-    app = current_app._get_current_object()
-    try:
-        result = take_backup(app, dest_dir, keys_to)
-    except BackupError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except (sqlite3.Error, OSError) as exc:
-        raise click.ClickException(f"the backup failed: {exc}") from exc
-    for line in result.instructions:
-        click.echo(line)
-    if result.folder is not None:
-        click.echo(f"Backup written to {result.folder}:")
-        for name, entry in result.manifest["stores"].items():
-            rows = sum(entry["tables"].values())
-            click.echo(
-                f"  {_short(result.folder / entry['file'])}  sha256 {entry['sha256'][:16]}…  "
-                f"{len(entry['tables'])} tables, {rows} rows ({name})"
-            )
-        click.echo(f"  {_short(result.folder / MANIFEST)}")
-        audit.record(
-            "backup_taken", backup=result.folder.name, keys_copied=result.keys_folder is not None
-        )
-        db.session.commit()
-    if result.keys_folder is not None:
-        click.echo(f"Key files written to {result.keys_folder} (mode 0600):")
-        for path in result.key_files:
-            click.echo(f"  {path.relative_to(result.keys_folder)}")
-        click.echo("Keep that folder on other storage than the backup; never send them together.")
-    if result.uncopied_keys:
-        click.echo("Key files NOT copied (the key and the data must never travel together):")
-        for source in result.uncopied_keys:
-            for path in source.files():
-                click.echo(f"  {source.setting}: {path}")
-        click.echo(
-            "Without them the backup's identity data and sealed text cannot be read: copy them "
-            "to a separate, protected place, or run again with --keys-to DIR."
-        )
-    for source in result.env_keys:
-        click.echo(
-            f"{source.env_setting} comes from the environment: keep it in your secret store; "
-            "nothing was copied."
-        )
-
-
-@click.command("restore")
-@click.argument("backup_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Overwrite stores that hold data.")
-def restore_command(backup_dir: Path, force: bool) -> None:
-    """Restore both stores from a backup folder made by `flask backup`, after checking it."""
-    app = current_app._get_current_object()
-    try:
-        result = restore_backup(app, backup_dir, force)
-    except BackupError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except (sqlite3.Error, OSError) as exc:
-        raise click.ClickException(f"the restore failed: {exc}") from exc
-    for line in result.instructions:
-        click.echo(line)
-    for store, entry in result.restored:
-        rows = sum(entry["tables"].values())
-        click.echo(f"Restored {store.name} into {store.path} ({rows} rows, sha256 verified)")
-    for line in result.notes:
-        click.echo(f"  {line}")
-    for warning in result.warnings:
-        click.echo(f"WARNING: {warning}", err=True)
-    if result.restored and not result.warnings:
-        click.echo("The keys in place open the restored data.")
-
-
-def init_app(app: Flask) -> None:
-    """Register `flask backup` and `flask restore`."""
-    app.cli.add_command(backup_command)
-    app.cli.add_command(restore_command)
