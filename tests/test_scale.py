@@ -8,7 +8,8 @@ import pytest
 from flask.cli import FlaskGroup
 from sqlalchemy import func, select
 
-from devdata.scale import SENTENCES, ScaleError, _Texts, seed_scale
+from devdata.scale import ScaleError, seed_scale
+from devdata.words import SENTENCES, _Texts
 from interview import create_app
 from interview.store.content import guide_of, load_all
 from interview.store.extensions import db
