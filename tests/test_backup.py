@@ -13,10 +13,11 @@ from flask.cli import FlaskGroup
 from sqlalchemy import delete, select
 
 from interview import create_app
-from interview.participants.registry import get_identity, register
+from interview.participants.registry import register
 from interview.participants.withdrawal import today_in_oslo, withdraw
 from interview.store.crypto import app_key, open_sealed
 from interview.store.extensions import db
+from interview.store.identity import get_identity
 from interview.store.models import (
     Case,
     ConsentSignature,

@@ -4,8 +4,8 @@ import re
 
 from sqlalchemy import select
 
-from interview.participants.registry import get_identity
 from interview.store.extensions import db
+from interview.store.identity import get_identity
 from interview.store.models import AuditEvent, IdentityEntry, Interview, Participant, User
 from tests.conftest import get_row
 

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from interview.documents import render as documents
 from interview.documents import views as document_views
-from interview.participants.registry import set_identity
 from interview.store.content import guide_of
 from interview.store.extensions import db
+from interview.store.identity import set_identity
 from interview.store.models import (
     AuditEvent,
     ConsentFormVersion,

@@ -8,9 +8,10 @@ import stat
 import pytest
 from sqlalchemy import func, inspect, select, text
 
-from interview.participants.registry import get_identity, register
+from interview.participants.registry import register
 from interview.store.crypto import KeyError_, load_key, open_sealed
 from interview.store.extensions import db
+from interview.store.identity import get_identity
 from interview.store.models import AuditEvent, Case, IdentityEntry, Participant, User
 from tests.conftest import get_row
 

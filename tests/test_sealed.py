@@ -8,9 +8,9 @@ from flask.cli import FlaskGroup
 from sqlalchemy import inspect, select, text
 
 from interview import create_app
-from interview.participants.registry import get_identity, set_identity
 from interview.store.crypto import KeyError_, RingSource, load_ring, sealed_with, write_ring
 from interview.store.extensions import db
+from interview.store.identity import get_identity, set_identity
 from interview.store.models import AuditEvent, Debrief, Note, SyncChange
 from interview.sync import apply as sync_apply
 from tests.conftest import get_row, make_config

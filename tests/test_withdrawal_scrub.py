@@ -8,8 +8,8 @@ import pytest
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
-from interview.participants.registry import set_identity
 from interview.store.extensions import db
+from interview.store.identity import set_identity
 from interview.store.models import (
     ConsentSignature,
     Debrief,

@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from interview.desk import views as desk
+from interview.desk.report import progress_context
 from interview.documents.render import document_cache, render_pdf
 from interview.field.records import ENDED, interview_record, people_of
 from interview.store.content import guide_of
@@ -210,7 +210,7 @@ def record_pdf(interview_id, language: str):
 def _progress_pdf(current, lang: str):
     cases = cases_coordinated_by(current_user)
     with force_locale(lang):
-        context = desk.progress_context(cases, current)
+        context = progress_context(cases, current)
     pdf = render_pdf(
         "progress.html",
         lang,

@@ -39,11 +39,10 @@ from typing import Any
 from flask import Response, current_app, g, request, session
 from flask_login import current_user
 
-from interview.participants.withdrawal import today_in_oslo
 from interview.store.extensions import db
 from interview.store.kept import store_version
 from interview.web.compression import accepts_gzip
-from interview.web.i18n import ui_lang
+from interview.web.i18n import today_in_oslo, ui_lang
 
 # stands in the page for the per-load value while a page is rendered to be kept; random per
 # process, so no text a person typed can be taken for it

@@ -6,7 +6,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from interview.participants.registry import get_identity, register
+from interview.participants.registry import register
 from interview.participants.withdrawal import (
     WithdrawalError,
     check_date,
@@ -19,6 +19,7 @@ from interview.participants.withdrawal import (
 from interview.store.content import withdrawal_data_choice
 from interview.store.database import scrub_sqlite_files
 from interview.store.extensions import db
+from interview.store.identity import get_identity
 from interview.store.models import Case, GuideVersion, Interview, Participant, User
 from interview.trust import audit
 from interview.trust.access import (

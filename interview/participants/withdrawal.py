@@ -34,7 +34,7 @@ from interview.store.models import (
 from interview.sync.envelope import WITHDRAWN_REASON
 from interview.sync.log import lock_writes
 from interview.sync.waiting import refuse
-from interview.web.i18n import oslo_to_utc, utc_to_oslo
+from interview.web.i18n import oslo_to_utc, today_in_oslo, utc_to_oslo
 
 
 class WithdrawalError(Exception):
@@ -115,11 +115,6 @@ def data_choice_allowed(session: Session, participant: Participant) -> bool:
     """Whether the participant's consent form lets them keep already analysed data."""
     form = consent_form_for(session, participant)
     return form is not None and withdrawal_data_choice(form.content)
-
-
-def today_in_oslo() -> date:
-    """Return today's date in Oslo (the study's calendar)."""
-    return utc_to_oslo(utcnow()).date()
 
 
 def earliest_date(participant: Participant) -> date:

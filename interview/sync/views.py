@@ -30,6 +30,7 @@ from interview.sync.rescue import rescue_token
 from interview.trust import audit, study_key
 from interview.trust.access import interviews_visible_to
 from interview.trust.sessions import session_id
+from interview.web.errors import api_error, api_login_required
 from interview.web.i18n import ui_lang
 from interview.web.security import revalidate_each_time
 
@@ -39,36 +40,26 @@ OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 OFFLINE_DAYS = 14
 
 
-def _error(status: int, message: str, code: str):
-    return jsonify({"error": message, "code": code, "status": status}), status
-
-
-def _require_login():
-    if not current_user.is_authenticated:
-        return _error(401, _("Please log in again. Your changes are kept on this tablet."), "login")
-    return None
-
-
 def sync():
     """Apply a batch of changes and answer with results, a cursor and what changed since."""
-    refused = _require_login()
+    refused = api_login_required()
     if refused:
         return refused
     if not request.is_json:
-        return _error(400, "send the changes as application/json", "envelope")
+        return api_error(400, "send the changes as application/json", "envelope")
     body = request.get_json(silent=True)
     if body is None:
-        return _error(400, _unreadable(request.get_data(cache=True)), "envelope")
+        return api_error(400, _unreadable(request.get_data(cache=True)), "envelope")
     try:
         envelope = parse_envelope(body)
     except EnvelopeError as exc:
-        return _error(400, str(exc), "envelope")
+        return api_error(400, str(exc), "envelope")
     # the user itself, not the proxy: the rules ask who it is for every change
     user = current_user._get_current_object()
     if owned_by_another(db.session, user, envelope.device_id):
         # a device id belongs to the first user who synced with it: nothing is applied, and
         # the tablet makes itself a new id for this user and sends again (docs/sync.md)
-        return _error(
+        return api_error(
             409,
             _(
                 "This tablet's id belongs to another person. Nothing was saved; your changes "
@@ -105,11 +96,15 @@ def sync():
         # Only the error's class is logged: its message quotes the statement and the words.
         db.session.rollback()
         current_app.logger.warning("sync batch not kept, answered retry: %s", type(exc).__name__)
-        return _error(503, _("The case store could not take every change. Sending again."), "retry")
+        return api_error(
+            503, _("The case store could not take every change. Sending again."), "retry"
+        )
     if any(r.status == "retry" for r in results):
         # what applied is committed; the tablet keeps every entry and sends the batch again
         # (the applied ones come back as duplicates)
-        return _error(503, _("The case store could not take every change. Sending again."), "retry")
+        return api_error(
+            503, _("The case store could not take every change. Sending again."), "retry"
+        )
     updates, cursor = updates_since(db.session, user, envelope.cursor)
     answer = {"results": [r.as_json() for r in results], "cursor": cursor, "updates": updates}
     # changes answered `applied` while they waited, refused since (expired, withdrawn)
@@ -153,7 +148,7 @@ def _give_browser_cookie(response: Response, browser_id: str) -> None:
 
 def session_info():
     """Tell the tablet who is logged in, with a fresh CSRF token; 401 when nobody is."""
-    refused = _require_login()
+    refused = api_login_required()
     if refused:
         return refused
     response = jsonify(
@@ -182,7 +177,7 @@ def study_key_info():
         info = study_key.current().public_info()
     except study_key.StudyKeyError:
         current_app.logger.error("the study key file is missing or unusable")
-        return _error(503, _("The study key is not available just now."), "study_key")
+        return api_error(503, _("The study key is not available just now."), "study_key")
     response = jsonify(info)
     revalidate_each_time(response)
     return response
@@ -210,7 +205,7 @@ def _interview_pages(interview: Interview) -> list[str]:
 
 def offline_manifest():
     """List the pages a tablet needs to run the user's coming interviews without a network."""
-    refused = _require_login()
+    refused = api_login_required()
     if refused:
         return refused
     horizon = utcnow() + timedelta(days=OFFLINE_DAYS)

@@ -12,7 +12,7 @@ from flask import Flask, abort, request
 from flask_login import current_user
 
 from interview.store.extensions import login_manager
-from interview.sync import views as api
+from interview.web.errors import api_login_required
 
 ANONYMOUS = "anonymous"
 PEER = "peer"
@@ -166,7 +166,7 @@ def _enforce():
     if not current_user.is_authenticated:
         if request.blueprint == "api":
             # the tablet's API answers JSON 401 (never a redirect) and keeps its outbox
-            return api._require_login()
+            return api_login_required()
         return login_manager.unauthorized()
     abort(403)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy import select
 
-from interview.participants.registry import get_identity
 from interview.store.crypto import KeyError_
 from interview.store.extensions import db
+from interview.store.identity import get_identity
 from interview.store.models import Debrief, IdentityEntry, InterviewEvent, Note, SyncChange
 from interview.trust import audit
 from interview.trust.backup import (

@@ -5,6 +5,7 @@ import traceback
 from flask import Flask, abort, current_app, jsonify, render_template, request, session
 from flask.json.provider import DefaultJSONProvider
 from flask_babel import gettext as _
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -140,3 +141,17 @@ def init_app(app: Flask) -> None:
             frames,
         )
         return _render(500, _messages()[500])
+
+
+def api_error(status: int, message: str, code: str):
+    """Answer the tablet's API in JSON: {error, code, status} (docs/sync.md)."""
+    return jsonify({"error": message, "code": code, "status": status}), status
+
+
+def api_login_required():
+    """Answer JSON 401 when nobody is logged in (the tablet keeps its outbox); else None."""
+    if not current_user.is_authenticated:
+        return api_error(
+            401, _("Please log in again. Your changes are kept on this tablet."), "login"
+        )
+    return None

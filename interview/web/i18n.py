@@ -11,6 +11,7 @@ from flask_babel import format_date, format_datetime, format_time, get_locale
 from flask_login import current_user
 
 from interview.store.extensions import babel, db
+from interview.store.models import utcnow
 
 OSLO = ZoneInfo("Europe/Oslo")
 
@@ -116,3 +117,8 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _lang_to_g():
         g.lang = ui_lang()
+
+
+def today_in_oslo() -> date:
+    """Return today's date in Oslo (the study's calendar)."""
+    return utc_to_oslo(utcnow()).date()
