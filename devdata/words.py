@@ -1,5 +1,5 @@
 """Fictional words for the study at scale: note texts and reflections without names, numbers
-or addresses (tests/test_scale.py checks), drawn reproducibly.
+or addresses (tests/devdata/test_scale.py checks), drawn reproducibly.
 """
 
 import random

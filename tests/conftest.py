@@ -58,7 +58,7 @@ def make_config(tmp_path, **overrides) -> dict:
         "STUDY_KEY_FILE": study_key_file(tmp_path),
         "DOCUMENT_CACHE_DIR": str(tmp_path / "documents"),
         # tests read the desk right after changing the store: count on every view (the
-        # keeping itself is tested in tests/test_kept.py)
+        # keeping itself is tested in tests/store/test_kept.py)
         "FIGURES_FRESH_SECONDS": 0,
         "FIGURES_UNCHANGED_SECONDS": 0,
         # cheap hashing keeps the suite fast; production cost is in config.py

@@ -1,6 +1,6 @@
 """A section page sent again from what the server kept, in Chromium without JavaScript: the
 load id at the end of the page travels with the notes form (form="section-form"), so each
-load's new notes are its own (a double tap is tested in tests/test_kept_pages.py)."""
+load's new notes are its own (a double tap is tested in tests/field/test_kept_pages.py)."""
 
 from sqlalchemy import select
 

@@ -25,8 +25,8 @@ from tests.helpers import (
     post_sync,
     store_snapshot,
 )
-from tests.test_openapi import check
-from tests.test_rescue import rescue_file, upload
+from tests.sync.test_openapi import check
+from tests.sync.test_rescue import rescue_file, upload
 
 MESSAGE = (
     "This tablet's id belongs to another person. Nothing was saved; your changes are kept on "

@@ -5,7 +5,7 @@ each role and anonymously, in nb and en, and the interview pages in each state t
 different page. The visible text and the attributes a person hears or sees must hold no Python
 object (`<built-in method clear of dict object at 0x…>`), no `None`/`Undefined`, no unformatted
 placeholder, and no raw message id or dotted key. That the nb catalogue translates every message
-in the code is checked by tests/test_i18n.py (a fresh extraction against the .po file); here an
+in the code is checked by tests/web/test_i18n.py (a fresh extraction against the .po file); here an
 nb page must also not show an English message that the catalogue does translate (a string
 translated before the request knew its language).
 """
@@ -23,7 +23,7 @@ from interview.store.extensions import db
 from interview.store.models import ConsentFormVersion, GuideVersion, Interview, Theme
 from tests.conftest import PASSWORD
 from tests.helpers import consented_interview, new_note_on_page, start_interview
-from tests.test_i18n import PO
+from tests.web.test_i18n import PO
 
 # anonymous, the peers of the nb (pa) and the en (pa2) interview, a coordinator, the admin
 ROLES = (None, "peer_a", "peer_a2", "coord_a", "admin")

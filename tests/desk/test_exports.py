@@ -41,7 +41,7 @@ from interview.web.labels import label
 from tests.helpers import CONSENT_ALL_YES, signature_data_url, start_interview
 
 # a copy of ../shared/standards/refi-qda-project-1.0.xsd, kept in the repo so CI always validates
-XSD = Path(__file__).resolve().parents[1] / "standards" / "refi-qda-project-1.0.xsd"
+XSD = Path(__file__).resolve().parents[2] / "standards" / "refi-qda-project-1.0.xsd"
 NS = {"q": "urn:QDA-XML:project:1.0"}
 
 # æøå and emoji: an emoji is one code point but four UTF-8 bytes (and two UTF-16 units), so a

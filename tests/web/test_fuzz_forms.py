@@ -56,11 +56,11 @@ from tests.helpers import (
     signature_data_url,
     start_interview,
 )
-from tests.test_fuzz_api import changed_tables, store_snapshot
+from tests.sync.test_fuzz_api import changed_tables, store_snapshot
 
 FAST_EXAMPLES = 15
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or FAST_EXAMPLES)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # --- arbitrary values -----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from babel.messages.pofile import read_po
 
 from interview.web.i18n import oslo_to_utc, utc_to_oslo
 
-PO = Path(__file__).resolve().parent.parent / "translations" / "nb" / "LC_MESSAGES" / "messages.po"
+PO = Path(__file__).resolve().parents[2] / "translations" / "nb" / "LC_MESSAGES" / "messages.po"
 
 
 def test_nb_catalogue_is_complete_and_not_fuzzy():

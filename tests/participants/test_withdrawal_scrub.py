@@ -21,7 +21,12 @@ from interview.store.models import (
 )
 from tests.conftest import PASSWORD
 from tests.helpers import note_change, park_change, post_sync, signature_data_url, start_interview
-from tests.test_withdrawal import _change, _client_as, _newest_form_version, _post_withdrawal
+from tests.participants.test_withdrawal import (
+    _change,
+    _client_as,
+    _newest_form_version,
+    _post_withdrawal,
+)
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("DATABASE_URL")),

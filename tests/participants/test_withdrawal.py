@@ -31,7 +31,7 @@ from interview.sync import apply as sync_apply
 from interview.sync.log import serialize
 from tests.conftest import PASSWORD, get_row
 from tests.helpers import note_change, park_change, post_sync, signature_data_url, start_interview
-from tests.test_openapi import assert_valid
+from tests.sync.test_openapi import assert_valid
 
 SECRET = "Hemmelig notat om teamet"
 REFLECTION = "Tung samtale, men viktig"

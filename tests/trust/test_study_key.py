@@ -40,7 +40,7 @@ from tests.helpers import (
     signature_data_url,
     start_interview,
 )
-from tests.test_openapi import check
+from tests.sync.test_openapi import check
 
 # another study's key: a box sealed to it must never open here
 FOREIGN = StudyKey(new_private_key())

@@ -62,7 +62,7 @@ from interview.store.models import (
 from interview.sync.envelope import MAX_CHANGES, MAX_TEXT
 from tests.conftest import World, app_on_empty_store
 from tests.helpers import give_paper_consent, start_interview
-from tests.test_fuzz_api import EVENT_SHAPES, _FormPoster, _login
+from tests.sync.test_fuzz_api import EVENT_SHAPES, _FormPoster, _login
 
 ALLOWED = {"applied", "duplicate", "conflict", "rejected"}
 # what a replay of a change may answer, by its first answer (docs/sync.md, "At most once")
