@@ -67,7 +67,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from interview.desk import views as desk
     from interview.documents import render as documents
     from interview.documents import views as document_views
-    from interview.field import kept_pages, tablet
+    from interview.field import tablet
     from interview.field import views as interviews
     from interview.participants import views as coordinator
     from interview.store import crypto, database, kept
@@ -76,7 +76,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from interview.sync import views as api
     from interview.trust import policy, study_key
     from interview.trust import views as auth
-    from interview.web import compression, errors, i18n, labels, security
+    from interview.web import compression, errors, i18n, kept_pages, labels, security
     from interview.web import views as main
 
     database.init_app(app)

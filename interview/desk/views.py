@@ -5,7 +5,6 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from interview.desk.report import progress_context
-from interview.field.kept_pages import kept_page
 from interview.store.extensions import db
 from interview.store.kept import kept
 from interview.store.models import Case
@@ -16,6 +15,7 @@ from interview.trust.access import (
     roles_required,
 )
 from interview.web.i18n import ui_lang
+from interview.web.kept_pages import kept_page
 
 bp = Blueprint("desk", __name__, url_prefix="/desk")
 

@@ -9,7 +9,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from interview.field import flow
-from interview.field.kept_pages import kept_page
 from interview.field.notes import apply_notes, parse_section_form
 from interview.field.pages import (
     _check_consent_method,
@@ -58,6 +57,7 @@ from interview.web.forms import (
     wellbeing_choices,
 )
 from interview.web.i18n import oslo_to_utc, utc_to_oslo
+from interview.web.kept_pages import kept_page
 from interview.web.labels import FORM_MESSAGES, Words
 
 bp = Blueprint("interviews", __name__, url_prefix="/interviews")

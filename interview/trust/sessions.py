@@ -13,9 +13,9 @@ from flask import Flask, flash, g, request, session
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
 
-from interview.field import kept_pages
 from interview.store.extensions import db
 from interview.trust import audit
+from interview.web import kept_pages
 
 STARTED = "_started"
 SEEN = "_seen"

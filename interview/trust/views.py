@@ -19,11 +19,11 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
-from interview.field import kept_pages
 from interview.store.extensions import db, limiter, login_manager
 from interview.store.models import User, utcnow
 from interview.trust import audit, sessions
 from interview.trust.passwords import hash_password, needs_rehash, verify_password
+from interview.web import kept_pages
 from interview.web.forms import LoginForm
 
 bp = Blueprint("auth", __name__)

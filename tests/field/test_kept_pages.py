@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select
 
-from interview.field import kept_pages
-from interview.field.kept_pages import KeptPages, Page, gzip_answer, make_page
 from interview.store.extensions import db
 from interview.store.models import Note, Participant, Theme, participant_interviewers
+from interview.web import kept_pages
+from interview.web.kept_pages import KeptPages, Page, gzip_answer, make_page
 from tests.helpers import (
     consented_interview,
     new_note_on_page,
