@@ -63,7 +63,6 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
 
     from interview import cli
-    from interview.desk import alert_views, codebook_views, export_views, rescue_views
     from interview.desk import views as desk
     from interview.documents import render as documents
     from interview.documents import views as document_views
@@ -105,9 +104,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.register_blueprint(desk.bp)
     app.register_blueprint(interviews.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(alert_views.bp)
-    app.register_blueprint(codebook_views.bp)
-    app.register_blueprint(export_views.bp)
+    app.register_blueprint(desk.alerts_bp)
+    app.register_blueprint(desk.codebook_bp)
+    app.register_blueprint(desk.exports_bp)
     app.register_blueprint(document_views.bp)
-    app.register_blueprint(rescue_views.bp)
+    app.register_blueprint(desk.rescue_bp)
     return app

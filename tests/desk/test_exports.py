@@ -17,7 +17,8 @@ from lxml import etree
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import selectinload
 
-from interview.desk import export_views, exports, refi
+from interview.desk import exports, refi
+from interview.desk import views as desk_views
 from interview.participants.registry import register
 from interview.store.extensions import db
 from interview.store.models import (
@@ -974,7 +975,7 @@ def test_json_writer_matches_json_dumps_for_streamed_parts():
 def test_downloads_are_streamed_and_match_the_reference(
     app, client, auth, world, many, monkeypatch, path
 ):
-    monkeypatch.setattr(export_views, "utcnow", lambda: WHEN)
+    monkeypatch.setattr(desk_views, "utcnow", lambda: WHEN)
     # small pieces: many chunks, each boundary crossed
     monkeypatch.setattr(exports, "CHUNK_SIZE", 512)
     sent = []
