@@ -1,5 +1,6 @@
 """Web plumbing every capability shares: errors, language, compression, headers, forms, labels.
 
-Also the home page and `/healthz` (`views`). It may import the store; the capabilities'
-views import it, and it imports no capability.
+Also kept pages (a page kept per session while the store is unchanged), the home page,
+`/healthz` and the service worker (`views`). It may import the store only; every capability
+builds on it.
 """
