@@ -5,10 +5,14 @@ targets (name, path, cookies) and how long to drive each; it prints one JSON lin
 per target, the requests answered 200, other answers, requests per second and latencies.
 Each of `concurrency` threads keeps one HTTP/1.1 connection open (keep-alive, as a browser
 would), sends back the cookies the server sets (as a browser would) and sends the next
-request as soon as the last answer is read.
+request as soon as the last answer is read. A target with `"fresh": true` asks each time for
+an address of its own (`?load=<n>`, which the pages ignore), so no page kept for an earlier
+request (interview/kept_pages.py keeps one per address) is ever sent: every answer is made
+afresh, as after a change in the store.
 """
 
 import http.client
+import itertools
 import json
 import sys
 import threading
@@ -28,13 +32,14 @@ def _take_cookies(headers: dict, resp) -> None:
     headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
 
 
-def _drive(host, port, path, headers, until, counts, latencies, lock):
+def _drive(host, port, paths, headers, until, counts, latencies, lock):
     conn = http.client.HTTPConnection(host, port, timeout=60)
     headers = dict(headers)
     done = bad = 0
     mine = []
     try:
         while time.perf_counter() < until:
+            path = next(paths)
             began = time.perf_counter()
             try:
                 conn.request("GET", path, headers=headers)
@@ -65,12 +70,19 @@ def run_target(host, port, target, seconds, concurrency) -> dict:
     if target.get("cookies"):
         headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in target["cookies"].items())
     counts, latencies, lock = [0, 0], [], threading.Lock()
+    path = target["path"]
+    if target.get("fresh"):
+        numbers = itertools.count()  # next() on a count is atomic: threads may share it
+        joint = "&" if "?" in path else "?"
+        paths = map(f"{path}{joint}load={{}}".format, numbers)
+    else:
+        paths = itertools.repeat(path)
     began = time.perf_counter()
     until = began + seconds
     threads = [
         threading.Thread(
             target=_drive,
-            args=(host, port, target["path"], headers, until, counts, latencies, lock),
+            args=(host, port, paths, headers, until, counts, latencies, lock),
         )
         for _ in range(concurrency)
     ]

@@ -16,8 +16,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +27,11 @@ from sqlalchemy import delete, event, insert, select
 
 from interview.config import ROOT
 from interview.store.extensions import db
-from interview.store.models import GuideVersion, Note, Theme, User, note_themes, utcnow
+from interview.store.models import AuditEvent, GuideVersion, Note, Theme, User, note_themes, utcnow
 from tests.soak.server import Server, free_port, store_from_env
 from tests.soak.tablets import Http
 
-from . import stack
+from . import capacity, stack
 
 KB = 1000
 
@@ -78,7 +80,8 @@ class Bench:
     def prepare(self) -> None:
         """Small size: the demo study and the benchmark's interviews."""
         began = time.perf_counter()
-        self.info = stack.prepare(self.app)
+        peers = max(self.args.capacity_steps) if self.args.wants("capacity") else 0
+        self.info = stack.prepare(self.app, peers=peers)
         self.note(
             f"store: {self.store.kind}, small size ready in {time.perf_counter() - began:.1f} s"
         )
@@ -231,18 +234,57 @@ class Bench:
             fields[key] = value.strip()
         return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
+    @contextmanager
+    def changing_store(self, every: float = 0.03):
+        """Change the store every `every` seconds while the block runs, as autosaving tablets do.
+
+        Each time an audit row is added (`bench_touch`), which moves the store's version as any
+        sync, saved form or audited action does. Yields a function that returns the changes
+        per second so far.
+        """
+        stop = threading.Event()
+        count = [0]
+
+        def touch() -> None:
+            with self.app.app_context():
+                table = AuditEvent.__table__
+                while not stop.wait(every):
+                    with db.engine.begin() as conn:
+                        conn.execute(
+                            insert(table).values(at=utcnow(), action="bench_touch", detail={})
+                        )
+                    count[0] += 1
+
+        began = time.perf_counter()
+        thread = threading.Thread(target=touch, daemon=True)
+        thread.start()
+        try:
+            yield lambda: count[0] / (time.perf_counter() - began)
+        finally:
+            stop.set()
+            thread.join()
+
     # --- figures -------------------------------------------------------------------------
 
     def bench_pages(self) -> None:
-        """Requests per second of three pages against the trivial route, same server."""
+        """Requests per second of three pages against the trivial route, same server.
+
+        Every page is made afresh, as in an interview, where every tablet autosaves each
+        second: each request asks for an address of its own (no kept page is sent), and the
+        store changes meanwhile.
+        """
         pages = self.pages()
         targets = [self.target("trivial", None, "/healthz")]
         for name in ("interview page", "interview list", "progress page"):
             user, path = pages[name]
             targets.append(self.target(name, user, path))
-        results = self.load(
-            targets, self.args.seconds, self.args.concurrency, rounds=self.args.rounds
-        )
+        for target in targets:
+            target["fresh"] = True
+        with self.changing_store() as changes:
+            results = self.load(
+                targets, self.args.seconds, self.args.concurrency, rounds=self.args.rounds
+            )
+            changed = changes()
         bad = sum(r["bad"] for r in results)
         if bad:
             raise RuntimeError(f"{bad} page requests did not answer 200: {results}")
@@ -252,6 +294,7 @@ class Bench:
             total[r["name"]] = (ok + r["ok"], secs + r["seconds"])
         rps = {name: ok / secs for name, (ok, secs) in total.items()}
         self.add("trivial route (/healthz)", rps["trivial"], f"{rps['trivial']:.0f} req/s")
+        self.note(f"the store changed {changed:.0f} times a second while the pages were asked for")
         for name, budget in (
             ("interview page", 0.5),
             ("interview list", 0.5),
@@ -310,15 +353,18 @@ class Bench:
                 engine.dispose()
 
     def bench_latency(self) -> None:
-        """p95 latency at the large size, one user at a time."""
+        """p95 latency at the large size, one user at a time, every page made afresh."""
         pages = self.pages()
         names = ("progress page", "theme matrix", "alerts", "participants")
         targets = [self.target(n, pages[n][0], pages[n][1]) for n in names]
-        results = self.load(targets, self.args.latency_seconds, 1, rounds=1)
+        for target in targets:
+            target["fresh"] = True
+        with self.changing_store():
+            results = self.load(targets, self.args.latency_seconds, 1, rounds=1)
         for r in results:
             if r["bad"]:
                 raise RuntimeError(f"{r['name']}: {r['bad']} requests did not answer 200")
-            budget = r["name"] in ("progress page", "theme matrix")
+            budget = r["name"] in ("progress page", "theme matrix", "alerts")
             p95 = r["p95"] * 1000
             self.add(
                 f"p95 {r['name']} (large)",
@@ -599,17 +645,27 @@ def main(argv=None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=4.0)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--sync-batches", type=int, default=10)
+    parser.add_argument(
+        "--capacity-steps",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 70, 80],
+        help="concurrent peers per capacity step, comma-separated",
+    )
+    parser.add_argument("--capacity-seconds", type=float, default=12.0, help="measured per step")
+    parser.add_argument("--capacity-settle", type=float, default=3.0, help="before each step")
     parser.add_argument("--small", action="store_true", help="skip seed-scale (quick check)")
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated: pages,latency,sql,exports,documents,sync,weight",
+        help="comma-separated: pages,latency,sql,exports,documents,sync,weight,capacity",
     )
     args = parser.parse_args(argv)
     only = set(filter(None, args.only.split(",")))
 
     def wanted(part: str) -> bool:
         return not only or part in only
+
+    args.wants = wanted
 
     bench = Bench(args)
     try:
@@ -634,6 +690,8 @@ def main(argv=None) -> int:
             bench.bench_sync()
         if wanted("exports"):
             bench.bench_exports()
+        if wanted("capacity"):
+            capacity.run(bench)
         errors = bench.server.log_count("Traceback")
         bench.add("server errors (tracebacks)", errors, str(errors), "0", errors == 0)
     finally:

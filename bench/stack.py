@@ -8,6 +8,7 @@ app the same way: `python -m gunicorn app:app`, configured through the environme
 
 import asyncio
 import re
+import secrets
 import threading
 import uuid
 from datetime import timedelta
@@ -31,6 +32,7 @@ from interview.store.models import (
     User,
     utcnow,
 )
+from interview.trust.passwords import hash_password
 from tests.soak.tablets import Http
 from tests.soak.world import fresh_schema
 
@@ -53,8 +55,13 @@ def one_section_guide(source: GuideVersion) -> dict:
     return content
 
 
-def prepare(app) -> dict:
-    """Build the store: the demo study plus the benchmark's own interviews; return logins."""
+def prepare(app, peers: int = 0) -> dict:
+    """Build the store: the demo study plus the benchmark's own interviews; return logins.
+
+    With `peers`, also that many peers (`bench-peer-01`, ... in team A, one password), each
+    with an interview of their own under way on the long guide, with its notes: the capacity
+    figure's interviewing peers (bench/capacity.py).
+    """
     fresh_schema(app, migrate=True)
     with app.app_context():
         load_all(db.session)
@@ -85,6 +92,23 @@ def prepare(app) -> dict:
         sync = _started_interview(long_guide, form, peer, case, themes, 0)
         baseline = _started_interview(long_guide, form, peer, case, themes, 0)
         theme_keys = sorted(t.key for t in themes)
+        peer_password = secrets.token_urlsafe(12)
+        peer_hash = hash_password(peer_password)
+        capacity_peers = []
+        for n in range(1, peers + 1):
+            user = User(username=f"bench-peer-{n:02}", role="peer", cases=[case])
+            user.password_hash = peer_hash
+            db.session.add(user)
+            db.session.flush()
+            capacity_peers.append(
+                {
+                    "username": user.username,
+                    "interview": _started_interview(
+                        long_guide, form, user, case, themes, NOTES_PER_QUESTION
+                    ),
+                }
+            )
+        passwords.update({p["username"]: peer_password for p in capacity_peers})
         db.session.commit()
         questions = len(content["sections"][0]["questions"])
     return {
@@ -95,6 +119,7 @@ def prepare(app) -> dict:
         "questions": questions,
         "question_keys": [q["key"] for q in content["sections"][0]["questions"]],
         "theme_keys": theme_keys,
+        "peers": capacity_peers,
     }
 
 

@@ -121,8 +121,16 @@ def free_port() -> int:
 class Server:
     """gunicorn serving app:app; killed as a whole process group, master and workers."""
 
-    def __init__(self, store: Store, port: int, workers: int = 2, threads: int = 4):
+    def __init__(
+        self,
+        store: Store,
+        port: int,
+        workers: int = 2,
+        threads: int = 4,
+        env: dict[str, str] | None = None,
+    ):
         self.store = store
+        self.env = env or {}  # settings on top of the store's (e.g. KEPT_PAGES_SECONDS)
         self.port = port
         self.workers = workers
         self.threads = threads
@@ -159,7 +167,7 @@ class Server:
             self.proc = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
-                env=self.store.env(),
+                env={**self.store.env(), **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: one killpg reaches every worker
