@@ -6,7 +6,7 @@ the update log, so that the coordinator's progress page, alerts, theme matrix an
 be measured at the size of the whole study. Rows go in with SQLAlchemy Core bulk inserts in
 chunks; every value is what the models and the interview flow would have written:
 
-- note text, event comments and debrief reflections are sealed as `interview/sealed.py`
+- note text, event comments and debrief reflections are sealed as `interview/store/sealed.py`
   seals them (associated data `table.field.<id>`, the research key ring's active key), and
   `Note.identifier_kinds` is what the identifier guard finds in the text (the model's hook);
 - an interview's status and times are folded from its generated events with

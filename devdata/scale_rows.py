@@ -48,7 +48,7 @@ class _Seeder:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     def seal(self, table: str, field: str, row_id: str, plain: str) -> bytes:
-        """Seal a value the way the model attribute does (see interview/sealed.py)."""
+        """Seal a value the way the model attribute does (see interview/store/sealed.py)."""
         return seal(self.key, plain, f"{table}.{field}.{row_id}")
 
     def insert(self, table, rows: list[dict], name: str | None = None) -> None:

@@ -260,7 +260,7 @@ class Note(SealedInit, db.Model):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     interview_id: Mapped[str] = mapped_column(ForeignKey("interview.id"), index=True)
     question_key: Mapped[str] = mapped_column(String(120))
-    # the words are sealed at rest (interview/sealed.py); `text` reads and writes them
+    # the words are sealed at rest (interview/store/sealed.py); `text` reads and writes them
     text_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     text = sealed("text_enc", "text", on_set=lambda note, text: note.flag_identifiers(text))
     # kinds the identifier guard found in the text ("phone email"), or NULL: the store cannot
@@ -430,7 +430,7 @@ class Device(db.Model):
 
     The id is the `device_id` the tablet made when it created its IndexedDB store, so it names
     the store: a browser whose store was deleted (Safari, after seven days unused) comes back
-    with a new one (interview/devices.py).
+    with a new one (interview/sync/devices.py).
     """
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

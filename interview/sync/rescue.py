@@ -2,7 +2,7 @@
 
 When a tablet cannot sync (no network for days, a session that will not come back, a browser
 about to lose its storage) the peer can save a rescue file: the changes still waiting on the
-tablet, sealed on the tablet to the study key (interview/sealed_box.py), so the file is of no
+tablet, sealed on the tablet to the study key (interview/trust/sealed_box.py), so the file is of no
 use to whoever finds it. A coordinator imports it on the desk; its changes are applied as the
 peer who made them, through the same rules as `POST /api/v1/sync`, so a change already in the
 store is a duplicate and importing a file twice changes nothing.

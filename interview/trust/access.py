@@ -78,7 +78,7 @@ def interview_visible_or_404(interview_id) -> tuple[int, int]:
     """Check that the current user may see an interview (else 404); return the store's version.
 
     One statement answers both, for a page that may not need the interview loaded at all (a
-    kept page, interview/kept_pages.py): the version is read with the check, before the page.
+    kept page, interview/web/kept_pages.py): the version is read with the check, before the page.
     """
     # the same rule as interview_or_404, in its SQL form. The statement depends only on who
     # asks, so it is built once per person and role (and a coordinator's teams)

@@ -1,7 +1,7 @@
 """The study key pair (RSA-3072): the private half in the instance folder, the public on tablets.
 
 What a tablet never needs to read back (signature images, printed names, rescue copies) is
-sealed on the tablet to the public half at capture (interview/sealed_box.py), so nothing of it
+sealed on the tablet to the public half at capture (interview/trust/sealed_box.py), so nothing of it
 waits in plain form on the device; only the server, holding the private half, opens it. The
 private half is a PKCS8 PEM file (`STUDY_KEY_FILE`, mode 0600, unencrypted, like the other key
 files), made at start-up when missing, listed by `flask keys status` and copied apart by

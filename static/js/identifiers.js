@@ -1,4 +1,4 @@
-// The identifier guard on the tablet (DESIGN §6): the rules of interview/identifiers.py, so a
+// The identifier guard on the tablet (DESIGN §6): the rules of interview/store/identifiers.py, so a
 // peer typing without a network is warned as the case store would warn. Kept free of regular
 // expression lookbehind (older Safari cannot parse it): what the Python patterns check behind
 // a match is checked here by hand. tests/test_identifiers.py runs both on the same texts.

@@ -269,7 +269,7 @@ def test_a_debrief_in_conflict_is_an_alert_too(app, client, auth, world):
     assert "the other tablet" not in page  # the alert names it; the words stay in the debrief
 
 
-# --- a tablet store that lost its waiting work (interview/devices.py) -----------------------
+# --- a tablet store that lost its waiting work (interview/sync/devices.py) -----------------------
 
 
 def _sync(client, device, pending=None, changes=(), **extra):

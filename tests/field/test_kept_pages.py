@@ -1,4 +1,4 @@
-"""Kept pages (interview/kept_pages.py): a page loaded again while nothing changed is sent as it
+"""Kept pages (interview/web/kept_pages.py): a page loaded again while nothing changed is sent as it
 was, and anything that changes what it shows, or who may see it, is seen on the next load."""
 
 import gzip

@@ -277,7 +277,7 @@ def test_api_fuzz_never_500_and_rejections_change_nothing(app, world, capsys):
 
     cookies = {"session": client.get_cookie("session").value}
     # schemathesis's in-process (WSGI) calls ask for gzip but do not unpack it, as an HTTP
-    # client would: the app compresses what a client accepts (interview/compression.py)
+    # client would: the app compresses what a client accepts (interview/web/compression.py)
     headers = {"X-CSRFToken": token, "Accept-Encoding": "identity"}
     counts: Counter = Counter()
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -551,7 +551,7 @@ def _envelope_limit(tablet: Tablet) -> int:
     return _deepest_parsed(tablet, lambda d: {"device_id": DEVICE, "x": Deep(d)})
 
 
-# fields of each kind of change, as interview/sync.py reads them
+# fields of each kind of change, as interview/sync/ reads them
 NOTE_FIELDS = ["interview_id", "question_key", "text", "polarity", "themes", "possible_quote"]
 NOTE_EDIT_FIELDS = ["text", "polarity", "themes", "possible_quote", "deleted", "resolve"]
 EVENT_FIELDS = ["interview_id", "kind", "details"]

@@ -355,7 +355,7 @@ def test_every_route_is_in_the_policy_table(app):
         for method in methods
         if endpoint not in policy.POLICY or method not in policy.POLICY[endpoint].methods
     }
-    assert not missing, f"routes missing from interview/policy.py: {sorted(missing)}"
+    assert not missing, f"routes missing from interview/trust/policy.py: {sorted(missing)}"
 
 
 def test_every_table_row_is_a_route(app):
