@@ -54,7 +54,7 @@ bp = Blueprint("desk", __name__, url_prefix="/desk")
 
 
 def _render(current: Case | None):
-    """Render the progress page; below its heading it is kept per worker (interview/store/kept.py)."""
+    """Render the progress page; below its heading it is kept per worker (store/kept.py)."""
     lang = ui_lang()
 
     def build() -> Markup:

@@ -1,4 +1,4 @@
-"""A request's transaction ends with COMMIT only when it wrote nothing (interview/store/database.py):
+"""A request ends with COMMIT only when it wrote nothing (interview/store/database.py):
 nothing half-written may ever be kept by it, on either store."""
 
 from flask import g
