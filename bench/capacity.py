@@ -11,11 +11,11 @@ the sync's under 250 ms, and every request answers 200; one that does not is mea
 more. The run stops at the first step that fails twice; the capacity is the largest step
 that held.
 
-`run()` is the benchmark's side (bench/run.py, part `capacity`): it starts gunicorn once with
-kept pages on and once with `KEPT_PAGES_SECONDS=0`, and hands each run to this module's
-client, a second process (`python -m bench.capacity`, the plan on stdin), so the load does not
-share the benchmark's interpreter. The client prints one JSON line per step. It uses only
-the standard library; its own CPU time is measured and shown beside the server's.
+`run()` is the benchmark's side (bench/run.py, part `capacity`): it starts gunicorn and hands
+the run to this module's client, a second process (`python -m bench.capacity`, the plan on
+stdin), so the load does not share the benchmark's interpreter. The client prints one JSON
+line per step. It uses only the standard library; its own CPU time is measured and shown
+beside the server's.
 """
 
 import http.client
@@ -34,7 +34,6 @@ PAGE_BUDGET_MS = 150
 SYNC_BUDGET_MS = 250
 BUDGET_PEERS = 30
 MIN_PAGES = 40  # section page loads a step is measured on, at least
-KEEP_RATIO = 1.2  # kept pages earn their keep only if they raise capacity this much
 DESK = ("progress", "alerts", "participants")
 DESK_PATHS = {"progress": "/desk/", "alerts": "/desk/alerts/", "participants": "/participants/"}
 STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
@@ -340,39 +339,24 @@ def client_main() -> int:
 
 
 def run(bench) -> None:
-    """The capacity figure with kept pages on and off, on the bench's store."""
+    """The capacity figure on the bench's store."""
     from tests.soak.server import Server, free_port
 
     a = bench.args
     began = time.perf_counter()
     logins = sessions(bench)
-    capacity = {}
-    for label, env in (("on", {}), ("off", {"KEPT_PAGES_SECONDS": "0"})):
-        server = Server(bench.store, free_port(), workers=a.workers, threads=a.threads, env=env)
-        server.start()
-        try:
-            bench.note(f"capacity, kept pages {label}: gunicorn on 127.0.0.1:{server.port}")
-            steps = drive(bench, server, logins)
-        finally:
-            server.stop()
-        # the client stops at the first step that fails twice: every step that held is below
-        capacity[label] = max([s["peers"] for s in steps if s["holds"]], default=0)
-    for label, judged in (("on", True), ("off", False)):
-        value = capacity[label]
-        bench.add(
-            f"capacity, kept pages {label} (peers)",
-            value,
-            f"{value} peers",
-            f">= {BUDGET_PEERS}" if judged else f"(>= {BUDGET_PEERS})",
-            value >= BUDGET_PEERS if judged else None,
-        )
-    ratio = capacity["on"] / capacity["off"] if capacity["off"] else None
-    if ratio is None:
-        shown = "- (no step held with kept pages off)"
-    else:
-        verdict = "earn their keep" if ratio >= KEEP_RATIO else "do not earn their keep"
-        shown = f"{ratio:.2f}  (kept pages {verdict})"
-    bench.add("capacity: kept pages on / off", ratio, shown, f"(keep them if >= {KEEP_RATIO})")
+    server = Server(bench.store, free_port(), workers=a.workers, threads=a.threads)
+    server.start()
+    try:
+        bench.note(f"capacity: gunicorn on 127.0.0.1:{server.port}")
+        steps = drive(bench, server, logins)
+    finally:
+        server.stop()
+    # the client stops at the first step that fails twice: every step that held is below
+    value = max([s["peers"] for s in steps if s["holds"]], default=0)
+    bench.add(
+        "capacity (peers)", value, f"{value} peers", f">= {BUDGET_PEERS}", value >= BUDGET_PEERS
+    )
     bench.note(f"capacity part: {time.perf_counter() - began:.0f} s")
 
 

@@ -7,7 +7,7 @@ Each of `concurrency` threads keeps one HTTP/1.1 connection open (keep-alive, as
 would), sends back the cookies the server sets (as a browser would) and sends the next
 request as soon as the last answer is read. A target with `"fresh": true` asks each time for
 an address of its own (`?load=<n>`, which the pages ignore), so no page kept for an earlier
-request (interview/web/kept_pages.py keeps one per address) is ever sent: every answer is made
+request (pages were once kept per address) is ever sent: every answer is made
 afresh, as after a change in the store.
 """
 

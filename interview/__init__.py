@@ -68,6 +68,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from interview.documents import views as document_views
     from interview.field import tablet
     from interview.field import views as interviews
+    from interview.field.pages import page_load
     from interview.participants import views as coordinator
     from interview.store import crypto, database, kept
     from interview.store.extensions import csrf, limiter, migrate
@@ -75,7 +76,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from interview.sync import views as api
     from interview.trust import policy, study_key
     from interview.trust import views as auth
-    from interview.web import compression, errors, i18n, kept_pages, labels, security
+    from interview.web import compression, errors, i18n, labels, security
     from interview.web import views as main
 
     database.init_app(app)
@@ -94,7 +95,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     tablet.init_app(app)
     documents.init_app(app)
     kept.init_app(app)
-    kept_pages.init_app(app)
+    app.add_template_global(page_load)
     cli.init_app(app)
     sync_log.init_update_log()
 

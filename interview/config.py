@@ -86,8 +86,4 @@ def load_config(instance_path: str) -> dict:
         # the store changes, and this often when it does not (interview/store/kept.py)
         "FIGURES_FRESH_SECONDS": int(os.environ.get("FIGURES_FRESH_SECONDS", "30")),
         "FIGURES_UNCHANGED_SECONDS": int(os.environ.get("FIGURES_UNCHANGED_SECONDS", "300")),
-        # a page is sent again as it was while the store has not changed, at most this long
-        # (interview/web/kept_pages.py); 0 renders every page on every load
-        "KEPT_PAGES_SECONDS": int(os.environ.get("KEPT_PAGES_SECONDS", "300")),
-        "KEPT_PAGES_MAX_BYTES": int(os.environ.get("KEPT_PAGES_MAX_BYTES", str(16 * 2**20))),
     }

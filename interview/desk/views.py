@@ -42,7 +42,6 @@ from interview.trust.access import (
 from interview.trust.study_key import StudyKeyError
 from interview.web.errors import accepts_upload
 from interview.web.i18n import ui_lang
-from interview.web.kept_pages import kept_page
 from interview.web.labels import label
 
 COORDINATING = ("coordinator", "admin")
@@ -67,8 +66,7 @@ def _render(current: Case | None):
         body = kept(key, build, db.session)
         return render_template("desk/progress.html", current=current, body=body)
 
-    # the whole page is kept no longer than its figures would be
-    return kept_page(page, max_age=current_app.config["FIGURES_UNCHANGED_SECONDS"])
+    return page()
 
 
 @roles_required(*COORDINATING)

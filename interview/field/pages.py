@@ -2,7 +2,9 @@
 a section's notes, theme boxes and the identifier guard's findings, the notes in conflict.
 """
 
-from flask import abort, flash, request, url_for
+import uuid
+
+from flask import abort, flash, g, request, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -261,3 +263,14 @@ def _conflicted_notes():
             .order_by(Note.updated_at)
         )
     )
+
+
+def page_load() -> str:
+    """Return this page load's own id; the section page's new notes take their ids from it.
+
+    Sending one page twice (a double tap) saves its notes once; two loads never share a note
+    (`notes.new_note_id`).
+    """
+    if "_page_load" not in g:
+        g._page_load = str(uuid.uuid4())
+    return g._page_load

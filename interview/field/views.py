@@ -42,7 +42,6 @@ from interview.sync.batch import apply_changes, web_change
 from interview.sync.consents import decode_signature, record_consent
 from interview.trust.access import (
     interview_or_404,
-    interview_visible_or_404,
     open_interviews_visible_to,
 )
 from interview.web.forms import (
@@ -57,7 +56,6 @@ from interview.web.forms import (
     wellbeing_choices,
 )
 from interview.web.i18n import oslo_to_utc, utc_to_oslo
-from interview.web.kept_pages import kept_page
 from interview.web.labels import FORM_MESSAGES, Words
 
 bp = Blueprint("interviews", __name__, url_prefix="/interviews")
@@ -76,7 +74,7 @@ def _editable_or_409(interview: Interview) -> None:
 @login_required
 def mine():
     """The interviews the user may see, as today / coming / done."""
-    return kept_page(_mine_page)
+    return _mine_page()
 
 
 def _mine_page() -> str:
@@ -255,11 +253,6 @@ def consent(interview_id):
 @login_required
 def section(interview_id, index: int):
     """One guide section: questions, probes and notes with tags; saving never loses text."""
-    if request.method != "POST":
-        # who may see the interview is checked on every load; where its state sends the peer
-        # and what the page shows follow from the store, so a kept page stands for both
-        version = interview_visible_or_404(interview_id)
-        return kept_page(lambda: _section(interview_or_404(interview_id), index), version=version)
     return _section(interview_or_404(interview_id), index)
 
 

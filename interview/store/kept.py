@@ -34,7 +34,7 @@ def version_columns() -> tuple:
     )
 
 
-# built once: it is asked on every kept page and every desk page
+# built once: it is asked on every desk page
 _VERSION = select(*version_columns())
 
 

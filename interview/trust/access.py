@@ -5,11 +5,10 @@ from functools import wraps
 from flask import abort
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
 
 from interview.store.extensions import db
-from interview.store.kept import version_columns
 from interview.store.models import (
     Case,
     GuideVersion,
@@ -69,36 +68,6 @@ def open_interviews_visible_to(user: User) -> Select:
         .join(Participant, Participant.id == Interview.participant_id)
         .where(Participant.status != "withdrawn")
     )
-
-
-_VISIBLE_INTERVIEW: dict[tuple, Select] = {}
-
-
-def interview_visible_or_404(interview_id) -> tuple[int, int]:
-    """Check that the current user may see an interview (else 404); return the store's version.
-
-    One statement answers both, for a page that may not need the interview loaded at all (a
-    kept page, interview/web/kept_pages.py): the version is read with the check, before the page.
-    """
-    # the same rule as interview_or_404, in its SQL form. The statement depends only on who
-    # asks, so it is built once per person and role (and a coordinator's teams)
-    user = current_user
-    key = (user.id, user.role, tuple(sorted(user.case_ids)) if user.role == "coordinator" else ())
-    stmt = _VISIBLE_INTERVIEW.get(key)
-    if stmt is None:
-        visible = (
-            open_interviews_visible_to(user)
-            .with_only_columns(Interview.id)
-            .where(Interview.id == bindparam("interview_id"))
-        )
-        stmt = select(visible.exists(), *version_columns())
-        if len(_VISIBLE_INTERVIEW) >= 512:
-            _VISIBLE_INTERVIEW.clear()
-        _VISIBLE_INTERVIEW[key] = stmt
-    row = db.session.connection().execute(stmt, {"interview_id": str(interview_id)}).one()
-    if not row[0]:
-        abort(404)
-    return (row[1] or 0, row[2] or 0)
 
 
 def cases_coordinated_by(user: User) -> list[Case]:

@@ -15,7 +15,6 @@ from flask_login import current_user, logout_user
 
 from interview.store.extensions import db
 from interview.trust import audit
-from interview.web import kept_pages
 
 STARTED = "_started"
 SEEN = "_seen"
@@ -100,7 +99,6 @@ def _check(app: Flask):
             return None
         audit.record("session_ended", "user", current_user.id, reason=why)
         db.session.commit()
-        kept_pages.forget_user()
         logout_user()
         lang = session.get("lang")
         session.clear()

@@ -23,7 +23,6 @@ from interview.store.extensions import db, limiter, login_manager
 from interview.store.models import User, utcnow
 from interview.trust import audit, sessions
 from interview.trust.passwords import hash_password, needs_rehash, verify_password
-from interview.web import kept_pages
 from interview.web.forms import LoginForm
 
 bp = Blueprint("auth", __name__)
@@ -99,7 +98,6 @@ def _safe_next() -> str | None:
 @login_required
 def logout():
     """End the session everywhere: the session version moves on."""
-    kept_pages.forget_user()
     user = db.session.get(User, current_user.id)
     # A tablet that was logged out without a network ends its old session when it next
     # reaches the store ("deferred"). By then the peer may have logged in elsewhere: only when

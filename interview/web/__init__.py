@@ -1,6 +1,5 @@
 """Web plumbing every capability shares: errors, language, compression, headers, forms, labels.
 
-Also kept pages (a page kept per session while the store is unchanged), the home page,
-`/healthz` and the service worker (`views`). It may import the store only; every capability
-builds on it.
+Also the home page, `/healthz` and the service worker (`views`). It may import the store
+only; every capability builds on it.
 """

@@ -130,7 +130,7 @@ class Server:
         env: dict[str, str] | None = None,
     ):
         self.store = store
-        self.env = env or {}  # settings on top of the store's (e.g. KEPT_PAGES_SECONDS)
+        self.env = env or {}  # settings on top of the store's (e.g. one setting changed for a run)
         self.port = port
         self.workers = workers
         self.threads = threads

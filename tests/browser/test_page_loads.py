@@ -1,6 +1,6 @@
-"""A section page sent again from what the server kept, in Chromium without JavaScript: the
-load id at the end of the page travels with the notes form (form="section-form"), so each
-load's new notes are its own (a double tap is tested in tests/field/test_kept_pages.py)."""
+"""A section page in Chromium without JavaScript: the load id at the end of the page travels
+with the notes form (form="section-form"), so each load's new notes are its own (a double tap
+is tested in tests/field/test_page_loads.py)."""
 
 from sqlalchemy import select
 
@@ -20,7 +20,7 @@ def test_without_javascript_each_load_saves_its_own_new_note(server, browser, ap
     url = f"{server.url}/interviews/{iid}/section/0"
     loads = []
     for text in ("Første besøk – æøå.", "Andre besøk."):
-        # the page is loaded twice first, so the second is the kept one
+        # loaded twice: each load has an id of its own
         page.goto(url)
         page.goto(url)
         loads.append(page.locator("input[name=load]").get_attribute("value"))
