@@ -332,15 +332,21 @@ def identifier_flags(
     session: Session, case_ids: set[int], codes: dict[int, str]
 ) -> list[FlaggedNotes]:
     """Count the notes whose current text has identifier findings, per team and interview."""
-    # the guard ran when the text was written (Note.identifier_kinds): no note is opened here
-    per_interview: dict[tuple[int, str, str], int] = {}
-    for note, _participant_id, code, case_id in _rows(
-        session, case_ids, Note, Note.deleted_at.is_(None), Note.identifier_kinds.is_not(None)
-    ):
-        key = (case_id, code, note.interview_id)
-        per_interview[key] = per_interview.get(key, 0) + 1
+    # the guard ran when the text was written (Note.identifier_kinds): no note is opened, or
+    # even read, here: the store counts them per interview
+    rows = session.execute(
+        select(Participant.case_id, Participant.code, Note.interview_id, func.count())
+        .join(Interview, Interview.id == Note.interview_id)
+        .join(Participant, Participant.id == Interview.participant_id)
+        .where(
+            Interview.participant_id.in_(_visible_participants(case_ids)),
+            Note.deleted_at.is_(None),
+            Note.identifier_kinds.is_not(None),
+        )
+        .group_by(Participant.case_id, Participant.code, Note.interview_id)
+    ).all()
     teams: dict[int, FlaggedNotes] = {}
-    for (case_id, code, interview_id), count in sorted(per_interview.items()):
+    for case_id, code, interview_id, count in sorted(rows):
         team = teams.setdefault(case_id, FlaggedNotes(codes.get(case_id, "")))
         team.notes += count
         team.interviews.append((interview_id, code, count))
