@@ -10,22 +10,19 @@ to the tablet that sent it (`refused` in the sync answer) until the tablet says 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app, has_app_context
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from interview.store.models import SyncChange, utcnow
 
-DEFAULTS = {"SYNC_WAITING_MAX": 500, "SYNC_WAITING_MAX_BYTES": 5_000_000, "SYNC_WAITING_DAYS": 14}
 EXPIRED_REASON = "its record never reached the case store; it waited {days} days and was not kept"
 TOLD_AT_MOST = 500  # refusals told in one answer; the rest come with the next sync
 
 
 def setting(name: str) -> int:
-    """Return one of the waiting limits from the app's config (the default outside an app)."""
-    if has_app_context():
-        return int(current_app.config.get(name, DEFAULTS[name]))
-    return DEFAULTS[name]
+    """Return one of the waiting limits (defaults and their environment variables: config.py)."""
+    return int(current_app.config[name])
 
 
 @dataclass
