@@ -60,66 +60,122 @@ class Alert:
     full: bool = False
 
 
-def _visible_participants(case_ids: set[int]):
-    return select(Participant.id).where(
-        Participant.case_id.in_(case_ids or {-1}), Participant.status != "withdrawn"
-    )
+def _visible(case_ids: set[int]):
+    """The condition on a joined Participant: in these cases, never withdrawn."""
+    # on the joined row, not as `IN (participants of these cases)`: the store can then start
+    # from the few rows wanted instead of walking every participant's interviews
+    return and_(Participant.case_id.in_(case_ids or {-1}), Participant.status != "withdrawn")
 
 
-def _rows(session: Session, case_ids: set[int], model, *where, with_author: bool = False):
-    """Rows of a record of visible interviews: (record, participant id, code, case id[, author])."""
-    columns = [model, Interview.participant_id, Participant.code, Participant.case_id]
+def _rows(
+    session: Session, case_ids: set[int], model, *where, with_author: bool = False, record=None
+):
+    """Rows of a record of visible interviews: (record, participant id, code, case id[, author]).
+
+    `record` names the columns to read instead of the whole `model` (a tuple then stands in
+    for the record); `author` is the author's username.
+    """
+    columns = [
+        *(record or [model]),
+        Interview.participant_id,
+        Participant.code,
+        Participant.case_id,
+        *([User.username] if with_author else []),
+    ]
     stmt = (
-        select(*columns, *([User] if with_author else []))
+        select(*columns)
+        .select_from(model)
         .join(Interview, Interview.id == model.interview_id)
         .join(Participant, Participant.id == Interview.participant_id)
-        .where(Interview.participant_id.in_(_visible_participants(case_ids)), *where)
+        .where(_visible(case_ids), *where)
     )
     if with_author:
         stmt = stmt.outerjoin(User, User.id == model.author_id)
+    if record:
+        return [(tuple(row[: len(record)]), *row[len(record) :]) for row in session.execute(stmt)]
     return session.execute(stmt).all()
 
 
-def _under_way_rows(session: Session, case_ids: set[int], *where):
-    """Interviews under way in these cases: (interview, code, case id, last check-in or None)."""
+@dataclass(frozen=True)
+class UnderWay:
+    """An interview under way: when it should end and when the peer last checked in."""
+
+    interview_id: str
+    participant_code: str
+    case_code: str | None
+    status: str
+    participant_id: str
+    expected_end_at: datetime | None
+    last_check_in: datetime | None
+
+
+def under_way(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[UnderWay]:
+    """Every interview in progress or paused in these cases, the one ending first at the top."""
     last_check_in = (
         select(InterviewEvent.interview_id, func.max(InterviewEvent.recorded_at).label("at"))
         .where(InterviewEvent.kind == "check_in")
         .group_by(InterviewEvent.interview_id)
         .subquery()
     )
-    return session.execute(
-        select(Interview, Participant.code, Participant.case_id, last_check_in.c.at)
+    rows = session.execute(
+        select(
+            Interview.id,
+            Participant.code,
+            Participant.case_id,
+            Interview.status,
+            Interview.participant_id,
+            Interview.expected_end_at,
+            last_check_in.c.at,
+        )
         .join(Participant, Participant.id == Interview.participant_id)
         .outerjoin(last_check_in, last_check_in.c.interview_id == Interview.id)
         .where(
-            Interview.participant_id.in_(_visible_participants(case_ids)),
+            _visible(case_ids),
             Interview.status.in_(ACTIVE_STATUSES),
-            *where,
         )
     ).all()
+    found = [
+        UnderWay(iid, code, codes.get(case_id), status, pid, expected_end, checked_in)
+        for iid, code, case_id, status, pid, expected_end, checked_in in rows
+    ]
+    return sorted(
+        found,
+        key=lambda u: (
+            u.expected_end_at is None,
+            u.expected_end_at or datetime.min,
+            u.participant_code,
+        ),
+    )
 
 
 def overdue(
-    session: Session, case_ids: set[int], codes: dict[int, str], now: datetime, grace: timedelta
+    session: Session,
+    case_ids: set[int],
+    codes: dict[int, str],
+    now: datetime,
+    grace: timedelta,
+    under: list[UnderWay] | None = None,
 ) -> list[Alert]:
     """Interviews under way whose expected end, or last check-in after it, is over grace ago."""
-    rows = _under_way_rows(session, case_ids, Interview.expected_end_at.is_not(None))
+    if under is None:
+        under = under_way(session, case_ids, codes)
     alerts = []
-    for interview, code, case_id, checked_in in rows:
+    for u in under:
+        if u.expected_end_at is None:
+            continue
         # a check-in after the expected end says "all is well" and starts the grace again
-        since = max(interview.expected_end_at, checked_in or interview.expected_end_at)
+        since = max(u.expected_end_at, u.last_check_in or u.expected_end_at)
         deadline = since + grace
         if now > deadline:
             alerts.append(
                 Alert(
                     "overdue",
-                    f"{interview.id}@{deadline.isoformat()}",
+                    f"{u.interview_id}@{deadline.isoformat()}",
                     deadline,
-                    codes.get(case_id),
-                    code,
-                    interview.participant_id,
-                    interview.id,
+                    u.case_code,
+                    u.participant_code,
+                    u.participant_id,
+                    u.interview_id,
                 )
             )
     return alerts
@@ -150,21 +206,30 @@ def debrief_flags(session: Session, case_ids: set[int], codes: dict[int, str]) -
         Debrief,
         (Debrief.participant_follow_up.is_(True)) | (Debrief.wants_debrief_talk.is_(True)),
         with_author=True,
+        # the flags alone: a debrief's sealed reflection is not opened, nor even read, here
+        record=(
+            Debrief.id,
+            Debrief.interview_id,
+            Debrief.updated_at,
+            Debrief.participant_follow_up,
+            Debrief.wants_debrief_talk,
+        ),
     )
     alerts = []
-    for debrief, participant_id, code, case_id, author in rows:
+    for record, participant_id, code, case_id, author in rows:
+        debrief_id, interview_id, updated_at, follow_up, talk = record
         common = dict(
-            at=debrief.updated_at,
+            at=updated_at,
             case_code=codes.get(case_id),
             participant_code=code,
             participant_id=participant_id,
-            interview_id=debrief.interview_id,
-            username=author.username if author else None,
+            interview_id=interview_id,
+            username=author,
         )
-        if debrief.participant_follow_up:
-            alerts.append(Alert("follow_up", debrief.id, **common))
-        if debrief.wants_debrief_talk:
-            alerts.append(Alert("debrief_talk", debrief.id, **common))
+        if follow_up:
+            alerts.append(Alert("follow_up", debrief_id, **common))
+        if talk:
+            alerts.append(Alert("debrief_talk", debrief_id, **common))
     return alerts
 
 
@@ -201,7 +266,7 @@ def debrief_conflicts(session: Session, case_ids: set[int], codes: dict[int, str
             code,
             participant_id,
             debrief.interview_id,
-            username=author.username if author else None,
+            username=author,
             entity="debrief",
             full=conflict_full(debrief.conflict, "reflection"),
         )
@@ -263,7 +328,7 @@ def lost_work(session: Session, case_ids: set[int]) -> list[Alert]:
             .join(Participant, Participant.id == Interview.participant_id)
             .where(
                 Interview.id.in_(sorted(wanted) or [""]),
-                Interview.participant_id.in_(_visible_participants(case_ids)),
+                _visible(case_ids),
             )
         ).all()
     )
@@ -280,42 +345,6 @@ def lost_work(session: Session, case_ids: set[int]) -> list[Alert]:
         )
         for device, username in rows
     ]
-
-
-@dataclass(frozen=True)
-class UnderWay:
-    """An interview under way: when it should end and when the peer last checked in."""
-
-    interview_id: str
-    participant_code: str
-    case_code: str | None
-    status: str
-    expected_end_at: datetime | None
-    last_check_in: datetime | None
-
-
-def under_way(session: Session, case_ids: set[int], codes: dict[int, str]) -> list[UnderWay]:
-    """Every interview in progress or paused in these cases, the one ending first at the top."""
-    rows = _under_way_rows(session, case_ids)
-    found = [
-        UnderWay(
-            interview.id,
-            code,
-            codes.get(case_id),
-            interview.status,
-            interview.expected_end_at,
-            checked_in,
-        )
-        for interview, code, case_id, checked_in in rows
-    ]
-    return sorted(
-        found,
-        key=lambda u: (
-            u.expected_end_at is None,
-            u.expected_end_at or datetime.min,
-            u.participant_code,
-        ),
-    )
 
 
 @dataclass
@@ -339,7 +368,7 @@ def identifier_flags(
         .join(Interview, Interview.id == Note.interview_id)
         .join(Participant, Participant.id == Interview.participant_id)
         .where(
-            Interview.participant_id.in_(_visible_participants(case_ids)),
+            _visible(case_ids),
             Note.deleted_at.is_(None),
             Note.identifier_kinds.is_not(None),
         )
@@ -361,10 +390,14 @@ def collect(
     grace: timedelta,
     silent_for: timedelta,
     include_acknowledged: bool = False,
+    under: list[UnderWay] | None = None,
 ) -> list[Alert]:
-    """Every alert of these cases, newest first; acknowledged ones left out unless asked."""
+    """Every alert of these cases, newest first; acknowledged ones left out unless asked.
+
+    `under` is `under_way(...)` of the same cases when the caller has it already.
+    """
     alerts = [
-        *overdue(session, case_ids, codes, now, grace),
+        *overdue(session, case_ids, codes, now, grace, under),
         *distress(session, case_ids, codes),
         *debrief_flags(session, case_ids, codes),
         *conflicts(session, case_ids, codes),

@@ -42,7 +42,7 @@ from interview.trust.access import (
 from interview.trust.study_key import StudyKeyError
 from interview.web.errors import accepts_upload
 from interview.web.i18n import ui_lang
-from interview.web.labels import label
+from interview.web.labels import Words, label
 
 COORDINATING = ("coordinator", "admin")
 
@@ -97,7 +97,9 @@ def _scope() -> tuple[set[int], dict[int, str]]:
     return set(codes), codes
 
 
-def open_alerts(include_acknowledged: bool = False) -> list[alerts.Alert]:
+def open_alerts(
+    include_acknowledged: bool = False, under: list[alerts.UnderWay] | None = None
+) -> list[alerts.Alert]:
     """The alerts of the current user's cases, as of now."""
     case_ids, codes = _scope()
     config = current_app.config
@@ -109,6 +111,44 @@ def open_alerts(include_acknowledged: bool = False) -> list[alerts.Alert]:
         timedelta(minutes=config["OVERDUE_GRACE_MINUTES"]),
         timedelta(hours=config["STALE_TABLET_HOURS"]),
         include_acknowledged=include_acknowledged,
+        under=under,
+    )
+
+
+def _alert_words() -> Words:
+    """The alerts page's fixed words, translated once per page (a day may hold hundreds)."""
+    return Words(
+        title=Words(
+            overdue=_("Interview running late without a check-in"),
+            distress_2=_("Distress protocol, stage 2"),
+            follow_up=_("The participant needs follow-up from the team"),
+            debrief_talk=_("A peer would like a debrief talk"),
+            lost_work=_("A tablet may have lost unsent work"),
+            debrief_conflict=_("A debrief has two versions"),
+            conflict=_("A note has two versions"),
+            stale_tablet=_("A tablet has not synced"),
+        ),
+        overdue=_(
+            "No check-in %(minutes)s minutes after the expected end. Call the peer.",
+            minutes=current_app.config["OVERDUE_GRACE_MINUTES"],
+        ),
+        since=_("Since:"),
+        distress_2=_(
+            "The interview was stopped to care for the participant. Follow up as the protocol says."
+        ),
+        # the peer's name is put in by the template (`|format`), so these keep their %(peer)s
+        follow_up=_("%(peer)s asks the team to follow up the participant."),
+        debrief_talk=_("%(peer)s would like to talk the interview through."),
+        debrief_conflict=_(
+            "%(peer)s's debrief was changed on two tablets at once. Both versions are kept; "
+            "talk with the peer about which one stands."
+        ),
+        conflict=_("Two tablets changed the same note. Choose a version or merge them."),
+        team=_("Team"),
+        participant=_("Participant"),
+        open_interview=_("Open the interview"),
+        look_at_versions=_("Look at the two versions"),
+        mark_seen=_("Mark as seen"),
     )
 
 
@@ -116,8 +156,9 @@ def open_alerts(include_acknowledged: bool = False) -> list[alerts.Alert]:
 def alerts_index():
     """List the open alerts, safety first; with ?all=1 the acknowledged ones too."""
     show_all = request.args.get("all") == "1"
-    items = open_alerts(include_acknowledged=show_all)
     scope = _scope()
+    under = alerts.under_way(db.session, *scope)
+    items = open_alerts(include_acknowledged=show_all, under=under)
     acks = {}
     if show_all:
         rows = db.session.execute(
@@ -134,7 +175,8 @@ def alerts_index():
         grace=current_app.config["OVERDUE_GRACE_MINUTES"],
         stale_hours=current_app.config["STALE_TABLET_HOURS"],
         identifier_flags=alerts.identifier_flags(db.session, *scope),
-        under_way=alerts.under_way(db.session, *scope),
+        under_way=under,
+        words=_alert_words(),
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from interview.store.extensions import db
@@ -280,6 +281,23 @@ class Note(SealedInit, db.Model):
 
     interview: Mapped[Interview] = relationship(back_populates="notes")
     themes: Mapped[list[Theme]] = relationship(secondary=note_themes, order_by=Theme.key)
+
+    # the alerts page looks for the few notes in conflict or flagged by the identifier guard
+    # among all the study's notes: indexes of only those, so it never walks every note
+    __table_args__ = (
+        Index(
+            "ix_note_conflict",
+            "interview_id",
+            sqlite_where=sql_text("conflict_enc IS NOT NULL"),
+            postgresql_where=sql_text("conflict_enc IS NOT NULL"),
+        ),
+        Index(
+            "ix_note_flagged",
+            "interview_id",
+            sqlite_where=sql_text("identifier_kinds IS NOT NULL"),
+            postgresql_where=sql_text("identifier_kinds IS NOT NULL"),
+        ),
+    )
 
     def flag_identifiers(self, text: str | None) -> None:
         """Record which kinds of identifier the guard finds in the text."""
