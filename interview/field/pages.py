@@ -3,6 +3,7 @@ a section's notes, theme boxes and the identifier guard's findings, the notes in
 """
 
 import uuid
+from dataclasses import dataclass
 
 from flask import abort, flash, g, request, url_for
 from flask_babel import force_locale
@@ -164,6 +165,52 @@ def _identifier_words() -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class NoteFields:
+    """What one note's fields show: the saved note, or what a refused form sent back."""
+
+    prefix: str
+    note_id: str
+    text: str
+    polarity: str
+    themes: list[str]
+    quote: bool
+    rev: str
+
+
+def note_fields(note: Note | None, prefix: str, values) -> NoteFields:
+    """Return a note's field values, from the form sent back when there is one (a refusal)."""
+    if values:
+        return NoteFields(
+            prefix,
+            note.id if note else values.get(prefix + "-id", ""),
+            values.get(prefix + "-text", note.text if note else ""),
+            values.get(prefix + "-polarity", (note.polarity or "") if note else ""),
+            values.getlist(prefix + "-theme"),
+            values.get(prefix + "-quote") == "1",
+            values.get(prefix + "-rev", str(note.rev)) if note else "",
+        )
+    if note is None:
+        return NoteFields(prefix, "", "", "", [], False, "")
+    return NoteFields(
+        prefix,
+        note.id,
+        note.text or "",
+        note.polarity or "",
+        [str(t.id) for t in note.themes],
+        note.possible_quote,
+        str(note.rev),
+    )
+
+
+def _by_question(notes: list[Note]) -> dict[str, list[Note]]:
+    """The section's notes under their question's key, in the order given."""
+    found: dict[str, list[Note]] = {}
+    for note in notes:
+        found.setdefault(note.question_key, []).append(note)
+    return found
+
+
 def _section_notes(interview: Interview, keys: list[str]) -> list[Note]:
     """Return the section's live notes with their themes, in the order they were written."""
     return list(
@@ -192,6 +239,8 @@ def _note_words() -> dict[str, str]:
         "quote": _("Possible quote"),
         "themes": _("Themes"),
         "all_themes": _("Save and show all themes"),
+        # the number is put in per note by the template (`|format`)
+        "question": _("question %(n)d"),
     }
 
 

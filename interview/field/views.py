@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 from interview.field import flow
 from interview.field.notes import apply_notes, parse_section_form
 from interview.field.pages import (
+    _by_question,
     _check_consent_method,
     _conflicted_notes,
     _consent_answers,
@@ -25,6 +26,7 @@ from interview.field.pages import (
     _section_notes,
     _themes_for,
     _warn_identifiers_elsewhere,
+    note_fields,
     theme_boxes,
 )
 from interview.store.content import guide_of
@@ -278,6 +280,8 @@ def _section(interview: Interview, index: int):
             section=sec,
             index=index,
             notes=notes,
+            notes_by_question=_by_question(notes),
+            note_fields=note_fields,
             themes_for=lambda q: _themes_for(
                 interview, q.themes, [t for t in all_themes.values() if not t.retired]
             ),
