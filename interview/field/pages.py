@@ -139,10 +139,9 @@ def _participant_words(lang: str) -> Words:
 
 
 def _themes_for(
-    interview: Interview, question_themes: tuple[str, ...], active: list[Theme]
+    question_themes: tuple[str, ...], active: list[Theme], staff: set[int]
 ) -> list[Theme]:
     """Order the codebook for a note: question's suggestions, team's staff themes, the rest."""
-    staff = {st.theme_id for st in interview.participant.case.staff_themes}
 
     def rank(t: Theme):
         if t.key in question_themes:

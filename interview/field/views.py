@@ -273,6 +273,8 @@ def _section(interview: Interview, index: int):
     keys = [q.key for q in sec.questions]
 
     def page(notes, all_themes, errors, status) -> str:
+        active = [t for t in all_themes.values() if not t.retired]
+        staff = {st.theme_id for st in interview.participant.case.staff_themes}
         return render_template(
             "interviews/section.html",
             interview=interview,
@@ -282,13 +284,9 @@ def _section(interview: Interview, index: int):
             notes=notes,
             notes_by_question=_by_question(notes),
             note_fields=note_fields,
-            themes_for=lambda q: _themes_for(
-                interview, q.themes, [t for t in all_themes.values() if not t.retired]
-            ),
+            themes_for=lambda q: _themes_for(q.themes, active, staff),
             # the order of a new note's choices before its question's suggestions go first
-            page_themes=_themes_for(
-                interview, (), [t for t in all_themes.values() if not t.retired]
-            ),
+            page_themes=_themes_for((), active, staff),
             errors=errors,
             values=request.form if status == 400 else {},
             theme_boxes=theme_boxes,
