@@ -293,19 +293,13 @@ class Bench:
         rps = {name: ok / secs for name, (ok, secs) in total.items()}
         self.add("trivial route (/healthz)", rps["trivial"], f"{rps['trivial']:.0f} req/s")
         self.note(f"the store changed {changed:.0f} times a second while the pages were asked for")
-        for name, budget in (
-            ("interview page", 0.5),
-            ("interview list", 0.5),
-            ("progress page", 0.3),
-        ):
+        # issue 7 set these ratios (0.5, 0.5, 0.3) for pages asked for again while nothing
+        # changed; issue 17 found them the wrong budgets. A page made afresh is judged by what
+        # a peer meets: its p95 under load (bench_latency) and the capacity figure
+        self.note("issue 7's page ratios held for an unchanging store; afresh they are reported")
+        for name in ("interview page", "interview list", "progress page"):
             ratio = rps[name] / rps["trivial"]
-            self.add(
-                f"{name} / trivial",
-                ratio,
-                f"{ratio:.2f}  ({rps[name]:.0f} req/s)",
-                f">= {budget}",
-                ratio >= budget,
-            )
+            self.add(f"{name} / trivial", ratio, f"{ratio:.2f}  ({rps[name]:.0f} req/s)")
         for pid in self.workers():
             rss, _peak = self.memory(pid)
             self.add(
@@ -352,7 +346,14 @@ class Bench:
     def bench_latency(self) -> None:
         """p95 latency at the large size, one user at a time, every page made afresh."""
         pages = self.pages()
-        names = ("progress page", "theme matrix", "alerts", "participants")
+        names = (
+            "interview page",
+            "interview list",
+            "progress page",
+            "theme matrix",
+            "alerts",
+            "participants",
+        )
         targets = [self.target(n, pages[n][0], pages[n][1]) for n in names]
         for target in targets:
             target["fresh"] = True
@@ -361,14 +362,15 @@ class Bench:
         for r in results:
             if r["bad"]:
                 raise RuntimeError(f"{r['name']}: {r['bad']} requests did not answer 200")
-            budget = r["name"] in ("progress page", "theme matrix", "alerts")
+            # every page a peer or a coordinator opens, made afresh: the same budget as the
+            # section page's in the capacity figure
             p95 = r["p95"] * 1000
             self.add(
                 f"p95 {r['name']} (large)",
                 p95,
                 f"{p95:.0f} ms  (p50 {r['p50'] * 1000:.0f} ms, n={r['ok']})",
-                "< 150 ms" if budget else "",
-                p95 < 150 if budget else None,
+                "< 150 ms",
+                p95 < 150,
             )
 
     def bench_statements(self, small: dict[str, int], large: dict[str, int]) -> None:
