@@ -119,85 +119,213 @@ def test_words_typed_offline_survive_a_reload_and_are_sent_once_the_network_is_b
     context.close()
 
 
-def test_an_edit_of_a_saved_note_survives_a_reload_right_after_the_last_keystroke(
+def _gesture(context, page, gesture, back_to, reopen, errors):
+    """Reload, swipe Back (and Forward again) or close the tab and open the page anew."""
+    if gesture == "reload":
+        page.reload()
+    elif gesture == "back":
+        page.go_back()
+        page.wait_for_url(back_to)
+        page.go_forward()
+    else:
+        page.close()
+        page = context.new_page()
+        _watch_errors(page, errors)
+        reopen(page)
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    return page
+
+
+def _edit_saved_note(page, note_id, words):
+    box = page.locator(f".note[data-note-id='{note_id}'] textarea")
+    box.click()
+    page.keyboard.press("End")
+    page.keyboard.type(words)  # nothing waits after the last keystroke
+
+
+def _edit_reached_store_once(page, app, note_id, text):
+    _wait_status(page, ALL_SAVED["en"], timeout=30000)
+    with app.app_context():
+        db.session.expire_all()
+        note = db.session.get(Note, note_id)
+        assert note.text == text
+        assert note.conflict is None
+        assert note.rev == 2, f"the edit was applied {note.rev - 1} times"
+        count = db.session.scalar(select(func.count()).select_from(Note))
+    assert count == 1
+
+
+@pytest.mark.parametrize("gesture", ["reload", "back", "close"])
+def test_an_edit_of_a_saved_note_survives_any_gesture_right_after_the_last_keystroke(
+    server, browser, app, started, gesture
+):
+    iid, note_id = started
+    context = browser.new_context(viewport=TABLET, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    _watch_errors(page, errors)
+    _login(page, server.url, "peer_a")
+    page.goto(f"{server.url}/interviews/{iid}")  # somewhere to go Back to
+    _open_section(page, server.url, iid)
+    _edit_saved_note(page, note_id, f" og litt til før {gesture}")
+    page = _gesture(
+        context,
+        page,
+        gesture,
+        f"**/interviews/{iid}",
+        lambda p: _open_section(p, server.url, iid, wait_saved=False),
+        errors,
+    )
+    text = f"Første notat og litt til før {gesture}"
+    _text_on_page(page, text)
+    _edit_reached_store_once(page, app, note_id, text)
+    page.reload()
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    _text_on_page(page, text)
+    assert not errors, errors
+    context.close()
+
+
+def test_an_edit_made_offline_survives_a_reload_and_is_sent_once_the_network_is_back(
     server, browser, app, started
 ):
     iid, note_id = started
     context = browser.new_context(viewport=TABLET, has_touch=True)
     page = context.new_page()
     _login(page, server.url, "peer_a")
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.locator("#prepare-offline").click()
+    page.wait_for_function(
+        "() => document.getElementById('prepare-status').textContent.includes('Ready offline')",
+        timeout=30000,
+    )
     _open_section(page, server.url, iid)
-    box = page.locator(f".note[data-note-id='{note_id}'] textarea")
-    box.click()
-    page.keyboard.press("End")
-    page.keyboard.type(" og litt til")
+    context.set_offline(True)
+    server.stop()
+    _edit_saved_note(page, note_id, " skrevet uten nett")
     page.reload()
-    page.wait_for_selector("html.tablet-ready", state="attached")
-    _text_on_page(page, "Første notat og litt til")
-    _wait_status(page, ALL_SAVED["en"], timeout=30000)
+    page.wait_for_selector("html.tablet-ready", state="attached", timeout=20000)
+    text = "Første notat skrevet uten nett"
+    _text_on_page(page, text)
     with app.app_context():
-        note = db.session.get(Note, note_id)
-        assert note.text == "Første notat og litt til"
-        assert note.conflict is None
-        count = db.session.scalar(select(func.count()).select_from(Note))
-    assert count == 1
+        assert db.session.get(Note, note_id).text == "Første notat"
+    server.start()
+    context.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    _edit_reached_store_once(page, app, note_id, text)
     context.close()
 
 
-def test_the_debrief_survives_a_reload_right_after_the_last_keystroke(
-    server, browser, app, client, started
-):
-    iid, _ = started
-    context = browser.new_context(viewport=TABLET, has_touch=True)
-    page = context.new_page()
-    _login(page, server.url, "peer_a")
-    _open_section(page, server.url, iid)
-    page.goto(f"{server.url}/interviews/{iid}/finish")
+def _finish_and_open_debrief(page, base, iid):
+    _open_section(page, base, iid)
+    page.goto(f"{base}/interviews/{iid}/finish")
     page.wait_for_selector("html.tablet-ready", state="attached")
     page.locator("form[data-offline=finish] button[type=submit]").click()
     page.wait_for_url(f"**/interviews/{iid}/debrief")
+    page.goto(f"{base}/interviews/{iid}")  # somewhere to go Back to
     page.wait_for_selector("html.tablet-ready", state="attached")
+    _open_debrief(page, base, iid)
+
+
+def _open_debrief(page, base, iid):
+    page.goto(f"{base}/interviews/{iid}/debrief")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+
+
+def _write_debrief(page, text):
     page.locator("input[name=wellbeing][value='4']").check()
     page.locator("[name=reflection]").click()
-    text = "Det gikk fint, men jeg ble sliten"
-    page.keyboard.type(text)
-    page.reload()
-    page.wait_for_selector("html.tablet-ready", state="attached")
+    page.keyboard.type(text)  # nothing waits after the last keystroke
+
+
+def _debrief_on_page(page, text):
     page.wait_for_function(
         "t => document.querySelector('[name=reflection]').value === t", arg=text, timeout=15000
     )
     assert page.locator("input[name=wellbeing][value='4']").is_checked()
+
+
+def _debrief_reached_store_once(page, app, iid, text):
     _wait_status(page, ALL_SAVED["en"], timeout=30000)
     with app.app_context():
+        db.session.expire_all()
         rows = list(db.session.scalars(select(Debrief).where(Debrief.interview_id == iid)))
         assert len(rows) == 1
         assert rows[0].reflection == text
         assert rows[0].wellbeing == 4
+
+
+@pytest.mark.parametrize("gesture", ["reload", "back", "close"])
+def test_the_debrief_survives_any_gesture_right_after_the_last_keystroke(
+    server, browser, app, started, gesture
+):
+    iid, _ = started
+    context = browser.new_context(viewport=TABLET, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    _watch_errors(page, errors)
+    _login(page, server.url, "peer_a")
+    _finish_and_open_debrief(page, server.url, iid)
+    text = f"Det gikk fint, men jeg ble sliten før {gesture}"
+    _write_debrief(page, text)
+    page = _gesture(
+        context,
+        page,
+        gesture,
+        f"**/interviews/{iid}",
+        lambda p: _open_debrief(p, server.url, iid),
+        errors,
+    )
+    _debrief_on_page(page, text)
+    _debrief_reached_store_once(page, app, iid, text)
+    page.reload()
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    _debrief_on_page(page, text)
+    assert not errors, errors
     context.close()
+
+
+def _persistent(pw, profile):
+    """A Chromium whose storage outlives it, in `profile`; closing it closes the browser."""
+    options = {
+        "executable_path": chromium_path(),
+        "args": CHROMIUM_ARGS,
+        "headless": True,
+        "viewport": TABLET,
+        "has_touch": True,
+    }
+    return pw.chromium.launch_persistent_context(str(profile), **options)
+
+
+def _reopen(page, url):
+    """Open `url` in a browser started again, logging in again if its session ended with it."""
+    page.goto(url)
+    if "/login" in page.url:  # the session ended with the browser: log in again
+        page.locator("#username").fill("peer_a")
+        page.locator("#password").fill(PASSWORD)
+        page.locator("form button[type=submit]").click()
+        page.wait_for_url(f"{url}**")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+
+
+def _need_chromium():
+    if chromium_path() is None:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail("Chromium is not installed but REQUIRE_BROWSER=1")
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
 
 
 def test_words_survive_a_closed_browser_and_are_sent_after_the_next_login(
     server, app, started, tmp_path
 ):
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail("Chromium is not installed but REQUIRE_BROWSER=1")
-        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    _need_chromium()
     from playwright.sync_api import sync_playwright
 
     iid, _ = started
     profile = tmp_path / "profile"
     text = "Ord skrevet rett før nettleseren lukkes"
     with sync_playwright() as pw:
-        options = {
-            "executable_path": path,
-            "args": CHROMIUM_ARGS,
-            "headless": True,
-            "viewport": TABLET,
-            "has_touch": True,
-        }
-        context = pw.chromium.launch_persistent_context(str(profile), **options)
+        context = _persistent(pw, profile)
         page = context.new_page()
         _login(page, server.url, "peer_a")
         _open_section(page, server.url, iid)
@@ -205,15 +333,48 @@ def test_words_survive_a_closed_browser_and_are_sent_after_the_next_login(
         context.close()  # the whole browser goes, with no wait after the last keystroke
         assert notes_with(app, text) == []
 
-        context = pw.chromium.launch_persistent_context(str(profile), **options)
+        context = _persistent(pw, profile)
         page = context.new_page()
-        page.goto(f"{server.url}/interviews/{iid}/section/0?lang=en")
-        if "/login" in page.url:  # the session ended with the browser: log in again
-            page.locator("#username").fill("peer_a")
-            page.locator("#password").fill(PASSWORD)
-            page.locator("form button[type=submit]").click()
-            page.wait_for_url(f"**/interviews/{iid}/section/0**")
-        page.wait_for_selector("html.tablet-ready", state="attached")
+        _reopen(page, f"{server.url}/interviews/{iid}/section/0?lang=en")
         _text_on_page(page, text)
         _reaches_store_once(page, app, text)
+        context.close()
+
+
+def test_an_edit_and_the_debrief_survive_a_closed_browser_and_are_sent_after_the_next_login(
+    server, app, started, tmp_path
+):
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    iid, note_id = started
+    profile = tmp_path / "profile"
+    edited = "Første notat og ord rett før nettleseren lukkes"
+    reflection = "Sliten, men fornøyd, rett før nettleseren lukkes"
+    with sync_playwright() as pw:
+        context = _persistent(pw, profile)
+        page = context.new_page()
+        _login(page, server.url, "peer_a")
+        _open_section(page, server.url, iid)
+        _edit_saved_note(page, note_id, " og ord rett før nettleseren lukkes")
+        context.close()  # the whole browser goes, with no wait after the last keystroke
+        with app.app_context():
+            assert db.session.get(Note, note_id).text == "Første notat"
+
+        context = _persistent(pw, profile)
+        page = context.new_page()
+        _reopen(page, f"{server.url}/interviews/{iid}/section/0?lang=en")
+        _text_on_page(page, edited)
+        _edit_reached_store_once(page, app, note_id, edited)
+        _finish_and_open_debrief(page, server.url, iid)
+        _write_debrief(page, reflection)
+        context.close()
+        with app.app_context():
+            assert db.session.scalars(select(Debrief)).first() is None
+
+        context = _persistent(pw, profile)
+        page = context.new_page()
+        _reopen(page, f"{server.url}/interviews/{iid}/debrief?lang=en")
+        _debrief_on_page(page, reflection)
+        _debrief_reached_store_once(page, app, iid, reflection)
         context.close()
