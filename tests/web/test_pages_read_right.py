@@ -2,22 +2,26 @@
 
 Every GET route of the app is rendered (a new route is covered without touching this file), as
 each role and anonymously, in nb and en, and the interview pages in each state that shows a
-different page. The visible text and the attributes a person hears or sees must hold no Python
-object (`<built-in method clear of dict object at 0x…>`), no `None`/`Undefined`, no unformatted
-placeholder, and no raw message id or dotted key. That the nb catalogue translates every message
-in the code is checked by tests/web/test_i18n.py (a fresh extraction against the .po file); here an
-nb page must also not show an English message that the catalogue does translate (a string
-translated before the request knew its language).
+different page. Every form is also sent with input it refuses and its error page read, and so are
+the identity look-up (a POST) and the HTML each printable document is made from. The visible
+text and the attributes a person hears or sees must hold no Python object (`<built-in method
+clear of dict object at 0x…>`), no `None`/`Undefined`, no unformatted placeholder, and no raw
+message id or dotted key. That the nb catalogue translates every message in the code is checked
+by tests/web/test_i18n.py (a fresh extraction against the .po file); here an nb page must also
+not show an English message that the catalogue does translate (a string translated before the
+request knew its language).
 """
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
 from flask import url_for
 from sqlalchemy import select
 
+from interview.documents import views as document_views
 from interview.store.content import guide_of
 from interview.store.extensions import db
 from interview.store.models import ConsentFormVersion, GuideVersion, Interview, Theme
@@ -286,3 +290,227 @@ def test_the_consent_page_is_among_the_pages_checked(app, client, world):
         assert refused.status_code == 400
         assert 'class="error-summary"' in refused.text
         assert problems_on(refused.text, lang) == []
+
+
+# -- the pages that answer a form sent with what it cannot take --------------------------------
+
+# where a page shows what is amiss: a field's list, a banner, the consent summary
+ERROR_SHOWN = re.compile(r'class="errors"|class="banner error|class="error-summary"|flash-error')
+ERROR_ITEMS = re.compile(r'<ul class="errors"[^>]*>(.*?)</ul>', re.S)
+
+
+def _error_words(html: str) -> list[str]:
+    """The words of each field's error list on a page."""
+    return [
+        " ".join(re.sub(r"<[^>]+>", " ", item).split())
+        for block in ERROR_ITEMS.findall(html)
+        for item in re.findall(r"<li>(.*?)</li>", block, re.S)
+    ]
+
+
+def _refused_forms(app, client, world) -> list[tuple[str, str, dict, tuple[int, ...]]]:
+    """Every form of the app sent with input it refuses: (user, url, data, statuses)."""
+    planned = world.interviews["pa2"]  # peer_a2's interview, not begun
+    running = consented_interview(client, world)  # peer_a's, under way
+    _new_id, note_fields = new_note_on_page(
+        client.get(f"/interviews/{running}/section/0").text, "context.services"
+    )
+    client.post("/logout")
+    stopped = world.interviews["pb"]  # peer_b's, stopped before it began
+    client.post("/login", data={"username": "peer_b", "password": PASSWORD})
+    client.post(f"/interviews/{stopped}/stop", data={"reason": "practical", "comment": ""})
+    client.post("/logout")
+    with app.app_context():
+        theme_id = db.session.scalars(select(Theme).order_by(Theme.id)).first().id
+    pa, pa2 = world.participants["pa"], world.participants["pa2"]
+    return [
+        (None, "/login", {}, (400,)),
+        (None, "/login", {"username": "peer_a", "password": "wrong"}, (401,)),
+        ("peer_a2", f"/interviews/{planned}/capacity", {"minutes": "5"}, (400,)),
+        ("peer_a2", f"/interviews/{planned}/capacity", {"minutes": "many"}, (400,)),
+        ("peer_a2", f"/interviews/{planned}/reschedule", {"reason": "nope"}, (400,)),
+        (
+            "peer_a2",
+            f"/interviews/{planned}/reschedule",
+            {"reason": "practical", "day": "2026-11-23"},
+            (400,),
+        ),
+        (
+            "peer_a2",
+            f"/interviews/{planned}/reschedule",
+            {"reason": "practical", "day": "23.11.2026", "at": "half past one"},
+            (400,),
+        ),
+        ("peer_a2", f"/interviews/{planned}/stop", {"reason": ""}, (400,)),
+        (
+            "peer_a",
+            f"/interviews/{running}/stop",
+            {"reason": "other", "comment": "x" * 2001},
+            (400,),
+        ),
+        ("peer_a", f"/interviews/{running}/distress/stage-2", {"comment": "x" * 2001}, (400,)),
+        (
+            "peer_a",
+            f"/interviews/{running}/section/0",
+            {**note_fields, "new-context.services-text": "x" * 20001},
+            (400,),
+        ),
+        ("peer_b", f"/interviews/{stopped}/debrief", {"reflection": "Tungt."}, (400,)),
+        ("peer_b", f"/interviews/{stopped}/debrief", {"wellbeing": "9"}, (400,)),
+        (
+            "coord_a",
+            "/participants/new",
+            {"preferred_language": "xx", "phone": "call me", "name": "y" * 201},
+            (400,),
+        ),
+        ("coord_a", f"/participants/{pa}/interviews", {"plan-day": "soon"}, (400,)),
+        (
+            "coord_a",
+            f"/participants/{pa}/interviews",
+            {"plan-day": "1999-01-01", "plan-at": "25:00", "plan-place_kind": "moon"},
+            (400,),
+        ),
+        ("coord_a", f"/participants/{pa}/interviewers", {}, (400,)),
+        ("coord_a", f"/participants/{pa}/withdraw", {"withdrawn_on": "yesterday"}, (400,)),
+        ("coord_a", f"/participants/{pa2}/withdraw", {"withdrawn_on": "2099-01-01"}, (400,)),
+        ("coord_a", "/desk/themes/", {"add-name_nb": "", "add-name_en": ""}, (400,)),
+        ("coord_a", f"/desk/themes/{theme_id}", {f"t{theme_id}-name_nb": "z" * 201}, (400,)),
+        ("coord_a", "/desk/rescue/", {}, (400,)),
+    ]
+
+
+def test_every_form_refusing_its_input_reads_as_words(app, client, world):
+    """Each form sent with what it refuses answers with its error page, in words, nb and en."""
+    failures = []
+    for username, url, data, statuses in _refused_forms(app, client, world):
+        shown = {}
+        for lang in LANGS:
+            answer = _client_as(app, username).post(f"{url}?lang={lang}", data=data)
+            where = f"{username or 'anonymous'} {lang} POST {url} {sorted(data)}"
+            if answer.status_code not in statuses or answer.mimetype != "text/html":
+                failures.append(f"{where}: answered {answer.status_code} {answer.mimetype}")
+                continue
+            html = answer.get_data(as_text=True)
+            if not ERROR_SHOWN.search(html):
+                failures.append(f"{where}: no error is shown")
+            failures += [f"{where}: {p}" for p in problems_on(html, lang)]
+            shown[lang] = _error_words(html)
+        # an error in English on the nb page: a message the catalogue or WTForms left untold
+        if len(shown) == 2:
+            english = set(shown["en"])
+            failures += [
+                f"nb POST {url}: the English error {e!r}"
+                for e in shown["nb"]
+                if e in english and re.search(r"[A-Za-z]{3}", e)
+            ]
+    assert not failures, f"{len(failures)} problems:\n" + "\n".join(failures)
+
+
+def test_the_identity_page_reads_as_words(app, world):
+    """The identity look-up answers a POST only, so the GET sweep never reaches it."""
+    coordinator = _client_as(app, "coord_a")
+    # pa has a name and no phone; pa2 has no identity entry at all
+    for key, shown in (("pa", "Test Person"), ("pa2", None)):
+        for lang in LANGS:
+            url = f"/participants/{world.participants[key]}/identity?lang={lang}"
+            answer = coordinator.post(url)
+            assert answer.status_code == 200, url
+            html = answer.get_data(as_text=True)
+            assert 'class="facts"' in html if shown else 'class="facts"' not in html
+            assert shown is None or shown in html
+            assert problems_on(html, lang) == [], url
+
+
+def _ended_interviews(app, client, world) -> list[str]:
+    """pa stopped and pa2 finished, each with a note, events and a debrief; return their ids."""
+    with app.app_context():
+        theme_id = db.session.scalars(select(Theme).order_by(Theme.id)).first().id
+    ended = []
+    for username, key in (("peer_a", "pa"), ("peer_a2", "pa2")):
+        iid = consented_interview(client, world, username=username, key=key)
+        page = client.get(f"/interviews/{iid}/section/0").text
+        _new_id, fields = new_note_on_page(page, "context.services")
+        client.post(
+            f"/interviews/{iid}/section/0",
+            data={
+                **fields,
+                "new-context.services-text": "The team listens.",
+                "new-context.services-polarity": "promotes",
+                "new-context.services-theme": str(theme_id),
+                "new-context.services-quote": "1",
+                "go": "stay",
+            },
+        )
+        client.post(f"/interviews/{iid}/pause")
+        client.post(f"/interviews/{iid}/resume")
+        client.post(f"/interviews/{iid}/check-in")
+        if key == "pa":
+            client.post(
+                f"/interviews/{iid}/stop", data={"reason": "participant_wish", "comment": "Sliten."}
+            )
+        else:
+            client.post(f"/interviews/{iid}/finish")
+        client.post(
+            f"/interviews/{iid}/debrief",
+            data={"wellbeing": "4", "reflection": "A good talk.", "wants_debrief_talk": "y"},
+        )
+        client.post("/logout")
+        ended.append(iid)
+    with app.app_context():
+        assert [db.session.get(Interview, i).status for i in ended] == ["stopped", "completed"]
+    return ended
+
+
+def test_every_document_reads_as_words_before_it_becomes_a_pdf(app, client, world, monkeypatch):
+    """The HTML each printable document is made from holds no code, in nb and en."""
+    import weasyprint
+
+    from interview.documents import render
+
+    fed: list[str] = []
+
+    class Capture:
+        """Keep the HTML the renderer hands to WeasyPrint; make no PDF of it."""
+
+        def __init__(self, string, **_kwargs):
+            fed.append(string)
+
+        def write_pdf(self, **_kwargs):
+            return b"%PDF-1.7 not rendered"
+
+    monkeypatch.setattr(render.weasyprint, "HTML", Capture)
+    assert weasyprint.HTML is Capture
+    rendered: set[str] = set()
+    original = document_views.render_pdf
+
+    def watched(template, *args, **kwargs):
+        rendered.add(template)
+        return original(template, *args, **kwargs)
+
+    monkeypatch.setattr(document_views, "render_pdf", watched)
+    ended = _ended_interviews(app, client, world)
+    values = _values(app, world, {})
+    guide_key, form_key = values["key"]
+    with app.app_context():
+        form_version = db.session.scalars(select(ConsentFormVersion)).first().version
+    urls = [
+        f"/guides/{guide_key}/{values['version'][0]}/{{lang}}.pdf",
+        f"/consent-forms/{form_key}/{form_version}/{{lang}}.pdf",
+        *(f"/desk/interviews/{iid}/record/{{lang}}.pdf" for iid in ended),
+        "/desk/report/{lang}.pdf",
+        "/desk/cases/A/report/{lang}.pdf",
+    ]
+    coordinator = _client_as(app, "coord_a")
+    failures = []
+    for url in urls:
+        for lang in LANGS:
+            fed.clear()
+            answer = coordinator.get(url.format(lang=lang))
+            assert answer.status_code == 200, url
+            assert len(fed) == 1, f"{url}: {len(fed)} documents rendered"
+            assert f'lang="{lang}"' in fed[0]
+            failures += [f"{url.format(lang=lang)}: {p}" for p in problems_on(fed[0], lang)]
+    # every document template was read: a new one fails here until a URL above makes it
+    folder = Path(app.root_path, app.template_folder, "documents")
+    assert rendered == {p.name for p in folder.glob("*.html")} - {"base.html"}
+    assert not failures, f"{len(failures)} problems:\n" + "\n".join(failures)
