@@ -39,6 +39,7 @@ def tablet_strings() -> dict[str, str | dict]:
         "storage_error": _("The tablet could not save this change: %(error)s"),
         "server_error": _("The case store did not answer. Your changes are kept on this tablet."),
         "rejected": _("%(n)s changes were refused by the case store: %(reason)s"),
+        "rejected_one": _("1 change was refused by the case store: %(reason)s"),
         "logout_waiting": _(
             "%(n)s changes are not yet in the case store. If you log out now they stay on "
             "this tablet and are sent when you log in again. Log out?"

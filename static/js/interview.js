@@ -6,6 +6,7 @@
 import * as seal from "./seal.js";
 import * as store from "./store.js";
 import {
+  count,
   ctx,
   fmt,
   formAlert,
@@ -184,7 +185,7 @@ export async function safetyEvent(kind, allowed) {
         await showCheckIn();
         // a check-in the case store refused is never shown as seen by the coordinator
         const refused = (await store.rejectedOf(userId)).find((r) => r.id === recorded);
-        if (refused) say(fmt(strings.rejected, { n: 1, reason: refused.reason }), "warning");
+        if (refused) say(count("rejected", 1, { reason: refused.reason }), "warning");
         else say(fmt(strings[waiting ? "checked_in_kept" : "checked_in_sent"], { time }), waiting ? "info" : "success");
       });
     } else {

@@ -129,7 +129,7 @@ export async function updateStatus() {
     href = "/interviews/conflicts";
   } else if (rejected.length) {
     kind = "error";
-    text = fmt(strings.rejected, { n: rejected.length, reason: rejected[0].reason });
+    text = count("rejected", rejected.length, { reason: rejected[0].reason });
   } else if (offline) {
     kind = "offline";
     text = waiting ? count("offline", waiting) : strings.offline_none;

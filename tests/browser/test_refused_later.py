@@ -88,6 +88,7 @@ def test_a_change_refused_later_is_shown_with_its_words_and_told_once(
     _wait_status(page, "refused by the case store", timeout=30000)
     status = page.locator("#sync-status").inner_text()
     assert "never reached the case store" in status
+    assert status.startswith("1 change was refused by the case store:"), status  # one, singular
     refused = page.evaluate(REFUSED)
     assert [r["change_id"] for r in refused] == [change_id]
     assert refused[0]["data"]["text"] == WORDS  # the words are still on the tablet

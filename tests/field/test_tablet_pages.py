@@ -2,12 +2,15 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
+from interview.config import ROOT
 from tests.helpers import give_paper_consent, start_interview
 
 COPY = {"X-Offline-Copy": "1"}
+SCRIPTS = Path(ROOT, "static", "js")
 
 
 @pytest.mark.parametrize(
@@ -100,6 +103,37 @@ def test_the_tablet_gets_its_words_in_the_interface_language(client, auth, world
         }
     assert 'src="/static/js/offline.js"' in page
     assert 'id="prepare-offline"' in page
+
+
+def _tablet_strings(page: str) -> dict:
+    blob = re.search(
+        r'<script type="application/json" id="tablet-strings">(.*?)</script>', page, re.S
+    ).group(1)
+    return json.loads(blob)
+
+
+def test_every_counted_tablet_word_has_its_singular(client, auth, world):
+    """A refused check-in once read "1 changes were refused by the case store"."""
+    auth.login("peer_a")
+    for lang in ("nb", "en"):
+        strings = _tablet_strings(client.get(f"/interviews/?lang={lang}").text)
+        counted = [k for k, v in strings.items() if isinstance(v, str) and "%(n)s" in v]
+        assert "rejected" in counted
+        for key in counted:
+            assert f"{key}_one" in strings, f"{lang}: {key} has no singular"
+            assert "%(n)s" not in strings[f"{key}_one"], key
+            # the other words (the reason, the file) are in the singular too
+            rest = set(re.findall(r"%\((\w+)\)s", strings[key])) - {"n"}
+            assert rest == set(re.findall(r"%\((\w+)\)s", strings[f"{key}_one"])), key
+    assert strings["rejected_one"] == "1 change was refused by the case store: %(reason)s"
+
+
+def test_the_scripts_show_counted_words_through_count():
+    """`count()` picks the singular; a counted word put through `fmt()` alone never would."""
+    scripts = "\n".join(p.read_text() for p in sorted(SCRIPTS.glob("*.js")))
+    plain = re.findall(r"fmt\(strings\.(\w+), \{ n:", scripts)
+    assert plain == [], f"counted words shown without their singular: {plain}"
+    assert 'count("rejected", 1,' in (SCRIPTS / "interview.js").read_text()
 
 
 def test_the_scripts_are_not_on_pages_for_people_not_logged_in(client):
