@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from interview.store.extensions import db
-from interview.store.models import InterviewEvent
+from interview.store.models import Consent, Interview, InterviewEvent
 from tests.browser.helpers import (
     ALL_SAVED,
     TABLET,
@@ -240,6 +240,72 @@ def test_consent_finish_and_debrief_are_confirmed(
     said = page.locator("#tablet-notices").inner_text().lower()
     assert words[2].lower() in said
     assert ("nettbrett" if lang == "nb" else "tablet") in said  # saved here, sent later
+    context.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "nb"])
+def test_consent_and_finish_offline_say_they_are_kept_and_reach_the_store_later(
+    server, browser, app, client, world, lang
+):
+    from tests.conftest import PASSWORD
+    from tests.helpers import start_interview
+
+    iid = world.interviews["pa"]
+    client.post("/login", data={"username": "peer_a", "password": PASSWORD})
+    start_interview(client, iid)
+    client.post("/logout")
+    kept = {
+        "en": (
+            "Consent is saved on this tablet and is sent to the case store as soon as there is "
+            "a network.",
+            "The interview is complete. Thank you. It is saved on this tablet and sent to the "
+            "case store as soon as there is a network.",
+        ),
+        "nb": (
+            "Samtykket er lagret på nettbrettet og sendes til saksarkivet så snart det er nett.",
+            "Intervjuet er fullført. Takk. Det er lagret på nettbrettet og sendes til "
+            "saksarkivet så snart det er nett.",
+        ),
+    }[lang]
+    context, page, errors = _tablet(browser, server, lang=lang)
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.locator("#prepare-offline").click()  # the pages after consent open offline
+    page.wait_for_function(
+        "() => /[0-9]/.test(document.getElementById('prepare-status').textContent)",
+        timeout=30000,
+    )
+    _open(page, f"{server.url}/interviews/{iid}/consent")
+    _wait_status(page, ALL_SAVED[lang])  # the study key is on the tablet: it can seal offline
+    context.set_offline(True)
+    page.locator("#method-0").check()
+    for item in ("participate", "audio", "quotes", "recontact"):
+        page.locator(f"#item-{item}-yes").check()
+    _sign(page)
+    page.locator("#consent-form button[type=submit]").click()
+    page.wait_for_url(f"**/interviews/{iid}/section/0")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    assert kept[0] in " ".join(page.locator("#tablet-notices").inner_text().split())
+    page.goto(f"{server.url}/interviews/{iid}/finish")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    page.locator("form[data-offline=finish] button[type=submit]").click()
+    page.wait_for_url(f"**/interviews/{iid}/debrief")
+    page.wait_for_selector("html.tablet-ready", state="attached")
+    assert kept[1] in " ".join(page.locator("#tablet-notices").inner_text().split())
+    with app.app_context():
+        assert db.session.scalars(select(Consent)).first() is None
+    assert _events(app, iid, "complete") == []
+
+    context.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    _wait_status(page, ALL_SAVED[lang], timeout=30000)
+    with app.app_context():
+        db.session.expire_all()
+        consents = list(db.session.scalars(select(Consent)))
+        assert [(c.interview_id, c.method) for c in consents] == [(iid, "tablet")]
+        assert db.session.get(Interview, iid).status == "completed"
+    assert len(_events(app, iid, "start")) == 1
+    assert len(_events(app, iid, "complete")) == 1
+    assert not errors, errors
     context.close()
 
 
