@@ -1,6 +1,8 @@
 """What the tablet's scripts need from the server: translated strings and an interview's state."""
 
 from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
 
 from flask import Flask, current_app, request, url_for
 from flask_babel import gettext as _
@@ -164,18 +166,58 @@ def tablet_strings() -> dict[str, str | dict]:
     }
 
 
-_KEPT: dict[str, Markup] = {}
+# words only one page's scripts show: other pages leave them out (every page carries the
+# rest, and a first visit counts every byte)
+PAGE_WORDS = {
+    # My interviews: preparing for offline, keeping the work, the rescue copy
+    "keeping": {
+        "installed_no",
+        "installed_yes",
+        "not_offline",
+        "persist_denied",
+        "persisted_no",
+        "persisted_unknown",
+        "persisted_yes",
+        "prepare_done",
+        "prepare_done_one",
+        "prepare_failed",
+        "preparing",
+        "ready_offline",
+        "rescue_done",
+        "rescue_done_one",
+        "rescue_failed",
+        "rescue_no_key",
+        "rescue_none",
+        "usage",
+        "usage_unknown",
+    },
+    # the consent page
+    "consent": {
+        "answer_every_item",
+        "need_method",
+        "need_paper_number",
+        "need_participate",
+        "need_signature",
+        "no_study_key",
+    },
+}
+_KEPT: dict[tuple[str, tuple[str, ...]], Markup] = {}
 
 
-def tablet_strings_json() -> Markup:
-    """Return `tablet_strings()` as JSON for the page, built once per language and process."""
+def tablet_strings_json(*pages: str) -> Markup:
+    """Return `tablet_strings()` as JSON for a page, with the words of the named `pages`.
+
+    Built once per language and set of words, per process.
+    """
     lang = ui_lang()
-    kept = _KEPT.get(lang)
+    kept = _KEPT.get((lang, pages))
     if kept is None:
         # every page carries these words: translating them on each request cost more than
         # the rest of a small page
-        kept = _KEPT[lang] = Markup(
-            htmlsafe_json_dumps(tablet_strings(), dumps=current_app.json.dumps)
+        left_out = set().union(*(v for k, v in PAGE_WORDS.items() if k not in pages))
+        words = {k: v for k, v in tablet_strings().items() if k not in left_out}
+        kept = _KEPT[(lang, pages)] = Markup(
+            htmlsafe_json_dumps(words, dumps=current_app.json.dumps)
         )
     return kept
 
@@ -221,13 +263,20 @@ def chrome() -> dict:
             }
             | {
                 "css": url_for("static", filename="css/app.css"),
-                "icon": url_for("static", filename="icons/icon.svg"),
+                # in the page itself: a first visit makes one request fewer (the icon is tiny)
+                "icon": _icon_data_url(),
                 "touch_icon": url_for("static", filename="icons/icon-180.png"),
                 "manifest": url_for("main.manifest"),
                 "offline_js": url_for("static", filename="js/offline.js"),
             },
         }
     return kept
+
+
+def _icon_data_url() -> str:
+    """Return the app's icon as a data: address for the page's <link rel=icon>."""
+    svg = (Path(current_app.static_folder) / "icons" / "icon.svg").read_text(encoding="utf-8")
+    return "data:image/svg+xml," + quote(svg.strip(), safe=" =:/")
 
 
 def last_check_in(interview: Interview) -> datetime | None:

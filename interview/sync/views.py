@@ -151,8 +151,14 @@ def session_info():
     refused = api_login_required()
     if refused:
         return refused
+    try:
+        # public: every tablet needs it before it goes offline, and asks this at once anyway
+        key = study_key.current().public_info()
+    except study_key.StudyKeyError:
+        key = None
     response = jsonify(
         {
+            "study_key": key,
             "user": current_user.username,
             "user_id": current_user.id,
             "role": current_user.role,

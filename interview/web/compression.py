@@ -33,12 +33,14 @@ PAGE_LEVEL = 5  # per answer: most of level 9's saving at a fraction of its time
 STATIC_LEVEL = 9  # once per file version
 STATIC_KEPT = 64
 
-# comments are for the people who read the source, not for a tablet on a mobile connection:
-# the compressed form of our own scripts leaves out whole-line // comments (none of our
-# scripts has a multi-line template string, where such a line would be text), and of our
-# style sheets the /* */ comments (no style sheet puts these characters in a string)
+# comments and indentation are for the people who read the source, not for a tablet on a
+# mobile connection: the compressed form of our own scripts leaves out whole-line // comments
+# and each line's indentation (none of our scripts has a string that runs over a line, where
+# such a line would be text: tests/web/test_compression.py checks it), and of our style
+# sheets the /* */ comments (no style sheet puts these characters in a string) and indentation
 JS_COMMENT_LINE = re.compile(rb"(?m)^[ \t]*//.*\n")
 CSS_COMMENT = re.compile(rb"/\*.*?\*/", re.S)
+INDENT = re.compile(rb"(?m)^[ \t]+")
 
 _static: dict[tuple[str, str], bytes] = {}
 _lock = threading.Lock()
@@ -72,9 +74,9 @@ def compress(response: Response) -> Response:
         if len(raw) < MIN_BYTES:
             return response
         if key and response.mimetype == "text/javascript":
-            raw = JS_COMMENT_LINE.sub(b"", raw)
+            raw = INDENT.sub(b"", JS_COMMENT_LINE.sub(b"", raw))
         elif key and response.mimetype == "text/css":
-            raw = CSS_COMMENT.sub(b"", raw)
+            raw = INDENT.sub(b"", CSS_COMMENT.sub(b"", raw))
         body = gzip.compress(raw, STATIC_LEVEL if key else PAGE_LEVEL, mtime=0)
         if key:
             with _lock:

@@ -3,7 +3,6 @@
 // however often tapped), and the interview's forms saved on the tablet (capacity, consent with
 // the signature sealed, stop, finish, the debrief saved as it is written).
 
-import * as seal from "./seal.js";
 import * as store from "./store.js";
 import {
   count,
@@ -323,7 +322,9 @@ export const handlers = {
       // the signature and the name are sealed to the study's key before they are stored: the
       // tablet never holds them in plain form, and only the case store can open them
       const key = await studyKey();
-      if (!key || !seal.available()) return formAlert(form, strings.no_study_key);
+      // loaded here: only a consent (and a rescue copy) seals anything
+      const seal = await import("./seal.js").catch(() => null);
+      if (!key || !seal || !seal.available()) return formAlert(form, strings.no_study_key);
       payload.sealed = await seal.seal(identity, key);
     }
     await store.saveImmutable({

@@ -14,7 +14,7 @@ function noteValues(el) {
     text: el.querySelector("textarea").value.replace(/\r\n/g, "\n"),
     polarity: checked && checked.value ? checked.value : null,
     themes: [...el.querySelectorAll("input[data-key]:checked")].map((i) => i.dataset.key).sort(),
-    possible_quote: el.querySelector("input[type=checkbox][id$='-quote']").checked,
+    possible_quote: el.querySelector("input[type=checkbox][name$='-quote']").checked,
   };
 }
 
@@ -25,7 +25,7 @@ function noteDefaults(el) {
     text: el.querySelector("textarea").defaultValue.replace(/\r\n/g, "\n"),
     polarity: checked && checked.value ? checked.value : null,
     themes: [...el.querySelectorAll("input[data-key]")].filter((i) => i.defaultChecked).map((i) => i.dataset.key).sort(),
-    possible_quote: el.querySelector("input[type=checkbox][id$='-quote']").defaultChecked,
+    possible_quote: el.querySelector("input[type=checkbox][name$='-quote']").defaultChecked,
   };
 }
 
@@ -41,7 +41,7 @@ function fillTags(el, data) {
   const themes = new Set(data.themes || []);
   el.querySelectorAll("input[data-key]").forEach((c) => (c.checked = themes.has(c.dataset.key)));
   if (themes.size) el.querySelector("details.themes")?.setAttribute("open", "");
-  el.querySelector("input[type=checkbox][id$='-quote']").checked = !!data.possible_quote;
+  el.querySelector("input[type=checkbox][name$='-quote']").checked = !!data.possible_quote;
 }
 
 // Each note comes with its chosen themes only; the other choices are copied from the page's

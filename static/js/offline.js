@@ -5,7 +5,6 @@
 // IndexedDB the plain forms post to the server as before.
 
 import { guard, handlers, initDebrief, LEAVING, localState, showCheckIn, showState } from "./interview.js";
-import { rescueCopy, showKeeping } from "./keeping.js";
 import { fillThemeChoices, initSection } from "./notes.js";
 import * as store from "./store.js";
 import {
@@ -66,7 +65,7 @@ async function prepare(button) {
       }
     }
     await refreshStudyKey();
-    const keeping = await showKeeping(strings, { ask: true }).catch(() => null);
+    const keeping = await import("./keeping.js").then((m) => m.showKeeping(strings, { ask: true })).catch(() => null);
     const persisted = !keeping || keeping.persisted !== false;
     await store.setMeta(`prepared:${userId}`, { at: new Date().toISOString(), interviews: ready });
     await store.setMeta("pages_owner", String(userId));
@@ -317,12 +316,14 @@ async function start() {
     document.getElementById("offline-card").hidden = false;
     prepareButton.addEventListener("click", () => prepare(prepareButton));
     showPrepared();
-    showKeeping(strings).catch(() => {});
+    // only My interviews prepares and keeps: the other pages never load keeping.js
+    import("./keeping.js").then((m) => m.showKeeping(strings)).catch(() => {});
     const rescue = document.getElementById("rescue-copy");
     rescue?.addEventListener("click", async () => {
       if (rescue.dataset.busy) return;
       rescue.dataset.busy = "1";
       try {
+        const { rescueCopy } = await import("./keeping.js");
         await rescueCopy(userId, strings, studyKey);
       } catch (error) {
         document.getElementById("rescue-status").textContent = fmt(strings.rescue_failed, { error: error.name || String(error) });
@@ -331,7 +332,6 @@ async function start() {
       }
     });
   }
-  store.getMeta("study_key").then((key) => key || refreshStudyKey()).catch(() => {});
   await updateStatus();
   // the page now shows the tablet's own state (tests and styles may wait for this)
   document.documentElement.classList.add("tablet-ready");

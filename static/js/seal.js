@@ -5,8 +5,6 @@
 // The box: a fresh AES-256-GCM key encrypts the JSON; RSA-OAEP with SHA-256 wraps that key
 // (docs/sync.md, "Sealed boxes"); {"v": 1, "kid", "key", "iv", "data"}, each part base64.
 
-const KEY_URL = "/api/v1/study-key";
-
 function b64(bytes) {
   let text = "";
   const view = new Uint8Array(bytes);
@@ -23,17 +21,6 @@ function unb64(text) {
 
 export function available() {
   return !!(globalThis.crypto && crypto.subtle);
-}
-
-// The public key as the case store gives it ({kid, alg, spki}); `remember` keeps it for
-// offline use (it is public: nothing personal).
-export async function fetchKey(remember) {
-  const response = await fetch(KEY_URL, { credentials: "same-origin", headers: { Accept: "application/json" } });
-  if (!response.ok) throw new Error("no study key");
-  const key = await response.json();
-  if (!key || !key.kid || !key.spki) throw new Error("no study key");
-  if (remember) await remember(key);
-  return key;
 }
 
 export async function seal(value, key) {

@@ -2,7 +2,6 @@
 // interview the page is about, the status line, talking to the case store (the outbox drains to
 // POST /api/v1/sync), confirmations for the next page, and the study's public key.
 
-import * as seal from "./seal.js";
 import * as store from "./store.js";
 export const PAGES = "fact-pages-v1"; // kept pages: they hold the peer's notes
 export const FILES = "fact-static-v1"; // styles, scripts, icons, the signed-out page: nobody's data
@@ -189,6 +188,8 @@ async function refreshSession() {
   state.sid = info.sid || null;
   if (info.sid) await store.setMeta(`sid:${userId}`, info.sid).catch(() => {});
   if (info.rescue_token) await store.setMeta(`rescue:${userId}`, info.rescue_token).catch(() => {});
+  // the study's public key comes with the session: kept for sealing while offline
+  if (info.study_key && info.study_key.kid && info.study_key.spki) await store.setMeta("study_key", info.study_key).catch(() => {});
   document.querySelectorAll("input[name=csrf_token]").forEach((input) => (input.value = info.csrf_token));
   return info;
 }
@@ -450,6 +451,18 @@ export async function studyKey() {
   return refreshStudyKey();
 }
 
-export function refreshStudyKey() {
-  return seal.fetchKey((key) => store.setMeta("study_key", key)).catch(() => null);
+// The key as the case store gives it ({kid, alg, spki}); kept for offline use (it is public:
+// nothing personal). Fetched here, not in seal.js: every tablet needs the key before it goes
+// offline, but only the consent page and the rescue copy need the sealing.
+export async function refreshStudyKey() {
+  try {
+    const response = await fetch("/api/v1/study-key", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) return null;
+    const key = await response.json();
+    if (!key || !key.kid || !key.spki) return null;
+    await store.setMeta("study_key", key);
+    return key;
+  } catch {
+    return null;
+  }
 }

@@ -157,3 +157,20 @@ def test_the_offline_page_and_the_worker_are_served_and_kept(client, auth, world
     for path in interview["pages"]:
         response = client.get(path, headers=COPY)
         assert response.status_code == 200, path
+
+
+def test_the_words_of_one_page_travel_only_with_that_page(client, auth, world):
+    """Preparing for offline and consent words ride only with their page (a first visit is
+    counted in bytes); every other word of the tablet's scripts is on every page."""
+    from interview.field.tablet import PAGE_WORDS
+
+    iid = world.interviews["pa"]
+    auth.login("peer_a")
+    mine = _tablet_strings(client.get("/interviews/?lang=en").text)
+    consent = _tablet_strings(client.get(f"/interviews/{iid}/consent", headers=COPY).text)
+    section = _tablet_strings(client.get(f"/interviews/{iid}/section/0", headers=COPY).text)
+    assert PAGE_WORDS["keeping"] <= set(mine) and not PAGE_WORDS["consent"] & set(mine)
+    assert PAGE_WORDS["consent"] <= set(consent) and not PAGE_WORDS["keeping"] & set(consent)
+    assert not (PAGE_WORDS["keeping"] | PAGE_WORDS["consent"]) & set(section)
+    assert set(mine) - PAGE_WORDS["keeping"] == set(section) == set(consent) - PAGE_WORDS["consent"]
+    assert mine["prepare_done_one"] == "Ready offline: 1 interview."
