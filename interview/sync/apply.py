@@ -130,7 +130,8 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
             id=change.id,
             interview_id=interview.id,
             question_key=question_key,
-            text=values["text"],
+            # a note created deleted keeps no words (docs/data-protection.md §5)
+            text=None if values.get("deleted") else values["text"],
             polarity=values.get("polarity"),
             possible_quote=bool(values.get("possible_quote")),
             themes=_themes_by_key(session, values.get("themes", [])),
@@ -230,10 +231,26 @@ def _edit_note(
         note.conflict = None
     if note.deleted_at is not None and "text" in conflicts:
         note.deleted_at = None
+    if note.deleted_at is not None:
+        forget_words(note, revs, new_rev)
     note.field_revs = revs
     note.rev = new_rev
     note.updated_at = utcnow()
     return Applied("conflict" if conflicts else "applied", note.rev)
+
+
+def forget_words(note: Note, revs: dict[str, int], rev: int) -> None:
+    """Drop a deleted note's words: its text, the versions beside it, the identifiers found.
+
+    In the transaction of the delete, so no sealed copy of the words outlives it in the case
+    store (a change that waited for this note had its payload cleared when it applied). The
+    text counts as changed at this rev: an edit made before the delete then meets it as a
+    conflict and brings the note back, flagged, with its own words (docs/sync.md).
+    """
+    if note.text:
+        revs["text"] = rev
+    note.text = None  # the hook clears identifier_kinds too
+    note.conflict = None
 
 
 def apply_event(session: Session, user: User, change: Change) -> Applied:

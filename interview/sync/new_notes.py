@@ -111,7 +111,8 @@ def _create_notes(
     claims, notes, links = [], [], []
     for plan in plans:
         change, values = plan.change, plan.values
-        text = values["text"]
+        # a note created deleted keeps no words, as apply_note has it
+        text = None if values.get("deleted") else values["text"]
         claims.append(
             {
                 "change_id": change.change_id,
@@ -133,7 +134,9 @@ def _create_notes(
                 "id": change.id,
                 "interview_id": plan.interview.id,
                 "question_key": plan.question_key,
-                "text_enc": seal_field(Note, "text", change.id, text, ring=ring),
+                "text_enc": None
+                if text is None
+                else seal_field(Note, "text", change.id, text, ring=ring),
                 # what Note.text's hook records (Note.flag_identifiers)
                 "identifier_kinds": " ".join(warning_kinds(text)) or None,
                 "polarity": values.get("polarity"),
