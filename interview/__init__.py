@@ -74,7 +74,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from interview.store.extensions import csrf, limiter, migrate
     from interview.sync import log as sync_log
     from interview.sync import views as api
-    from interview.trust import policy, study_key
+    from interview.trust import policy, study_end, study_key
     from interview.trust import views as auth
     from interview.web import compression, errors, i18n, labels, security
     from interview.web import views as main
@@ -96,6 +96,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     documents.init_app(app)
     kept.init_app(app)
     app.add_template_global(page_load)
+    app.add_template_global(study_end.desk_reminder, "study_end_reminder")
     cli.init_app(app)
     sync_log.init_update_log()
 

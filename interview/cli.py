@@ -1,6 +1,5 @@
 """Command-line tools: users, guide loading and demo data."""
 
-import os
 import re
 import sys
 
@@ -14,17 +13,9 @@ from devdata.demo import seed_cases, seed_participants, seed_users
 from interview.store.content import ContentError, load_all
 from interview.store.extensions import db
 from interview.store.models import ROLES, Case, User
-from interview.trust import audit, backup_cli, keys
+from interview.trust import audit, backup_cli, keys, lifecycle_cli
 from interview.trust.passwords import hash_password, password_problem
-
-
-def _terminal_language() -> str:
-    """Return the UI language for messages on the command line: Bokmål where the locale says."""
-    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(name)
-        if value:
-            return "nb" if value.lower().startswith(("nb", "nn", "no")) else "en"
-    return "en"
+from interview.web.i18n import terminal_language as _terminal_language
 
 
 @click.command("create-user")
@@ -149,5 +140,6 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(seed_demo)
     app.cli.add_command(init_db)
     backup_cli.init_app(app)
+    lifecycle_cli.init_app(app)
     app.cli.add_command(keys.keys)
     app.cli.add_command(scale.seed_scale_command)

@@ -1,6 +1,7 @@
 """Configuration read from the environment, with safe defaults for a laptop."""
 
 import os
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +17,16 @@ def _psycopg(url: str | None) -> str | None:
         if url and url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def _iso_date(value: str | None) -> str | None:
+    """Return an ISO date setting as given, None when unset; refuse anything else at start."""
+    if not value or not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise RuntimeError("STUDY_END_DATE must be a date written as YYYY-MM-DD") from None
 
 
 def load_config(instance_path: str) -> dict:
@@ -69,8 +80,14 @@ def load_config(instance_path: str) -> dict:
         "ARGON2_MEMORY_COST": 65536,
         "ARGON2_PARALLELISM": 2,
         "INTERVIEW_DEFAULT_MINUTES": 75,
-        # printed on guides, consent forms and reports
+        # printed on guides, consent forms and reports; typed to confirm `flask study end`
         "STUDY_NAME": os.environ.get("STUDY_NAME", "INNOFACT"),
+        # the day the study ends (ISO, YYYY-MM-DD; optional): the desk reminds coordinators and
+        # admins from 60 days before, and `flask study end` runs from that day
+        "STUDY_END_DATE": _iso_date(os.environ.get("STUDY_END_DATE")),
+        # answered sync changes, silent tablet rows and superseded update-log rows older than
+        # this are removed by `flask retention run` (docs/sync.md, Retention)
+        "RETENTION_SYNC_DAYS": int(os.environ.get("RETENTION_SYNC_DAYS", "90")),
         # rendered guide and consent-form PDFs; safe to delete at any time
         "DOCUMENT_CACHE_DIR": os.environ.get("DOCUMENT_CACHE_DIR", str(instance / "documents")),
         # lone-worker safety: an interview this long past its expected end without a check-in

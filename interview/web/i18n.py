@@ -1,5 +1,6 @@
 """Language choice for the UI, and helpers for bilingual content and Oslo times."""
 
+import os
 from datetime import date, datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -14,6 +15,15 @@ from interview.store.extensions import babel, db
 from interview.store.models import utcnow
 
 OSLO = ZoneInfo("Europe/Oslo")
+
+
+def terminal_language() -> str:
+    """Return the UI language for messages on the command line: Bokmål where the locale says."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name)
+        if value:
+            return "nb" if value.lower().startswith(("nb", "nn", "no")) else "en"
+    return "en"
 
 
 def select_locale() -> str:
