@@ -12,6 +12,7 @@ from sqlalchemy import select
 from interview.desk.report import progress_context
 from interview.documents.render import document_cache, render_pdf
 from interview.field.records import ENDED, interview_record, people_of
+from interview.store.consent_form import consent_letter
 from interview.store.content import guide_of
 from interview.store.extensions import db
 from interview.store.models import LANGUAGES, ConsentFormVersion, GuideVersion, User, utcnow
@@ -156,6 +157,7 @@ def consent_pdf(key: str, version: int, language: str):
             "consent.html",
             lang,
             form=content,
+            letter=consent_letter(content, lang),
             version=stored.version,
             withdrawal_text=content["withdrawal"][lang],
             published=_published(stored.published),

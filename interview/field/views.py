@@ -29,6 +29,7 @@ from interview.field.pages import (
     note_fields,
     theme_boxes,
 )
+from interview.store.consent_form import consent_letter
 from interview.store.content import guide_of
 from interview.store.extensions import db
 from interview.store.models import (
@@ -238,6 +239,7 @@ def consent(interview_id):
             interview=interview,
             form=form,
             content=content,
+            letter=consent_letter(content, interview.language),
             form_version=form_version,
             answers=answers,
             item_errors=item_errors,

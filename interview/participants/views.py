@@ -16,7 +16,7 @@ from interview.participants.withdrawal import (
     withdraw,
     withdrawal_record,
 )
-from interview.store.content import withdrawal_data_choice
+from interview.store.consent_form import withdrawal_data_choice
 from interview.store.database import scrub_sqlite_files
 from interview.store.extensions import db
 from interview.store.identity import get_identity

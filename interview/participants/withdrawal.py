@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from interview.store.content import withdrawal_data_choice
+from interview.store.consent_form import withdrawal_data_choice
 from interview.store.models import (
     Consent,
     ConsentFormVersion,

@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from interview.store.consent_form import validate_consent
 from interview.store.models import LANGUAGES, ConsentFormVersion, GuideVersion, Theme
 
 GUIDES_DIR = Path(__file__).resolve().parent / "guides"
 QUESTION_KINDS = ("context", "inhibits", "promotes", "leadership", "improvement", "closing")
-CONSENT_ITEMS = ("participate", "audio", "quotes", "recontact")
 
 
 class ContentError(Exception):
@@ -84,39 +84,6 @@ def validate_guide(data: dict, theme_keys: set[str]) -> list[str]:
     return errors
 
 
-def validate_consent(data: dict) -> list[str]:
-    """Return the problems of a parsed consent-form file."""
-    errors: list[str] = []
-    for name in ("key", "version", "published", "title", "body", "items", "withdrawal", "contact"):
-        if name not in data:
-            errors.append(f"missing {name}")
-    if errors:
-        return errors
-    for name in ("title", "body", "contact"):
-        _check_text(data[name], name, errors)
-    withdrawal = data["withdrawal"]
-    if isinstance(withdrawal, dict) and "data_choice" in withdrawal:
-        # whether a participant who withdraws may choose to keep what was already analysed
-        if not isinstance(withdrawal["data_choice"], bool):
-            errors.append("withdrawal.data_choice: must be true or false")
-        withdrawal = {k: v for k, v in withdrawal.items() if k != "data_choice"}
-    _check_text(withdrawal, "withdrawal", errors)
-    keys = tuple(i.get("key") for i in data["items"])
-    if keys != CONSENT_ITEMS:
-        errors.append(f"items must be {', '.join(CONSENT_ITEMS)} in that order")
-    for item in data["items"]:
-        _check_text(item.get("text"), f"items.{item.get('key')}", errors)
-        if item.get("required") is not (item.get("key") == "participate"):
-            errors.append(f"items.{item.get('key')}: only 'participate' is required")
-    return errors
-
-
-def withdrawal_data_choice(content: dict) -> bool:
-    """Whether a consent form lets a participant who withdraws keep already analysed data."""
-    withdrawal = content.get("withdrawal")
-    return isinstance(withdrawal, dict) and withdrawal.get("data_choice") is True
-
-
 def validate_codebook(data: dict) -> list[str]:
     """Return the problems of the parsed codebook (themes and the teams' staff themes)."""
     errors: list[str] = []
@@ -180,13 +147,16 @@ def load_all(session: Session, directory: Path = GUIDES_DIR) -> LoadReport:
         data = read_toml(path)
         errors = validate_guide(data, theme_keys)
         if errors:
+            session.rollback()
             raise ContentError(f"{path.name}: " + "; ".join(errors))
         _load_version(session, GuideVersion, data, path.name, report)
     for path in sorted(directory.glob("consent-*.toml")):
         data = read_toml(path)
         errors = validate_consent(data)
         if errors:
-            raise ContentError(f"{path.name}: " + "; ".join(errors))
+            # nothing of this load is kept: a form that would not pass is never published
+            session.rollback()
+            raise ContentError(f"{path.name} is not loaded: " + "; ".join(errors))
         _load_version(session, ConsentFormVersion, data, path.name, report)
     session.commit()
     return report

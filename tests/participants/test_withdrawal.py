@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from interview.participants.withdrawal import WithdrawalError, today_in_oslo, withdraw
-from interview.store.content import validate_consent, withdrawal_data_choice
+from interview.store.consent_form import validate_consent, withdrawal_data_choice
 from interview.store.extensions import db
 from interview.store.models import (
     AuditEvent,

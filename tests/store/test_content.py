@@ -1,12 +1,11 @@
 """The guide, consent form and codebook data are complete in both languages."""
 
+from interview.store.consent_form import CONSENT_ITEMS, validate_consent
 from interview.store.content import (
-    CONSENT_ITEMS,
     GUIDES_DIR,
     QUESTION_KINDS,
     read_codebook,
     read_toml,
-    validate_consent,
     validate_guide,
 )
 
