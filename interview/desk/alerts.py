@@ -349,36 +349,53 @@ def lost_work(session: Session, case_ids: set[int]) -> list[Alert]:
 
 @dataclass
 class FlaggedNotes:
-    """One FACT team's notes whose current text may hold a direct identifier (counts only)."""
+    """One FACT team's free texts whose current words may hold a direct identifier (counts
+    only): notes, stop and distress comments, debrief reflections."""
 
     case_code: str
     notes: int = 0
-    # (interview id, participant code, flagged notes in it), in participant-code order
+    comments: int = 0
+    reflections: int = 0
+    # (interview id, participant code, flagged texts in it), in participant-code order
     interviews: list[tuple[str, str, int]] = field(default_factory=list)
+
+    @property
+    def texts(self) -> int:
+        """Every flagged text of the team."""
+        return self.notes + self.comments + self.reflections
+
+
+# what is counted, and the field of FlaggedNotes it is counted in
+_FLAGGED = (
+    (Note, "notes", (Note.deleted_at.is_(None),)),
+    (InterviewEvent, "comments", ()),
+    (Debrief, "reflections", ()),
+)
 
 
 def identifier_flags(
     session: Session, case_ids: set[int], codes: dict[int, str]
 ) -> list[FlaggedNotes]:
-    """Count the notes whose current text has identifier findings, per team and interview."""
-    # the guard ran when the text was written (Note.identifier_kinds): no note is opened, or
-    # even read, here: the store counts them per interview
-    rows = session.execute(
-        select(Participant.case_id, Participant.code, Note.interview_id, func.count())
-        .join(Interview, Interview.id == Note.interview_id)
-        .join(Participant, Participant.id == Interview.participant_id)
-        .where(
-            _visible(case_ids),
-            Note.deleted_at.is_(None),
-            Note.identifier_kinds.is_not(None),
-        )
-        .group_by(Participant.case_id, Participant.code, Note.interview_id)
-    ).all()
+    """Count the free texts whose current words have identifier findings, per team and interview."""
+    # the guard ran when each text was written (`identifier_kinds`): no text is opened, or
+    # even read, here: the store counts them per interview, from indexes of the flagged rows
     teams: dict[int, FlaggedNotes] = {}
-    for case_id, code, interview_id, count in sorted(rows):
-        team = teams.setdefault(case_id, FlaggedNotes(codes.get(case_id, "")))
-        team.notes += count
-        team.interviews.append((interview_id, code, count))
+    per_interview: dict[tuple[int, str, str], int] = {}
+    for model, counted, where in _FLAGGED:
+        rows = session.execute(
+            select(Participant.case_id, Participant.code, model.interview_id, func.count())
+            .join(Interview, Interview.id == model.interview_id)
+            .join(Participant, Participant.id == Interview.participant_id)
+            .where(_visible(case_ids), model.identifier_kinds.is_not(None), *where)
+            .group_by(Participant.case_id, Participant.code, model.interview_id)
+        ).all()
+        for case_id, code, interview_id, count in rows:
+            team = teams.setdefault(case_id, FlaggedNotes(codes.get(case_id, "")))
+            setattr(team, counted, getattr(team, counted) + count)
+            key = (case_id, code, interview_id)
+            per_interview[key] = per_interview.get(key, 0) + count
+    for (case_id, code, interview_id), count in sorted(per_interview.items()):
+        teams[case_id].interviews.append((interview_id, code, count))
     return sorted(teams.values(), key=lambda t: t.case_code)
 
 

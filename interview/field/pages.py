@@ -164,6 +164,43 @@ def _identifier_words() -> dict[str, str]:
     }
 
 
+def _free_text_words() -> dict[str, str]:
+    """The identifier guard's warnings for a free text other than a note (a stop or distress
+    comment, a debrief's reflection), one per kind, and the advice."""
+    return {
+        "national_id": _("This text may contain a national identity number."),
+        "phone": _("This text may contain a phone number."),
+        "email": _("This text may contain an e-mail address."),
+        "address": _("This text may contain a street address."),
+        "name": _("This text may contain a person's name."),
+        "advice": _("Write around it: the study must never hold who the participant is."),
+        "where": _("Where:"),
+    }
+
+
+def text_findings(text: str | None) -> dict | None:
+    """The kinds of possible identifiers in a free text and masked excerpts, or None."""
+    found = find_identifiers(text or "")
+    if not found:
+        return None
+    kinds = {f.kind for f in found}
+    return {
+        "kinds": [k for k in IDENTIFIER_KINDS if k in kinds],
+        "excerpts": [f.excerpt for f in found],
+    }
+
+
+def free_text_guard(found: dict | None = None) -> dict:
+    """What a page with one free-text field needs for the identifier guard: the warning beside
+    the field (`found`, from text_findings) and the tablet's rules for the live warning."""
+    words = _free_text_words()
+    return {
+        "identifier_found": found,
+        "identifier_words": Words(**words),
+        "identifier_guard": _identifier_guard(words),
+    }
+
+
 @dataclass(frozen=True)
 class NoteFields:
     """What one note's fields show: the saved note, or what a refused form sent back."""
@@ -278,9 +315,9 @@ def _identifier_findings(notes: list[Note]) -> dict[str, dict]:
     return out
 
 
-def _identifier_guard() -> dict:
+def _identifier_guard(words: dict[str, str] | None = None) -> dict:
     """What the tablet's identifiers.js needs: the words to show and the given-name list."""
-    return {"words": _identifier_words(), "names": sorted(given_names())}
+    return {"words": words or _identifier_words(), "names": sorted(given_names())}
 
 
 def _warn_identifiers_elsewhere(results, target: str, interview: Interview, index: int) -> None:

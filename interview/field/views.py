@@ -26,7 +26,9 @@ from interview.field.pages import (
     _section_notes,
     _themes_for,
     _warn_identifiers_elsewhere,
+    free_text_guard,
     note_fields,
+    text_findings,
     theme_boxes,
 )
 from interview.store.consent_form import consent_letter
@@ -472,6 +474,17 @@ def distress(interview_id):
     return render_template("interviews/distress.html", interview=interview)
 
 
+def _unwarned_findings(text: str) -> dict | None:
+    """What the identifier guard finds in an event's comment the peer has not been shown yet.
+
+    An event is never edited once recorded, so the plain form shows the warning beside the
+    comment before keeping it (the tablet warns while typing); sent again as it is, it is kept.
+    """
+    if request.form.get("identifiers_seen") == "1":
+        return None
+    return text_findings(text)
+
+
 @login_required
 def distress_two(interview_id):
     """Distress protocol stage 2: stop, and with consent contact the team."""
@@ -480,18 +493,24 @@ def distress_two(interview_id):
     if interview.status not in ("in_progress", "paused") and not offline_copy():
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     form = DistressTwoForm()
+    found = None
     if form.validate_on_submit():
-        flow.distress_stage_two(
-            interview, current_user, form.contact_team.data, (form.comment.data or "").strip()
-        )
-        db.session.commit()
-        flash(
-            _("The interview is stopped. Take care of the participant, then of yourself."),
-            "info",
-        )
-        return redirect(url_for("interviews.debrief", interview_id=interview.id, follow_up=1))
-    status = 400 if request.method == "POST" else 200
-    return render_template("interviews/distress_two.html", interview=interview, form=form), status
+        comment = (form.comment.data or "").strip()
+        found = _unwarned_findings(comment)
+        if found is None:
+            flow.distress_stage_two(interview, current_user, form.contact_team.data, comment)
+            db.session.commit()
+            flash(
+                _("The interview is stopped. Take care of the participant, then of yourself."),
+                "info",
+            )
+            return redirect(url_for("interviews.debrief", interview_id=interview.id, follow_up=1))
+    elif request.method == "POST":
+        found = text_findings(form.comment.data)
+    status = 400 if request.method == "POST" and form.errors else 200
+    return render_template(
+        "interviews/distress_two.html", interview=interview, form=form, **free_text_guard(found)
+    ), status
 
 
 @login_required
@@ -503,13 +522,21 @@ def stop(interview_id):
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     form = StopForm()
     form.reason.choices = stop_reason_choices()
+    found = None
     if form.validate_on_submit():
-        flow.stop(interview, current_user, form.reason.data, (form.comment.data or "").strip())
-        db.session.commit()
-        flash(_("The interview is stopped."), "info")
-        return redirect(url_for("interviews.debrief", interview_id=interview.id))
-    status = 400 if request.method == "POST" else 200
-    return render_template("interviews/stop.html", interview=interview, form=form), status
+        comment = (form.comment.data or "").strip()
+        found = _unwarned_findings(comment)
+        if found is None:
+            flow.stop(interview, current_user, form.reason.data, comment)
+            db.session.commit()
+            flash(_("The interview is stopped."), "info")
+            return redirect(url_for("interviews.debrief", interview_id=interview.id))
+    elif request.method == "POST":
+        found = text_findings(form.comment.data)
+    status = 400 if request.method == "POST" and form.errors else 200
+    return render_template(
+        "interviews/stop.html", interview=interview, form=form, **free_text_guard(found)
+    ), status
 
 
 @login_required
@@ -558,10 +585,28 @@ def debrief(interview_id):
         else:
             record.rev += 1
         db.session.commit()
+        if record.identifier_kinds:
+            # saved, as a note is: the page comes back with the warning beside the reflection
+            flash(
+                _(
+                    "Your debrief is saved. Your reflection may hold something that tells who "
+                    "the participant is: write around it."
+                ),
+                "warning",
+            )
+            return redirect(url_for("interviews.debrief", interview_id=interview.id))
         flash(_("Thank you. Your debrief is saved."), "success")
         return redirect(url_for("interviews.overview", interview_id=interview.id))
     status = 400 if request.method == "POST" else 200
-    return render_template("interviews/debrief.html", interview=interview, form=form), status
+    if request.method == "POST":
+        found = text_findings(form.reflection.data)
+    else:
+        # worked out when the reflection was written: opened again only when something was found
+        flagged = existing is not None and existing.identifier_kinds
+        found = text_findings(existing.reflection) if flagged else None
+    return render_template(
+        "interviews/debrief.html", interview=interview, form=form, **free_text_guard(found)
+    ), status
 
 
 @login_required

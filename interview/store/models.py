@@ -54,6 +54,21 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
+def flag_identifiers(obj: Any, text: str | None) -> None:
+    """Record on a row which kinds of identifier the guard finds in its free text."""
+    from interview.store.identifiers import warning_kinds
+
+    # kinds only ("phone email"), never the words: the store cannot search sealed text, so
+    # the coordinator's count of flagged texts reads this column instead of opening each one
+    obj.identifier_kinds = " ".join(warning_kinds(text)) or None
+
+
+def _flagged_index(name: str) -> Index:
+    """A partial index of a table's rows the identifier guard flagged, by interview."""
+    where = sql_text("identifier_kinds IS NOT NULL")
+    return Index(name, "interview_id", sqlite_where=where, postgresql_where=where)
+
+
 user_cases = Table(
     "user_case",
     db.metadata,
@@ -263,7 +278,7 @@ class Note(SealedInit, db.Model):
     question_key: Mapped[str] = mapped_column(String(120))
     # the words are sealed at rest (interview/store/sealed.py); `text` reads and writes them
     text_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
-    text = sealed("text_enc", "text", on_set=lambda note, text: note.flag_identifiers(text))
+    text = sealed("text_enc", "text", on_set=flag_identifiers)
     # kinds the identifier guard found in the text ("phone email"), or NULL: the store cannot
     # search sealed words, so the coordinator's count reads this instead of opening every note
     identifier_kinds: Mapped[str | None] = mapped_column(String(60))
@@ -291,19 +306,8 @@ class Note(SealedInit, db.Model):
             sqlite_where=sql_text("conflict_enc IS NOT NULL"),
             postgresql_where=sql_text("conflict_enc IS NOT NULL"),
         ),
-        Index(
-            "ix_note_flagged",
-            "interview_id",
-            sqlite_where=sql_text("identifier_kinds IS NOT NULL"),
-            postgresql_where=sql_text("identifier_kinds IS NOT NULL"),
-        ),
+        _flagged_index("ix_note_flagged"),
     )
-
-    def flag_identifiers(self, text: str | None) -> None:
-        """Record which kinds of identifier the guard finds in the text."""
-        from interview.store.identifiers import warning_kinds
-
-        self.identifier_kinds = " ".join(warning_kinds(text)) or None
 
     @property
     def conflict_text(self) -> str | None:
@@ -322,12 +326,16 @@ class InterviewEvent(SealedInit, db.Model):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # a stop or distress comment is free text about a person in crisis: sealed, apart from data
     comment_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
-    comment = sealed("comment_enc", "comment")
+    comment = sealed("comment_enc", "comment", on_set=flag_identifiers)
+    # what the identifier guard found in the comment (kinds only), as for a note's text
+    identifier_kinds: Mapped[str | None] = mapped_column(String(60))
     recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     rev: Mapped[int] = mapped_column(Integer, default=1)
 
     interview: Mapped[Interview] = relationship(back_populates="events")
+
+    __table_args__ = (_flagged_index("ix_interview_event_flagged"),)
 
     def __init__(self, **kwargs):
         data = dict(kwargs.get("data") or {})
@@ -349,14 +357,19 @@ class InterviewEvent(SealedInit, db.Model):
 class Debrief(SealedInit, db.Model):
     """The peer's reflection and wellbeing after an interview; one per interviewer."""
 
-    __table_args__ = (UniqueConstraint("interview_id", "author_id"),)
+    __table_args__ = (
+        UniqueConstraint("interview_id", "author_id"),
+        _flagged_index("ix_debrief_flagged"),
+    )
     SEALED = ("reflection", "conflict")
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     interview_id: Mapped[str] = mapped_column(ForeignKey("interview.id"), index=True)
     wellbeing: Mapped[int] = mapped_column(Integer)
     reflection_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
-    reflection = sealed("reflection_enc", "reflection")
+    reflection = sealed("reflection_enc", "reflection", on_set=flag_identifiers)
+    # what the identifier guard found in the reflection (kinds only), as for a note's text
+    identifier_kinds: Mapped[str | None] = mapped_column(String(60))
     wants_debrief_talk: Mapped[bool] = mapped_column(Boolean, default=False)
     participant_follow_up: Mapped[bool] = mapped_column(Boolean, default=False)
     conflict_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -380,6 +393,9 @@ class AuditEvent(db.Model):
     object_type: Mapped[str | None] = mapped_column(String(40))
     object_id: Mapped[str | None] = mapped_column(String(40))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    # the audit log screen finds one participant's rows among a study's 100,000 by their object
+    __table_args__ = (Index("ix_audit_event_object", "object_type", "object_id"),)
 
 
 class AlertAck(db.Model):

@@ -121,15 +121,28 @@ def _settle_parked(session: Session, batch: _Batch, results: list[Result]) -> No
 
 
 def _with_warnings(result: Result, raw: Any) -> Result:
-    """Name the identifier kinds in a kept note's text, so the peer can write around them."""
+    """Name the identifier kinds in a kept change's free text, so the peer can write around them."""
     # kinds only: the answer, like the logs, never repeats the words (DESIGN §6)
     if result.status in ("applied", "duplicate", "conflict") and isinstance(raw, dict):
-        data = raw.get("data")
-        if raw.get("entity") == "note" and isinstance(data, dict):
-            text = data.get("text")
-            if isinstance(text, str) and len(text) <= MAX_TEXT:
-                result.warnings = warning_kinds(text) or None
+        text = free_text(raw.get("entity"), raw.get("data"))
+        if isinstance(text, str) and len(text) <= MAX_TEXT:
+            result.warnings = warning_kinds(text) or None
     return result
+
+
+def free_text(entity: Any, data: Any) -> Any:
+    """Return the free text a person typed in a change: a note's text, a stop or distress
+    comment, a debrief's reflection (None when the change carries none)."""
+    if not isinstance(data, dict):
+        return None
+    if entity == "note":
+        return data.get("text")
+    if entity == "debrief":
+        return data.get("reflection")
+    if entity == "event":
+        details = data.get("details")
+        return details.get("comment") if isinstance(details, dict) else None
+    return None
 
 
 def _apply_one(session: Session, user: User, raw: Any, device_id: str | None) -> Result:

@@ -81,7 +81,7 @@ class Result:
     status: str
     rev: int | None = None
     reason: str | None = None
-    warnings: list[str] | None = None  # identifier kinds found in a note's text (kinds only)
+    warnings: list[str] | None = None  # identifier kinds found in its free text (kinds only)
 
     def as_json(self) -> dict[str, Any]:
         """Return the result as the envelope names it."""

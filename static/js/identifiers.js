@@ -334,3 +334,58 @@ export function attachGuard(form) {
   checkAll();
   return { checkAll };
 }
+
+// Watch the free-text fields of a page other than a guide section (a stop or distress comment,
+// the debrief's reflection: `[data-identifier-field]`): warn while typing, as under a note box,
+// and when a sync answer names kinds for the debrief shown. Returns null without guard data.
+export function attachFieldGuard(root = document) {
+  const dataEl = document.getElementById("identifier-guard");
+  const fields = [...root.querySelectorAll("[data-identifier-field]")];
+  if (!dataEl || !fields.length) return null;
+  const data = JSON.parse(dataEl.textContent);
+  const names = new Set(data.names || []);
+  const words = data.words || {};
+  const fromServer = new Map(); // record id → {text, kinds} of the last answer naming it
+  const recordOf = (el) => (el.closest("form") && el.closest("form").dataset.debriefId) || "";
+
+  function check(el) {
+    const textarea = el.querySelector("textarea");
+    if (!textarea) return;
+    const text = textarea.value.replace(/\r\n/g, "\n");
+    const found = findIdentifiers(text, names);
+    const kinds = new Set(found.map((f) => f.kind));
+    const said = fromServer.get(recordOf(el));
+    if (said && said.text.trim() === text.trim()) said.kinds.forEach((k) => kinds.add(k));
+    render(el, words, KINDS.filter((k) => kinds.has(k)), found.map((f) => f.excerpt));
+    const box = el.querySelector(".identifier-warning");
+    // the warning is read with the field, as its error is
+    if (box) {
+      box.id = `${textarea.id}-identifiers`;
+      const ids = new Set((textarea.getAttribute("aria-describedby") || "").split(" ").filter(Boolean));
+      ids.add(box.id);
+      textarea.setAttribute("aria-describedby", [...ids].join(" "));
+    } else if (textarea.hasAttribute("aria-describedby")) {
+      const ids = textarea.getAttribute("aria-describedby").split(" ").filter((id) => id && id !== `${textarea.id}-identifiers`);
+      if (ids.length) textarea.setAttribute("aria-describedby", ids.join(" "));
+      else textarea.removeAttribute("aria-describedby");
+    }
+  }
+
+  const timers = new WeakMap();
+  for (const el of fields) {
+    el.addEventListener("input", (event) => {
+      if (event.target.tagName !== "TEXTAREA") return;
+      clearTimeout(timers.get(el));
+      timers.set(el, setTimeout(() => check(el), 400));
+    });
+  }
+  document.addEventListener("tablet:warnings", (event) => {
+    for (const { id, kinds, text } of event.detail || []) {
+      if (typeof text === "string") fromServer.set(id, { text, kinds: kinds || [] });
+    }
+    fields.forEach(check);
+  });
+  // a box the server drew for words no longer in the field (a draft laid over it) goes
+  const checkAll = () => fields.forEach(check);
+  return { checkAll };
+}

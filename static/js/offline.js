@@ -233,6 +233,11 @@ async function dropOthersPages() {
 
 async function start() {
   fillThemeChoices();
+  // the identifier guard watches a page's free-text fields with or without the tablet's store;
+  // loaded on its own: should it fail, the form is sent as ever
+  const fieldGuard = document.querySelector("[data-identifier-field]")
+    ? import("./identifiers.js").then((m) => m.attachFieldGuard(document)).catch(() => null)
+    : Promise.resolve(null);
   if (!userId || !store.available()) return;
   try {
     await store.deviceId(userId);
@@ -276,6 +281,8 @@ async function start() {
     if (pageName === "debrief") {
       const form = document.querySelector("form[data-offline=debrief]");
       if (form) await initDebrief(form);
+      // the words kept on this tablet may have been laid over the page's: look at them again
+      fieldGuard.then((g) => g && g.checkAll()).catch(() => {});
     }
     document.addEventListener("tablet:synced", async () => {
       showState(await localState());

@@ -273,17 +273,19 @@ async function drain() {
   await dropFinished();
 }
 
-// The identifier guard: tell the section page which kinds the case store found in each kept
-// note (kinds only; identifiers.js shows the warning under the note box).
+// The identifier guard: tell the page which kinds the case store found in each kept note or
+// debrief (kinds only; identifiers.js shows the warning under the text box). An event's
+// comment was warned about while it was typed, and its page is left once it is recorded.
+const FREE_TEXT = { note: "text", debrief: "reflection" };
 function announceWarnings(batch, results) {
   const byId = new Map(batch.map((e) => [e.change_id, e]));
-  const notes = [];
+  const texts = [];
   for (const result of results) {
     const e = byId.get(result.change_id);
-    if (!e || e.entity !== "note" || !["applied", "duplicate", "conflict"].includes(result.status)) continue;
-    notes.push({ id: e.id, kinds: result.warnings || [], text: e.data ? e.data.text : undefined });
+    if (!e || !FREE_TEXT[e.entity] || !["applied", "duplicate", "conflict"].includes(result.status)) continue;
+    texts.push({ id: e.id, kinds: result.warnings || [], text: e.data ? e.data[FREE_TEXT[e.entity]] : undefined });
   }
-  if (notes.length) document.dispatchEvent(new CustomEvent("tablet:warnings", { detail: notes }));
+  if (texts.length) document.dispatchEvent(new CustomEvent("tablet:warnings", { detail: texts }));
 }
 
 export function syncNow() {

@@ -521,7 +521,7 @@ def test_coordinator_sees_flagged_notes_per_team_without_the_words(client, auth,
     page = client.get("/desk/alerts/?lang=en")
     assert page.status_code == 200
     text = page.text
-    assert "Notes that may tell who a participant is" in text
+    assert "Written texts that may tell who a participant is" in text
     with app.app_context():
         code = db.session.get(Participant, world.participants["pa"]).code
         code2 = db.session.get(Participant, world.participants["pa2"]).code
@@ -535,7 +535,7 @@ def test_coordinator_sees_flagged_notes_per_team_without_the_words(client, auth,
     # another team's coordinator sees none of team A's
     auth.login("coord_b")
     other = client.get("/desk/alerts/?lang=en").text
-    assert "Notes that may tell who a participant is" not in other
+    assert "Written texts that may tell who a participant is" not in other
     assert iid not in other
     auth.logout()
     auth.login("peer_a")
