@@ -111,4 +111,5 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.register_blueprint(desk.exports_bp)
     app.register_blueprint(document_views.bp)
     app.register_blueprint(desk.rescue_bp)
+    app.register_blueprint(desk.audit_bp)
     return app

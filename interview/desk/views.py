@@ -1,5 +1,6 @@
-"""The coordinator's desk: progress per case, alerts, the codebook and theme matrix, exports
-and rescue imports — one blueprint each, every route of the desk in this one module."""
+"""The coordinator's desk: progress per case, alerts, the codebook and theme matrix, exports,
+rescue imports and the audit log — one blueprint each, every route of the desk in this one
+module."""
 
 from datetime import datetime, timedelta
 
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from interview.desk import alerts, codebook, exports, refi
+from interview.desk import alerts, audit_log, codebook, exports, refi
 from interview.desk.report import progress_context
 from interview.store.extensions import db
 from interview.store.kept import kept
@@ -505,3 +506,66 @@ def rescue_index():
 
 
 rescue_bp.add_url_rule("/", endpoint="index", view_func=rescue_index, methods=["GET", "POST"])
+
+
+# --- The audit log -------------------------------------------------------------------------
+
+audit_bp = Blueprint("audit", __name__, url_prefix="/desk/audit")
+
+
+def _audit_scope() -> list[int] | None:
+    """The teams whose audit rows the user sees; None for an admin, who sees every row."""
+    if current_user.role == "admin":
+        return None
+    return coordinated_case_ids(current_user)
+
+
+def _audit_page(filters: audit_log.Filters | None, page=None, error: str | None = None):
+    return render_template(
+        "desk/audit.html",
+        filters=filters or audit_log.Filters(),
+        page=page,
+        error=error,
+        actions=audit_log.known_actions(filters.action if filters else ""),
+        object_words=audit_log.object_words(),
+        csv_args=filters.args() if filters else {},
+    ), (400 if error else 200)
+
+
+@roles_required(*COORDINATING)
+def audit_index():
+    """The audit log, newest first, 50 rows a page: who, what, when, about whom; no content."""
+    try:
+        filters = audit_log.parse_filters(request.args)
+        scope = _audit_scope()
+        page = audit_log.page_of(db.session, scope, filters)
+    except audit_log.FilterError as bad:
+        # the typed values are not shown again: they failed the checks that make them safe
+        return _audit_page(None, error=bad.message)
+    detail = audit_log.view_detail(db.session, scope, filters, page.total)
+    audit.record("audit_log_viewed", page=page.number, **detail)
+    db.session.commit()
+    return _audit_page(filters, page)
+
+
+@roles_required(*COORDINATING)
+def audit_csv():
+    """The rows the filters select as CSV, for a data protection officer; audited."""
+    try:
+        filters = audit_log.parse_filters(request.args)
+    except audit_log.FilterError as bad:
+        return _audit_page(None, error=bad.message)
+    scope = _audit_scope()
+    rows = audit_log.count(db.session, scope, filters)
+    audit.record("audit_log_exported", **audit_log.view_detail(db.session, scope, filters, rows))
+    db.session.commit()
+    body = audit_log.csv_chunks(db.session, scope, filters)
+    response = Response(stream_with_context(body), mimetype="text/csv; charset=utf-8")
+    filename = f"audit-log-{utcnow():%Y%m%d-%H%M%S}.csv"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+audit_bp.add_url_rule("/", endpoint="index", view_func=audit_index)
+audit_bp.add_url_rule("/audit-log.csv", endpoint="csv", view_func=audit_csv)

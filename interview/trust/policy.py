@@ -134,6 +134,11 @@ ROUTES = (
     _route("exports.csv_export", GET, COORDINATING, OWN_CASES_FILTER, "note texts, audited"),
     _route("exports.json_export", GET, COORDINATING, OWN_CASES_FILTER, "all research data"),
     _route("exports.qdpx_export", GET, COORDINATING, OWN_CASES_FILTER, "all research data"),
+    _route("audit.index", GET, COORDINATING, OWN_CASES,
+           "the audit log: an admin's every row, a coordinator's rows about their teams; "
+           "never content; each view audited"),
+    _route("audit.csv", GET, COORDINATING, OWN_CASES,
+           "the same rows as CSV for a data protection officer, audited"),
     _route("documents.record_pdf", GET, COORDINATING, INTERVIEW,
            "an ended interview's record for the archive, audited"),
     _route("documents.progress_report", GET, COORDINATING, OWN_CASES, "progress, printed"),

@@ -240,6 +240,8 @@ CALLS: dict[str, Call] = {
     "exports.csv_export": _case("/desk/exports/notes.csv?case={case}"),
     "exports.json_export": _case("/desk/exports/export.json?case={case}"),
     "exports.qdpx_export": _case("/desk/exports/project.qdpx?case={case}"),
+    "audit.index": _plain("/desk/audit/"),
+    "audit.csv": _plain("/desk/audit/audit-log.csv"),
     # a planned interview has no record yet: 409 once every access check has passed
     "documents.record_pdf": Call(
         lambda ids, o: f"/desk/interviews/{ids.interviews[o]}/record/nb.pdf",

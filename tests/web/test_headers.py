@@ -111,6 +111,8 @@ def pages(app, client, world) -> dict[str, Page]:
         "exports.csv_export": Page("coord_a", "/desk/exports/notes.csv"),
         "exports.json_export": Page("coord_a", "/desk/exports/export.json"),
         "exports.qdpx_export": Page("coord_a", "/desk/exports/project.qdpx"),
+        "audit.index": Page("coord_a", "/desk/audit/"),
+        "audit.csv": Page("admin", "/desk/audit/audit-log.csv"),
         "documents.record_pdf": Page("coord_a", f"/desk/interviews/{pa2}/record/en.pdf"),
         "documents.progress_report": Page("coord_a", "/desk/report/nb.pdf"),
         "documents.case_progress_report": Page("coord_a", "/desk/cases/A/report/en.pdf"),
