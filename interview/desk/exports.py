@@ -16,7 +16,9 @@ What never leaves the store through an export:
 - identity data: the identity key store (names, contact details, signed-consent names and
   signature images) is never read here, and paper-form numbers and who obtained a consent are
   left out because they lead back to a person;
-- notes that were deleted (`deleted_at` set).
+- notes that were deleted (`deleted_at` set);
+- a "possible quote" mark of a participant whose consent in force does not cover quotes
+  (never given, or withdrawn since: store/consents.py): such a note is never a possible quote.
 
 CSV formula injection: a spreadsheet runs a cell that starts with `=`, `+`, `-` or `@` (and,
 in some programs, a tab or carriage return) as a formula. Every CSV cell that starts with one
@@ -35,6 +37,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
+from interview.store.consents import ConsentInForce, consent_in_force
 from interview.store.content import guide_of
 from interview.store.models import (
     Case,
@@ -112,7 +115,7 @@ def _question_order(version: GuideVersion) -> tuple[dict[str, int], dict[str, di
     return order, texts
 
 
-def _note(note: Note, texts: dict[str, dict], lang: str) -> dict[str, Any]:
+def _note(note: Note, texts: dict[str, dict], lang: str, quotes: bool) -> dict[str, Any]:
     return {
         "id": note.id,
         "question_key": note.question_key,
@@ -120,7 +123,8 @@ def _note(note: Note, texts: dict[str, dict], lang: str) -> dict[str, Any]:
         "text": note.text or "",
         "polarity": note.polarity,
         "themes": sorted(t.key for t in note.themes),
-        "possible_quote": bool(note.possible_quote),
+        # only where the participant's consent in force allows quotes (store/consents.py)
+        "possible_quote": bool(note.possible_quote) and quotes,
         # the other tablet's words, kept while a conflict waits to be resolved
         "conflict_text": note.conflict_text,
         "created_at": iso(note.created_at),
@@ -128,7 +132,9 @@ def _note(note: Note, texts: dict[str, dict], lang: str) -> dict[str, Any]:
     }
 
 
-def _interview(interview: Interview, guide: dict, notes_only: bool = False) -> dict[str, Any]:
+def _interview(
+    interview: Interview, guide: dict, notes_only: bool = False, quotes: bool = True
+) -> dict[str, Any]:
     order, texts = guide["order"], guide["texts"]
     live = [n for n in interview.notes if n.deleted_at is None]
     # notes follow the guide, then the order they were written in; unknown keys go last
@@ -146,7 +152,7 @@ def _interview(interview: Interview, guide: dict, notes_only: bool = False) -> d
         "started_at": iso(interview.started_at),
         "ended_at": iso(interview.ended_at),
         "expected_end_at": iso(interview.expected_end_at),
-        "notes": [_note(n, texts, interview.language) for n in live],
+        "notes": [_note(n, texts, interview.language, quotes) for n in live],
     }
     if notes_only:
         return data
@@ -182,10 +188,23 @@ def _consent(consent: Consent) -> dict[str, Any]:
     }
 
 
+def _in_force(state: ConsentInForce | None) -> dict[str, Any] | None:
+    """The consent in force, item by item, with the dates items were withdrawn since."""
+    if state is None:
+        return None
+    return {
+        "consent_id": state.consent.id,
+        "items": dict(sorted(state.items.items())),
+        "withdrawn": {k: iso(v) for k, v in sorted(state.withdrawn.items())},
+    }
+
+
 def _participant(
     participant: Participant, case_code: str, guides: dict[int, dict], notes_only: bool
 ) -> dict[str, Any]:
     interviews = sorted(participant.interviews, key=lambda i: (i.planned_at, i.id))
+    state = consent_in_force(participant.consents)
+    quotes = state is not None and state.allows("quotes")
     data = {
         "code": participant.code,
         "case": case_code,
@@ -197,7 +216,10 @@ def _participant(
         data["consents"] = [
             _consent(c) for c in sorted(participant.consents, key=lambda c: (c.obtained_at, c.id))
         ]
-    data["interviews"] = [_interview(i, guides[i.guide_version_id], notes_only) for i in interviews]
+        data["consent_in_force"] = _in_force(state)
+    data["interviews"] = [
+        _interview(i, guides[i.guide_version_id], notes_only, quotes) for i in interviews
+    ]
     return data
 
 
@@ -300,12 +322,16 @@ def participants(
             "texts": texts,
         }
     interviews = selectinload(Participant.interviews)
+    # the consents always: a note is a possible quote only under consent to quotes
+    consents = selectinload(Participant.consents)
     options = [interviews.selectinload(Interview.notes).selectinload(Note.themes)]
-    if not notes_only:
+    if notes_only:
+        options.append(consents)
+    else:
         options += [
             interviews.selectinload(Interview.events),
             interviews.selectinload(Interview.debriefs),
-            selectinload(Participant.consents).selectinload(Consent.form_version),
+            consents.selectinload(Consent.form_version),
         ]
     after: tuple[str, str] | None = None
     while True:

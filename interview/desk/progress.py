@@ -10,6 +10,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from interview.store.consents import PARTIAL
 from interview.store.models import (
     INTERVIEW_STATUSES,
     PARTICIPANT_STATUSES,
@@ -160,6 +161,25 @@ def _valid_consent_condition():
         ~exists().where(
             later.participant_id == Consent.participant_id,
             later.obtained_at > Consent.obtained_at,
+            # a partial withdrawal leaves the consent in force (its items are counted below)
+            later.kind != PARTIAL,
+        ),
+    )
+
+
+def _item_in_force(key: str):
+    """The consent in force gives `key` and no later partial withdrawal took it back.
+
+    This is store.consents.consent_in_force for one item, written as SQL.
+    """
+    partial = aliased(Consent)
+    return and_(
+        Consent.answers[key].as_boolean(),
+        ~exists().where(
+            partial.participant_id == Consent.participant_id,
+            partial.kind == PARTIAL,
+            partial.obtained_at >= Consent.obtained_at,
+            partial.answers[key].as_boolean().is_(False),
         ),
     )
 
@@ -227,9 +247,7 @@ def case_progress(session: Session, case_ids, now: datetime, list_limit: int = 5
         by_id[case_id].planned_this_week = int(n_week or 0)
         by_id[case_id].overdue = int(n_overdue or 0)
 
-    item_sums = [
-        func.sum(case((Consent.answers[key].as_boolean(), 1), else_=0)) for key in CONSENT_ITEMS
-    ]
+    item_sums = [func.sum(case((_item_in_force(key), 1), else_=0)) for key in CONSENT_ITEMS]
     for case_id, n, *given in session.execute(
         select(Participant.case_id, func.count(), *item_sums)
         .join(Participant, Participant.id == Consent.participant_id)

@@ -4,6 +4,7 @@ Status and times are never set directly: they are folded from the events (sync.f
 the same way whether an event came from a form post or a tablet that was offline.
 """
 
+from interview.store.consents import participant_consent
 from interview.store.extensions import db
 from interview.store.models import (
     Consent,
@@ -25,13 +26,9 @@ class FlowError(Exception):
 
 def valid_consent(participant: Participant) -> Consent | None:
     """Return the consent in force: the newest 'participate' yes with no later withdrawal."""
-    current = None
-    for record in sorted(participant.consents, key=lambda c: c.obtained_at):
-        if record.kind == "withdrawal":
-            current = None
-        elif record.answers.get("participate"):
-            current = record
-    return current
+    # its items as they stand now (partial withdrawals applied): store.consents.consent_in_force
+    state = participant_consent(participant)
+    return state.consent if state else None
 
 
 def record_event(interview: Interview, kind: str, user: User | None, **data) -> InterviewEvent:

@@ -55,9 +55,17 @@ def new_note_id(load: str, question_key: str) -> str | None:
 
 
 def parse_section_form(
-    form, question_keys: list[str], existing: dict[str, Note], theme_ids: set[int]
+    form,
+    question_keys: list[str],
+    existing: dict[str, Note],
+    theme_ids: set[int],
+    quotes: bool = True,
 ) -> ParsedSection:
-    """Read note fields of one section: existing notes by id, one new note per question."""
+    """Read note fields of one section: existing notes by id, one new note per question.
+
+    `quotes` False: the participant's consent does not cover quotes, and a note marked as a
+    possible quote is refused beside its field (the sync rules refuse it too).
+    """
     parsed = ParsedSection()
 
     def read(prefix: str, qkey: str, note_id: str, base_rev: int | None) -> None:
@@ -79,6 +87,9 @@ def parse_section_form(
             chosen = None
         if chosen is None or not set(chosen) <= theme_ids:
             parsed.errors[prefix] = _("One of the themes is not in the codebook.")
+            return
+        if not quotes and form.get(f"{prefix}-quote") == "1":
+            parsed.errors[prefix] = no_quotes_message()
             return
         parsed.inputs.append(
             NoteInput(
@@ -118,6 +129,14 @@ def parse_section_form(
             continue
         read(prefix, qkey, new_id, None)
     return parsed
+
+
+def no_quotes_message() -> str:
+    """Say, in the user's language, why no note of this participant can be a possible quote."""
+    return _(
+        "The participant's consent does not cover quotes (never given, or withdrawn), "
+        "so no note can be marked as a possible quote."
+    )
 
 
 @dataclass

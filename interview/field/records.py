@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from interview.field.flow import valid_consent
+from interview.store.consents import ConsentInForce, participant_consent
 from interview.store.content import Guide
 from interview.store.models import Consent, Debrief, Interview, InterviewEvent, Note
 
@@ -34,6 +34,8 @@ class InterviewRecord:
     interview: Interview
     guide: Guide
     consent: Consent | None
+    # the consent's items as they stand now, partial withdrawals applied
+    consent_state: ConsentInForce | None
     sections: list[RecordSection]
     # notes under a question key the guide version does not have (should not happen; kept)
     other_notes: list[Note]
@@ -47,6 +49,11 @@ class InterviewRecord:
     def note_count(self) -> int:
         """Return how many notes the record holds."""
         return sum(len(q.notes) for s in self.sections for q in s.questions) + len(self.other_notes)
+
+    @property
+    def quotes(self) -> bool:
+        """Whether notes may be shown as possible quotes: the consent in force allows quotes."""
+        return self.consent_state is not None and self.consent_state.allows("quotes")
 
 
 def people_of(interview: Interview) -> set[int]:
@@ -77,11 +84,12 @@ def interview_record(
         ]
         sections.append(RecordSection(s.title, questions))
     other = [n for key in sorted(by_key) for n in by_key[key]]
-    consent = valid_consent(interview.participant)
+    state = participant_consent(interview.participant)
     return InterviewRecord(
         interview=interview,
         guide=guide,
-        consent=consent,
+        consent=state.consent if state else None,
+        consent_state=state,
         sections=sections,
         other_notes=other,
         events=sorted(interview.events, key=lambda e: (e.recorded_at, e.id)),

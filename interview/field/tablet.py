@@ -11,9 +11,11 @@ from markupsafe import Markup
 from sqlalchemy import func, select
 
 from interview.field import flow
+from interview.field.notes import no_quotes_message
 from interview.store.content import guide_of
 from interview.store.extensions import db
 from interview.store.models import Interview, InterviewEvent
+from interview.sync.envelope import NO_QUOTES_REASON
 from interview.web.i18n import ui_lang
 from interview.web.labels import FORM_MESSAGES, LABELS
 
@@ -162,6 +164,8 @@ def tablet_strings() -> dict[str, str | dict]:
             "from this tablet."
         ),
         "status": {code: str(label) for code, label in LABELS["interview"].items()},
+        # refusals the peer reads in their own words, by the reason the case store gives
+        "reasons": {NO_QUOTES_REASON: no_quotes_message()},
         **{key: str(message) for key, message in FORM_MESSAGES.items()},
     }
 

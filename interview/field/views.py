@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from interview.field import flow
-from interview.field.notes import apply_notes, parse_section_form
+from interview.field.notes import apply_notes, no_quotes_message, parse_section_form
 from interview.field.pages import (
     _by_question,
     _check_consent_method,
@@ -32,6 +32,7 @@ from interview.field.pages import (
     theme_boxes,
 )
 from interview.store.consent_form import consent_letter
+from interview.store.consents import quotes_refused
 from interview.store.content import guide_of
 from interview.store.extensions import db
 from interview.store.models import (
@@ -275,6 +276,8 @@ def _section(interview: Interview, index: int):
         abort(404)
     sec = guide.sections[index]
     keys = [q.key for q in sec.questions]
+    # the consent in force decides whether a note may be marked as a possible quote
+    no_quotes = quotes_refused(interview.participant)
 
     def page(notes, all_themes, errors, status) -> str:
         active = [t for t in all_themes.values() if not t.retired]
@@ -301,6 +304,8 @@ def _section(interview: Interview, index: int):
             identifier_findings=_identifier_findings(notes),
             identifier_words=Words(**_identifier_words()),
             identifier_guard=_identifier_guard(),
+            no_quotes=no_quotes,
+            no_quotes_text=no_quotes_message(),
         )
 
     def themes() -> dict[int, Theme]:
@@ -317,7 +322,7 @@ def _section(interview: Interview, index: int):
     existing = {n.id: n for n in notes}
     # a retired theme already on a note may stay on it
     allowed = active_ids | {t.id for n in notes for t in n.themes}
-    parsed = parse_section_form(request.form, keys, existing, allowed)
+    parsed = parse_section_form(request.form, keys, existing, allowed, quotes=not no_quotes)
     if parsed.errors:
         errors = parsed.errors
         status = 400

@@ -6,6 +6,13 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from interview.participants.partial import (
+    PartialWithdrawalError,
+    check_items,
+    marked_quotes,
+    withdraw_items,
+    withdrawable_items,
+)
 from interview.participants.registry import register
 from interview.participants.withdrawal import (
     WithdrawalError,
@@ -17,6 +24,7 @@ from interview.participants.withdrawal import (
     withdrawal_record,
 )
 from interview.store.consent_form import withdrawal_data_choice
+from interview.store.consents import participant_consent
 from interview.store.database import scrub_sqlite_files
 from interview.store.extensions import db
 from interview.store.identity import get_identity
@@ -33,10 +41,12 @@ from interview.web.forms import (
     ParticipantForm,
     PlanInterviewForm,
     WithdrawForm,
+    WithdrawItemsForm,
     language_choices,
     place_choices,
 )
 from interview.web.i18n import oslo_to_utc, ui_lang
+from interview.web.labels import label
 
 bp = Blueprint("coordinator", __name__, url_prefix="/participants")
 # a study's full size is thousands of participants: the list shows them a page at a time
@@ -162,7 +172,11 @@ def detail(participant_id: str):
     if request.method == "GET":
         plan.language.data = participant.preferred_language
     return render_template(
-        "coordinator/detail.html", participant=participant, assign=assign, plan=plan
+        "coordinator/detail.html",
+        participant=participant,
+        assign=assign,
+        plan=plan,
+        in_force=participant_consent(participant),
     )
 
 
@@ -185,7 +199,13 @@ def assign(participant_id: str):
     plan.place_kind.choices = place_choices()
     plan.language.choices = language_choices()
     return (
-        render_template("coordinator/detail.html", participant=participant, assign=form, plan=plan),
+        render_template(
+            "coordinator/detail.html",
+            participant=participant,
+            assign=form,
+            plan=plan,
+            in_force=participant_consent(participant),
+        ),
         400,
     )
 
@@ -225,7 +245,11 @@ def plan_interview(participant_id: str):
     assign_form.interviewers.data = [u.id for u in participant.interviewers]
     return (
         render_template(
-            "coordinator/detail.html", participant=participant, assign=assign_form, plan=form
+            "coordinator/detail.html",
+            participant=participant,
+            assign=assign_form,
+            plan=form,
+            in_force=participant_consent(participant),
         ),
         400,
     )
@@ -320,6 +344,79 @@ def withdraw_participant(participant_id: str):
     )
 
 
+@roles_required(*COORDINATING)
+def withdraw_consent_items(participant_id: str):
+    """Record the withdrawal of single consent items, after a page that says what will happen."""
+    participant = participant_or_404(participant_id)
+    state = participant_consent(participant)
+    offered = [k for k in withdrawable_items(state) if state.allows(k)] if state else []
+    form = WithdrawItemsForm()
+    form.items.choices = [(k, label("consent_item", k)) for k in offered]
+    problem = None
+    status = 200
+    if participant.status == "withdrawn" or state is None:
+        # nothing to withdraw from: the page says why instead of showing the form
+        refusal = PartialWithdrawalError(
+            "withdrawn" if participant.status == "withdrawn" else "no_consent"
+        )
+        problem = refusal.message()
+        status = refusal.status if request.method == "POST" else 200
+    elif request.method == "POST":
+        valid = form.validate_on_submit()
+        try:
+            check_items(participant, form.items.data or [])
+        except PartialWithdrawalError as exc:
+            form.items.errors = [*form.items.errors, exc.message()]
+            valid = False
+        if valid:
+            try:
+                summary = withdraw_items(
+                    db.session,
+                    participant,
+                    items=form.items.data,
+                    withdrawn_on=form.withdrawn_on.data,
+                    user=current_user,
+                )
+            except PartialWithdrawalError as exc:
+                db.session.rollback()
+                if exc.code in ("future", "too_early"):
+                    form.withdrawn_on.errors = [*form.withdrawn_on.errors, exc.message()]
+                else:
+                    problem = exc.message()
+                    status = exc.status
+            else:
+                audit.record(
+                    "consent_items_withdrawn", "participant", participant.id, **summary.as_detail()
+                )
+                db.session.commit()
+                flash(
+                    _(
+                        "The withdrawal of part of the consent of %(code)s is recorded.",
+                        code=participant.code,
+                    ),
+                    "success",
+                )
+                return redirect(url_for("coordinator.detail", participant_id=participant.id))
+        if status == 200:
+            status = 400
+    elif form.withdrawn_on.data is None:
+        form.withdrawn_on.data = today_in_oslo()
+    return (
+        render_template(
+            "coordinator/withdraw_items.html",
+            participant=participant,
+            form=form,
+            state=state,
+            offered=offered,
+            problem=problem,
+            marked=marked_quotes(db.session, participant),
+            today=today_in_oslo(),
+            earliest=earliest_date(participant),
+        ),
+        status,
+    )
+
+
 bp.add_url_rule("/", view_func=participants)
 bp.add_url_rule("/new", view_func=new_participant, methods=["GET", "POST"])
 bp.add_url_rule("/<uuid:participant_id>", view_func=detail)
@@ -328,4 +425,9 @@ bp.add_url_rule("/<uuid:participant_id>/interviews", view_func=plan_interview, m
 bp.add_url_rule("/<uuid:participant_id>/identity", view_func=identity, methods=["POST"])
 bp.add_url_rule(
     "/<uuid:participant_id>/withdraw", view_func=withdraw_participant, methods=["GET", "POST"]
+)
+bp.add_url_rule(
+    "/<uuid:participant_id>/withdraw-items",
+    view_func=withdraw_consent_items,
+    methods=["GET", "POST"],
 )

@@ -135,9 +135,10 @@ def check_date(participant: Participant, withdrawn_on: date) -> None:
         raise WithdrawalError("too_early", date=earliest)
 
 
-def _withdrawn_at(participant: Participant, withdrawn_on: date) -> datetime:
-    # the day chosen, at the time it is recorded; never before the latest consent, so the
-    # withdrawal always ends the consent in force (flow.valid_consent reads them in time order)
+def withdrawn_at(participant: Participant, withdrawn_on: date) -> datetime:
+    """Return when a withdrawal dated `withdrawn_on` is filed: that day, at the present time."""
+    # never before the latest consent (or partial withdrawal), so the withdrawal always ends
+    # the consent in force (store.consents.consent_in_force reads them in time order)
     at = oslo_to_utc(withdrawn_on, utc_to_oslo(utcnow()).time())
     latest = _latest_consent(participant)
     if latest is not None and at <= latest.obtained_at:
@@ -183,7 +184,7 @@ def withdraw(
         language=latest.language if latest else participant.preferred_language,
         answers={"keep_data": keep, "keep_identity": keep_identity},
         method="coordinator",
-        obtained_at=_withdrawn_at(participant, withdrawn_on),
+        obtained_at=withdrawn_at(participant, withdrawn_on),
         obtained_by_id=user.id,
         rev=1,
     )

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from interview.store.consents import quotes_refused
 from interview.store.models import (
     EVENT_KINDS,
     LANGUAGES,
@@ -37,6 +38,7 @@ from interview.sync.context import (
 )
 from interview.sync.envelope import (
     DEBRIEF_FIELDS,
+    NO_QUOTES_REASON,
     NOTE_FIELDS,
     RESCHEDULE_REASONS,
     SEALED_UNOPENED,
@@ -126,6 +128,7 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
         interview = _interview_for(session, user, change.data.get("interview_id"))
         if question_key not in _question_keys(interview):
             raise Reject("question_key is not in this interview's guide")
+        _check_quote(interview.participant, values)
         note = Note(
             id=change.id,
             interview_id=interview.id,
@@ -150,6 +153,7 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
     if note is None:
         raise Waiting(change.id)
     _check_access(user, note.interview.participant)
+    _check_quote(note.interview.participant, values)
     return _edit_note(
         session,
         user,
@@ -159,6 +163,12 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
         bool(change.data.get("resolve")),
         change.recorded_at,
     )
+
+
+def _check_quote(participant: Participant, values: dict[str, Any]) -> None:
+    """Refuse a "possible quote" mark the participant's consent in force does not cover."""
+    if values.get("possible_quote") and quotes_refused(participant):
+        raise Reject(NO_QUOTES_REASON)
 
 
 def _edit_note(

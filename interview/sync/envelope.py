@@ -22,6 +22,10 @@ WITHDRAWN_REASON = "the participant has withdrawn; this change was not kept"
 KEPT_WAITING = "kept until the record it belongs to arrives"
 NOT_IN_STORE = "the record this change belongs to is not in the case store"
 SEALED_UNOPENED = "the sealed signature could not be opened"
+# the tablet shows this one in the peer's language (field/tablet.py, "reasons")
+NO_QUOTES_REASON = (
+    "the participant's consent does not cover quotes: a note cannot be marked as a possible quote"
+)
 
 
 class EnvelopeError(ValueError):

@@ -9,6 +9,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from interview.store.consents import participant_consent
 from interview.store.models import (
     Consent,
     Debrief,
@@ -155,6 +156,11 @@ def _note_data(
     }
 
 
+def _consent_items(participant: Participant) -> dict[str, bool] | None:
+    state = participant_consent(participant)
+    return dict(sorted(state.items.items())) if state else None
+
+
 def _record_data(entity: str, r, user_id: int | None = None) -> dict[str, Any]:
     if entity == "note":
         return _note_data(
@@ -180,6 +186,9 @@ def _record_data(entity: str, r, user_id: int | None = None) -> dict[str, Any]:
             "participant_status": r.participant.status,
             # the tablet drops everything it holds of this interview (docs/sync.md)
             "withdrawn": r.participant.status == "withdrawn",
+            # the consent in force item by item (partial withdrawals applied), or None before
+            # consent: the tablet offers no quote mark where "quotes" is false (docs/sync.md)
+            "consent_items": _consent_items(r.participant),
         }
     if entity == "event":
         return {
@@ -332,8 +341,12 @@ def _current_records(
     if entity == "note":
         return _current_notes(session, ids)
     model = MODELS[entity]
+    stmt = select(model).where(model.id.in_(ids))
+    if entity == "interview":
+        # each interview says its participant's consent in force: read them at once
+        stmt = stmt.options(selectinload(Interview.participant).selectinload(Participant.consents))
     out = {}
-    for record in session.scalars(select(model).where(model.id.in_(ids))):
+    for record in session.scalars(stmt):
         if entity == "debrief" and user.role == "peer" and record.author_id != user.id:
             out[(entity, record.id)] = _NOT_YOURS  # theirs and the coordinators', not a co-peer's
         else:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from interview.store.consents import quotes_refused
 from interview.store.crypto import research_key
 from interview.store.identifiers import warning_kinds
 from interview.store.models import (
@@ -93,6 +94,8 @@ def _new_note(batch: _Batch, user: User, raw: Any) -> _NewNote | None:
         if interview is None:
             return None  # it waits for its interview
         _check_access(user, interview.participant)
+        if values.get("possible_quote") and quotes_refused(interview.participant):
+            return None  # refused on the usual path, with its reason
         question_key = _text(data, "question_key", required=True, limit=120)
         if question_key not in _question_keys(interview):
             return None

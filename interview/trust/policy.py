@@ -118,6 +118,8 @@ ROUTES = (
            "who a code belongs to: coordinators only, audited"),
     _route("coordinator.withdraw_participant", BOTH, COORDINATING, PARTICIPANT,
            "deletes research data: coordinators only"),
+    _route("coordinator.withdraw_consent_items", BOTH, COORDINATING, PARTICIPANT,
+           "partial withdrawal: takes quote marks off notes; coordinators only, audited"),
     _route("desk.overview", GET, COORDINATING, OWN_CASES, "progress of the coordinator's teams"),
     _route("desk.case_page", GET, COORDINATING, CASE_IN_URL, "progress of one team"),
     _route("alerts.index", GET, COORDINATING, OWN_CASES, "alerts of the coordinator's teams"),

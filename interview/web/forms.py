@@ -277,3 +277,15 @@ class WithdrawForm(FlaskForm):
         ],
         validate_choice=False,
     )
+
+
+class WithdrawItemsForm(FlaskForm):
+    """Record the withdrawal of single consent items (a partial withdrawal)."""
+
+    # the choices are the items in force, set by the view; it checks what is sent itself
+    items = SelectMultipleField(
+        _l("Which consent items does the participant withdraw?"), validate_choice=False
+    )
+    withdrawn_on = LocalDateField(
+        _l("Date of withdrawal"), validators=[InputRequired(message=_l("Choose a date."))]
+    )

@@ -14,8 +14,14 @@ function noteValues(el) {
     text: el.querySelector("textarea").value.replace(/\r\n/g, "\n"),
     polarity: checked && checked.value ? checked.value : null,
     themes: [...el.querySelectorAll("input[data-key]:checked")].map((i) => i.dataset.key).sort(),
-    possible_quote: el.querySelector("input[type=checkbox][name$='-quote']").checked,
+    possible_quote: quoteMark(el),
   };
+}
+
+// a box held off (no consent to quotes) marks nothing, whatever it held before
+function quoteMark(el) {
+  const box = el.querySelector("input[type=checkbox][name$='-quote']");
+  return box.checked && !box.disabled;
 }
 
 // what the server put in the box, before anyone typed: the base of an edit
@@ -41,7 +47,8 @@ function fillTags(el, data) {
   const themes = new Set(data.themes || []);
   el.querySelectorAll("input[data-key]").forEach((c) => (c.checked = themes.has(c.dataset.key)));
   if (themes.size) el.querySelector("details.themes")?.setAttribute("open", "");
-  el.querySelector("input[type=checkbox][name$='-quote']").checked = !!data.possible_quote;
+  const box = el.querySelector("input[type=checkbox][name$='-quote']");
+  box.checked = !!data.possible_quote && !box.disabled;
 }
 
 // Each note comes with its chosen themes only; the other choices are copied from the page's
@@ -157,6 +164,22 @@ export function initSection(form) {
   });
 
   const noteEls = () => [...form.querySelectorAll(".note[data-note-id]")];
+
+  // No quote mark where the participant's consent does not cover quotes. The page says it as
+  // the server knew it; the tablet's copy of the interview, when as new, as it heard it since
+  // (its consent_items, docs/sync.md).
+  const noQuotes = document.getElementById("no-quotes");
+  async function holdQuotes() {
+    const record = await store.getRecord("interview", ctx.interviewId);
+    const items = record && Number(record.rev) >= Number(ctx.rev || 0) ? record.data.consent_items : undefined;
+    const refused = items === undefined ? !!noQuotes && !noQuotes.hidden : !!items && items.quotes === false;
+    if (noQuotes) noQuotes.hidden = !refused;
+    const boxes = [...noteEls(), ...Object.values(templates)].map((el) => el.querySelector("input[name$='-quote']"));
+    for (const box of boxes) {
+      box.disabled = refused;
+      if (refused) box.checked = false;
+    }
+  }
   const questions = new Set(Object.keys(templates));
 
   async function overlay({ initial }) {
@@ -371,8 +394,16 @@ export function initSection(form) {
   // the identifier guard is loaded on its own: should it fail, notes are saved as ever
   const guard = import("./identifiers.js").then((m) => m.attachGuard(form)).catch(() => null);
   const checkIdentifiers = () => guard.then((g) => g && g.checkAll()).catch(() => {});
-  document.addEventListener("tablet:synced", () => overlay({ initial: false }).then(checkIdentifiers).catch(() => {}));
-  ready = overlay({ initial: true })
+  document.addEventListener("tablet:synced", () =>
+    holdQuotes()
+      .catch(() => {})
+      .then(() => overlay({ initial: false }))
+      .then(checkIdentifiers)
+      .catch(() => {}),
+  );
+  ready = holdQuotes()
+    .catch(() => {})
+    .then(() => overlay({ initial: true }))
     .then(saveEarly)
     .catch(() => {}); // a storage error is on screen, and the words stay in the boxes
   ready.then(checkIdentifiers);

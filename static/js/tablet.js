@@ -51,6 +51,10 @@ export function count(name, n, extra = {}) {
   return fmt(text, { n, ...extra });
 }
 
+// A refusal the peer should read in their own words (a consent that does not cover quotes);
+// any other reason as the case store gave it.
+export const reasonText = (reason) => (strings.reasons && strings.reasons[reason]) || reason;
+
 export function fmt(text, values) {
   return String(text || "").replace(/%\((\w+)\)[sd]/g, (_, name) => String(values[name] ?? ""));
 }
@@ -128,7 +132,7 @@ export async function updateStatus() {
     href = "/interviews/conflicts";
   } else if (rejected.length) {
     kind = "error";
-    text = count("rejected", rejected.length, { reason: rejected[0].reason });
+    text = count("rejected", rejected.length, { reason: reasonText(rejected[0].reason) });
   } else if (offline) {
     kind = "offline";
     text = waiting ? count("offline", waiting) : strings.offline_none;

@@ -20,6 +20,7 @@ from sqlalchemy.orm import selectinload
 from interview.desk import exports, refi
 from interview.desk import views as desk_views
 from interview.participants.registry import register
+from interview.store.consents import consent_in_force
 from interview.store.extensions import db
 from interview.store.models import (
     POLARITIES,
@@ -461,7 +462,7 @@ def test_exports_page_offers_formats_with_a_labelled_case_filter(client, auth, w
 # from names), so the streamed writers are checked against it byte for byte.
 
 
-def _reference_interview(interview: Interview) -> dict[str, Any]:
+def _reference_interview(interview: Interview, quotes: bool) -> dict[str, Any]:
     order, texts = exports._question_order(interview.guide_version)
     live = [n for n in interview.notes if n.deleted_at is None]
     live.sort(
@@ -481,7 +482,7 @@ def _reference_interview(interview: Interview) -> dict[str, Any]:
         "started_at": exports.iso(interview.started_at),
         "ended_at": exports.iso(interview.ended_at),
         "expected_end_at": exports.iso(interview.expected_end_at),
-        "notes": [exports._note(n, texts, interview.language) for n in live],
+        "notes": [exports._note(n, texts, interview.language, quotes) for n in live],
         "events": [
             {"kind": e.kind, "recorded_at": exports.iso(e.recorded_at), "data": e.details}
             for e in sorted(interview.events, key=lambda e: (e.recorded_at, e.id))
@@ -532,6 +533,9 @@ def _reference_collect(session, case_ids, user=None, now=None) -> dict[str, Any]
     by_case: dict[int, list[dict]] = {c.id: [] for c in cases}
     for p in participants:
         interviews = sorted(p.interviews, key=lambda i: (i.planned_at, i.id))
+        # since partial withdrawal: the consent in force, and quotes only under it
+        state = consent_in_force(p.consents)
+        quotes = state is not None and state.allows("quotes")
         for i in interviews:
             guides[i.guide_version.id] = i.guide_version
         by_case[p.case_id].append(
@@ -545,7 +549,8 @@ def _reference_collect(session, case_ids, user=None, now=None) -> dict[str, Any]
                     exports._consent(c)
                     for c in sorted(p.consents, key=lambda c: (c.obtained_at, c.id))
                 ],
-                "interviews": [_reference_interview(i) for i in interviews],
+                "consent_in_force": exports._in_force(state),
+                "interviews": [_reference_interview(i, quotes) for i in interviews],
             }
         )
     return {

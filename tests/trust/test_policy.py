@@ -216,6 +216,11 @@ CALLS: dict[str, Call] = {
     "coordinator.plan_interview": _pt("/interviews", {"POST": {302}}, lambda ids, o: PLAN),
     "coordinator.identity": _pt("/identity", {"POST": {200}}),
     "coordinator.withdraw_participant": _pt("/withdraw", {"GET": {200}, "POST": {400}}),
+    # no item chosen is a form error (400), once every access check has passed; a participant
+    # with no consent in force has nothing to withdraw (409)
+    "coordinator.withdraw_consent_items": _pt(
+        "/withdraw-items", {"GET": {200}, "POST": {400, 409}}
+    ),
     "desk.overview": _plain("/desk/"),
     "desk.case_page": _case("/desk/cases/{case}"),
     "alerts.index": _plain("/desk/alerts/"),

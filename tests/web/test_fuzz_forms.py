@@ -551,6 +551,17 @@ def _withdraw(scene, state):
     )
 
 
+def _withdraw_items(scene, state):
+    today = today_in_oslo()
+    return Target(
+        _participant_path(scene, state, "/withdraw-items"),
+        {
+            "items": st.sampled_from(["quotes", "recontact", "audio", "participate", "x", ""]),
+            "withdrawn_on": st.sampled_from([today.isoformat()]) | _day((-3, 3)),
+        },
+    )
+
+
 def _capacity(scene, state):
     return Target(
         _interview_path(scene, state, "capacity"),
@@ -737,6 +748,12 @@ FORMS = [
     Form("assign interviewers", "coord", _assign, ("invited", "missing", "other_case")),
     Form("identity view", "coord", _identity, ("invited", "missing", "other_case")),
     Form("withdraw participant", "coord", _withdraw, ("invited", "consented", "withdrawn")),
+    Form(
+        "withdraw consent items",
+        "coord",
+        _withdraw_items,
+        ("consented", "invited", "withdrawn", "other_case", "missing"),
+    ),
     Form("capacity check", "peer", _capacity, ("planned", "running", "withdrawn", "missing")),
     Form("reschedule", "peer", _reschedule, ("planned", "running", "missing")),
     Form("consent", "peer", _consent, ("started", "running", "withdrawn", "stopped")),

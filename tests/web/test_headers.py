@@ -100,6 +100,9 @@ def pages(app, client, world) -> dict[str, Page]:
         "coordinator.new_participant": Page("coord_a", "/participants/new"),
         "coordinator.detail": Page("coord_a", f"/participants/{pid}"),
         "coordinator.withdraw_participant": Page("coord_a", f"/participants/{pid}/withdraw"),
+        "coordinator.withdraw_consent_items": Page(
+            "coord_a", f"/participants/{pid}/withdraw-items"
+        ),
         "desk.overview": Page("coord_a", "/desk/"),
         "desk.case_page": Page("coord_a", "/desk/cases/A"),
         "alerts.index": Page("coord_a", "/desk/alerts/"),
