@@ -128,7 +128,7 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
         interview = _interview_for(session, user, change.data.get("interview_id"))
         if question_key not in _question_keys(interview):
             raise Reject("question_key is not in this interview's guide")
-        _check_quote(interview.participant, values)
+        dropped = _drop_refused_quote(interview.participant, values)
         note = Note(
             id=change.id,
             interview_id=interview.id,
@@ -147,14 +147,14 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
         )
         session.add(note)
         session.flush()
-        return Applied("applied", note.rev, created=note.id)
+        return Applied("applied", note.rev, NO_QUOTES_REASON if dropped else None, created=note.id)
     # checked in full before it may wait: what waits is as valid as what applies
     values = _note_input(change.data, creating=False)
     if note is None:
         raise Waiting(change.id)
     _check_access(user, note.interview.participant)
-    _check_quote(note.interview.participant, values)
-    return _edit_note(
+    dropped = _drop_refused_quote(note.interview.participant, values)
+    applied = _edit_note(
         session,
         user,
         note,
@@ -163,12 +163,21 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
         bool(change.data.get("resolve")),
         change.recorded_at,
     )
+    if dropped and applied.reason is None:
+        applied.reason = NO_QUOTES_REASON
+    return applied
 
 
-def _check_quote(participant: Participant, values: dict[str, Any]) -> None:
-    """Refuse a "possible quote" mark the participant's consent in force does not cover."""
+def _drop_refused_quote(participant: Participant, values: dict[str, Any]) -> bool:
+    """Take off a "possible quote" mark the participant's consent in force does not cover.
+
+    Never the note's words: a mark made on a tablet that had not yet heard of the withdrawal
+    goes, and the rest of the change is kept (docs/sync.md, *Partial withdrawal*).
+    """
     if values.get("possible_quote") and quotes_refused(participant):
-        raise Reject(NO_QUOTES_REASON)
+        values["possible_quote"] = False
+        return True
+    return False
 
 
 def _edit_note(

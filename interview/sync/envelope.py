@@ -24,7 +24,8 @@ NOT_IN_STORE = "the record this change belongs to is not in the case store"
 SEALED_UNOPENED = "the sealed signature could not be opened"
 # the tablet shows this one in the peer's language (field/tablet.py, "reasons")
 NO_QUOTES_REASON = (
-    "the participant's consent does not cover quotes: a note cannot be marked as a possible quote"
+    "the participant's consent does not cover quotes: the note is kept without its "
+    "possible-quote mark"
 )
 
 

@@ -376,10 +376,12 @@ def test_section_form_refuses_a_quote_mark_beside_the_note(app, world, client):
         assert note.text == PLAIN and not note.possible_quote
 
 
-# --- sync: the tablet hears it, and a later mark is refused ------------------------------------
+# --- sync: the tablet hears it, and a later mark is dropped, never the words ----------------
 
 
-def test_tablet_learns_it_at_next_sync_and_a_later_mark_is_refused(app, world, client):
+def test_tablet_learns_it_at_next_sync_and_a_later_mark_is_dropped_not_the_words(
+    app, world, client
+):
     iid, ids, cursor = _marked_interview(app, world, client)
     _withdraw(app, world, ["quotes"])
 
@@ -398,12 +400,16 @@ def test_tablet_learns_it_at_next_sync_and_a_later_mark_is_refused(app, world, c
     answer = post_sync(
         client,
         [
-            # a run of creates (written in one go when it can be): only the marked one is refused
+            # a run of creates (written in one go when it can be): the marked one goes the
+            # usual way, and is kept without its mark
             note_change(iid, fresh[0], "Nytt notat"),
             note_change(iid, fresh[1], "Et sitat", possible_quote=True),
             note_change(iid, fresh[2], "Enda et"),
-            # an edit that marks an existing note
-            {**note_change(iid, ids[2], "x", base_rev=1), "data": {"possible_quote": True}},
+            # an edit typed on a tablet that had not heard of it yet: the words stay
+            {
+                **note_change(iid, ids[2], "x", base_rev=1),
+                "data": {"text": "Skrevet offline etterpå", "possible_quote": True},
+            },
             # an edit that takes a mark off, or leaves it off, is fine
             {**note_change(iid, ids[0], "x", base_rev=2), "data": {"possible_quote": False}},
         ],
@@ -412,16 +418,17 @@ def test_tablet_learns_it_at_next_sync_and_a_later_mark_is_refused(app, world, c
     statuses = [(r["status"], r.get("reason")) for r in answer["results"]]
     assert statuses == [
         ("applied", None),
-        ("rejected", NO_QUOTES_REASON),
+        ("applied", NO_QUOTES_REASON),
         ("applied", None),
-        ("rejected", NO_QUOTES_REASON),
+        ("applied", NO_QUOTES_REASON),
         ("applied", None),
     ]
     with app.app_context():
-        assert db.session.get(Note, fresh[1]) is None
+        assert db.session.get(Note, fresh[1]).text == "Et sitat"
+        assert db.session.get(Note, ids[2]).text == "Skrevet offline etterpå"
         assert db.session.scalar(select(func.count()).where(Note.possible_quote.is_(True))) == 0
 
-    # the tablet shows that refusal in the peer's words
+    # the tablet can say why in the peer's words
     page = client.get(f"/interviews/{iid}/section/0?lang=nb")
     strings = json.loads(page.text.split('id="tablet-strings">', 1)[1].split("</script>", 1)[0])
     assert strings["reasons"][NO_QUOTES_REASON].startswith("Deltakerens samtykke omfatter ikke")
