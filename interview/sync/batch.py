@@ -101,7 +101,12 @@ def _settle_parked(session: Session, batch: _Batch, results: list[Result]) -> No
     """
     if not batch.parked:
         return
-    by_id = {r.change_id: r for r in results}
+    # the results that said "kept waiting": a change id sent twice in the request (the second
+    # time with another payload, refused) must not have its other answer taken for this one
+    by_id: dict[str, Result] = {}
+    for r in results:
+        if r.status == "applied" and r.reason == KEPT_WAITING:
+            by_id.setdefault(r.change_id, r)
     now = utcnow()
     for change_id in batch.parked:
         row = batch.claims.get(change_id) or session.get(SyncChange, change_id)

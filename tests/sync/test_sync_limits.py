@@ -339,3 +339,18 @@ def _first_event(iid: str) -> str:
         .where(InterviewEvent.interview_id == iid)
         .order_by(InterviewEvent.recorded_at)
     ).first()
+
+
+def test_a_change_id_sent_twice_while_the_first_waits_keeps_each_answer(app, world, client):
+    """Found by the fuzzer: the second use of a change id (another payload) took the waiting
+    first one's answer when that one was settled at the end of the request."""
+    client.post("/login", data={"username": "peer_a", "password": PASSWORD})
+    iid = str(uuid.uuid4())
+    note = note_change(iid, str(uuid.uuid4()), "venter på intervjuet")
+    again = {**_event(iid, "pause", "2026-11-23T10:00:00Z"), "change_id": note["change_id"]}
+    del again["data"]
+    batch = [note, again, _interview_create(world, iid)]
+    first = [(r["status"], r["rev"]) for r in post_sync(client, batch).get_json()["results"]]
+    assert first == [("applied", 1), ("rejected", None), ("applied", 1)]
+    replay = [(r["status"], r["rev"]) for r in post_sync(client, batch).get_json()["results"]]
+    assert replay == [("duplicate", 1), ("rejected", None), ("duplicate", 1)]
