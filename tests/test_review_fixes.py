@@ -209,7 +209,9 @@ def test_consent_words_the_participant_reads_follow_the_interview_language(clien
     page = client.get(f"/interviews/{iid}/consent?lang=nb").text
     assert '<html lang="nb">' in page
     assert '<label for="item-participate-yes">Yes</label>' in page
-    assert "Your answers" in page and "Dine svar" not in page
+    # the answers come under the form's own consent statement (REK's order), in its language
+    assert "Consent statement" in page and "Samtykkeerklæring" not in page
+    assert "I agree to what I answer yes to below." in page
     assert "Sign with a finger" in page
     # the peer's own controls stay in the peer's language
     assert "Hvordan gir deltakeren samtykke?" in page
