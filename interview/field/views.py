@@ -501,15 +501,23 @@ def distress_two(interview_id):
     found = None
     if form.validate_on_submit():
         comment = (form.comment.data or "").strip()
-        found = _unwarned_findings(comment)
-        if found is None:
-            flow.distress_stage_two(interview, current_user, form.contact_team.data, comment)
-            db.session.commit()
+        # a safety stop is never held back, not even to write around an identifier: it is
+        # recorded at once, and the peer is told afterwards (the coordinator sees it flagged)
+        flow.distress_stage_two(interview, current_user, form.contact_team.data, comment)
+        db.session.commit()
+        flash(
+            _("The interview is stopped. Take care of the participant, then of yourself."),
+            "info",
+        )
+        if text_findings(comment):
             flash(
-                _("The interview is stopped. Take care of the participant, then of yourself."),
-                "info",
+                _(
+                    "The comment you wrote may hold something that tells who the participant "
+                    "is. It is kept as you wrote it; your coordinator sees that it was flagged."
+                ),
+                "warning",
             )
-            return redirect(url_for("interviews.debrief", interview_id=interview.id, follow_up=1))
+        return redirect(url_for("interviews.debrief", interview_id=interview.id, follow_up=1))
     elif request.method == "POST":
         found = text_findings(form.comment.data)
     status = 400 if request.method == "POST" and form.errors else 200

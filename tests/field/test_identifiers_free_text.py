@@ -44,6 +44,10 @@ NOT_STOPPED = {
     "en": "The interview is not stopped yet.",
     "nb": "Intervjuet er ikke stoppet ennå.",
 }
+FLAGGED_AFTER = {
+    "en": "The comment you wrote may hold something that tells who the participant is.",
+    "nb": "Kommentaren du skrev kan inneholde noe som forteller hvem deltakeren er.",
+}
 DEBRIEF_SAVED = {
     "en": "Your debrief is saved. Your reflection may hold something",
     "nb": "Debriefen din er lagret. Refleksjonen din kan inneholde noe",
@@ -211,24 +215,25 @@ def test_stop_form_refused_for_another_reason_still_shows_the_warning(client, wo
 
 
 @pytest.mark.parametrize("lang", ["nb", "en"])
-def test_distress_form_warns_beside_the_comment(client, world, app, lang):
+def test_distress_form_stops_at_once_and_warns_afterwards(client, world, app, lang):
+    """A safety stop is never held back to write around an identifier."""
     iid = consented_interview(client, world)
     client.post(f"/interviews/{iid}/distress")
     client.get(f"/?lang={lang}")
     text, kinds = NAME_TEXT[lang]
     url = f"/interviews/{iid}/distress/stage-2"
-    page = client.post(url, data={"contact_team": "y", "comment": text})
-    assert page.status_code == 200
-    assert WARNING["name"][lang] in page.text and NOT_STOPPED[lang] in page.text
-    assert 'id="identifier-guard"' in page.text  # the tablet's rules for the live warning
-    kept = client.post(url, data={"contact_team": "y", "comment": text, "identifiers_seen": "1"})
-    assert kept.status_code == 302
+    form = client.get(url).text
+    assert 'id="identifier-guard"' in form  # the tablet's rules for the live warning
+    stopped = client.post(url, data={"contact_team": "y", "comment": text})
+    assert stopped.status_code == 302
     with app.app_context():
         event = db.session.scalars(
             select(InterviewEvent).where(InterviewEvent.kind == "distress_2")
         ).one()
         assert event.comment == text and event.identifier_kinds == "name"
         assert event.data == {"contact_team": True}
+    page = client.get(stopped.headers["Location"]).text
+    assert FLAGGED_AFTER[lang] in page
 
 
 @pytest.mark.parametrize("lang", ["nb", "en"])
