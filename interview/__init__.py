@@ -64,6 +64,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
 
     from interview import cli
     from interview.desk import views as desk
+    from interview.documents import consent_record
     from interview.documents import render as documents
     from interview.documents import views as document_views
     from interview.field import tablet
@@ -94,6 +95,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     labels.init_app(app)
     tablet.init_app(app)
     documents.init_app(app)
+    consent_record.init_app(app)
     kept.init_app(app)
     app.add_template_global(page_load)
     app.add_template_global(study_end.desk_reminder, "study_end_reminder")

@@ -88,6 +88,7 @@ SAFE_DETAIL: dict[str, frozenset[str]] = {
             "sync_changes_scrubbed",
             "identity_deleted",
             "signatures_deleted",
+            "consent_records_deleted",
         }
     ),
     "sync_batch": frozenset(_SYNC_COUNTS),
@@ -123,6 +124,7 @@ ACTIONS = {
     "interview_planned": _l("Interview planned"),
     "identity_viewed": _l("Name and contact details viewed"),
     "consent_recorded": _l("Consent recorded"),
+    "consent_record_downloaded": _l("Consent record downloaded"),
     "participant_withdrawn": _l("Withdrawal recorded"),
     "sync_batch": _l("Tablet synced"),
     "rescue_import": _l("Rescue copy imported"),

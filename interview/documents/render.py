@@ -29,6 +29,8 @@ from weasyprint.urls import URLFetcher, URLFetcherResponse
 # the origin the document HTML is resolved against; it exists only inside the fetcher
 DOCUMENT_ORIGIN = "https://documents.fact-interview.invalid"
 STATIC_PREFIX = DOCUMENT_ORIGIN + "/static/"
+# images a document carries from the store (a signature), handed to the fetcher by name
+INLINE_PREFIX = DOCUMENT_ORIGIN + "/inline/"
 # fonts that carry æ, ø and å; DejaVu is on every Debian machine, the rest are fallbacks
 FONT_STACK = '"DejaVu Sans", "Noto Sans", "Liberation Sans", Arial, sans-serif'
 TEMPLATE_DIR = "documents"
@@ -44,13 +46,17 @@ log = logging.getLogger(__name__)
 class StaticOnlyFetcher(URLFetcher):
     """Serve the app's static files to WeasyPrint; refuse every other address."""
 
-    def __init__(self, static_folder: str):
+    def __init__(self, static_folder: str, inline: dict[str, bytes] | None = None):
         super().__init__(fail_on_errors=False)
         self._root = Path(static_folder).resolve()
+        self._inline = inline or {}
         self.refused: list[str] = []
 
     def fetch(self, url, headers=None):
         """Return a static file for the document origin's /static/ paths, refuse the rest."""
+        if url.startswith(INLINE_PREFIX) and url[len(INLINE_PREFIX) :] in self._inline:
+            data = self._inline[url[len(INLINE_PREFIX) :]]
+            return URLFetcherResponse(url, data, {"Content-Type": "image/png"})
         if url.startswith(STATIC_PREFIX):
             relative = unquote(urlsplit(url).path[len("/static/") :])
             path = (self._root / relative).resolve()
@@ -112,8 +118,18 @@ class RenderResult:
     refused: list[str] = field(default_factory=list)
 
 
-def render_pdf(template: str, lang: str, **context) -> RenderResult:
-    """Render a document template in the given language and return the PDF."""
+def render_pdf(
+    template: str,
+    lang: str,
+    *,
+    variant: str = PDF_VARIANT,
+    inline: dict[str, bytes] | None = None,
+    **context,
+) -> RenderResult:
+    """Render a document template in the given language and return the PDF.
+
+    `inline` holds PNG images by name, which the template refers to as INLINE_PREFIX + name.
+    """
     with force_locale(lang):
         html = render_template(
             f"{TEMPLATE_DIR}/{template}",
@@ -122,12 +138,13 @@ def render_pdf(template: str, lang: str, **context) -> RenderResult:
             # the counters are CSS, so the translated words are split around them
             page_counter=page_counter_content(_("page %(page)s of %(pages)s")),
             stylesheet=STATIC_PREFIX + STYLESHEET,
+            inline_prefix=INLINE_PREFIX,
             **context,
         )
-    fetcher = StaticOnlyFetcher(current_app.static_folder)
+    fetcher = StaticOnlyFetcher(current_app.static_folder, inline)
     pdf = weasyprint.HTML(string=html, base_url=DOCUMENT_ORIGIN + "/", url_fetcher=fetcher)
     # PDF/UA: tagged, with the document's language and title, so a screen reader can read it
-    result = RenderResult(pdf.write_pdf(pdf_variant=PDF_VARIANT), fetcher.refused)
+    result = RenderResult(pdf.write_pdf(pdf_variant=variant), fetcher.refused)
     if result.refused:
         # a count only: the addresses may come from content
         log.warning("document %s: %d outside addresses refused", template, len(result.refused))

@@ -10,17 +10,27 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from interview.desk.report import progress_context
+from interview.documents.consent_record import ensure_record
+from interview.documents.consent_record import record_pdf as consent_record_pdf
 from interview.documents.render import document_cache, render_pdf
 from interview.field.records import ENDED, interview_record, people_of
 from interview.store.consent_form import consent_letter
 from interview.store.content import guide_of
 from interview.store.extensions import db
-from interview.store.models import LANGUAGES, ConsentFormVersion, GuideVersion, User, utcnow
+from interview.store.models import (
+    LANGUAGES,
+    Consent,
+    ConsentFormVersion,
+    GuideVersion,
+    User,
+    utcnow,
+)
 from interview.trust import audit
 from interview.trust.access import (
     cases_coordinated_by,
     coordinated_case_or_404,
     interview_or_404,
+    participant_or_404,
     roles_required,
 )
 from interview.web import security
@@ -209,6 +219,24 @@ def record_pdf(interview_id, language: str):
     return _pdf_response(pdf, f"interview-record-{interview.participant.code}-{lang}.pdf")
 
 
+@roles_required(*COORDINATING)
+def consent_record(consent_id):
+    """A consent's signed record as rendered when it arrived (the team's coordinators, audited)."""
+    consent = db.session.get(Consent, str(consent_id))
+    if consent is None or consent.kind != "consent":
+        abort(404)
+    participant = participant_or_404(consent.participant_id)
+    # rendered now if the render after its arrival did not happen (a failure, a restart)
+    record = ensure_record(consent.id)
+    if record is None:
+        abort(404)
+    audit.record("consent_record_downloaded", "consent", consent.id)
+    db.session.commit()
+    return _pdf_response(
+        consent_record_pdf(record), f"consent-record-{participant.code}-{consent.language}.pdf"
+    )
+
+
 def _progress_pdf(current, lang: str):
     cases = cases_coordinated_by(current_user)
     with force_locale(lang):
@@ -251,5 +279,6 @@ bp.add_url_rule("/guides/<key>/<int:version>", view_func=guide_page)
 bp.add_url_rule("/guides/<key>/<int:version>/<language>.pdf", view_func=guide_pdf)
 bp.add_url_rule("/consent-forms/<key>/<int:version>/<language>.pdf", view_func=consent_pdf)
 bp.add_url_rule("/desk/interviews/<uuid:interview_id>/record/<language>.pdf", view_func=record_pdf)
+bp.add_url_rule("/desk/consents/<uuid:consent_id>/record.pdf", view_func=consent_record)
 bp.add_url_rule("/desk/report/<language>.pdf", view_func=progress_report)
 bp.add_url_rule("/desk/cases/<code>/report/<language>.pdf", view_func=case_progress_report)

@@ -19,6 +19,7 @@ from interview.store.consent_form import withdrawal_data_choice
 from interview.store.models import (
     Consent,
     ConsentFormVersion,
+    ConsentRecord,
     ConsentSignature,
     Debrief,
     IdentityEntry,
@@ -82,6 +83,7 @@ class WithdrawalSummary:
     sync_changes_scrubbed: int = 0
     identity_deleted: bool = False
     signatures_deleted: int = 0
+    consent_records_deleted: int = 0
 
     def as_detail(self) -> dict:
         """Return the summary for the audit log (ids, choices and counts only)."""
@@ -251,6 +253,12 @@ def withdraw(
         summary.signatures_deleted = _count(
             session.execute(
                 delete(ConsentSignature).where(ConsentSignature.participant_id == participant.id)
+            )
+        )
+        # the signed PDFs name the participant: they go with the identity entry
+        summary.consent_records_deleted = _count(
+            session.execute(
+                delete(ConsentRecord).where(ConsentRecord.participant_id == participant.id)
             )
         )
 

@@ -504,3 +504,18 @@ class ConsentSignature(db.Model):
     printed_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     signature_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ConsentRecord(db.Model):
+    """A consent's signed record: the PDF the server rendered of it, sealed, in the identity store.
+
+    Rendered once and never again: its SHA-256 is the record's fingerprint from then on.
+    """
+
+    __bind_key__ = "identity"
+
+    consent_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(String(36), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    pdf_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -5,6 +5,7 @@ import binascii
 import io
 from datetime import datetime
 
+from flask import g
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +24,9 @@ from interview.trust import audit
 
 MAX_SIGNATURE_BYTES = 500_000
 PNG_PREFIX = "data:image/png;base64,"
+# the consents a request recorded, whose PDF records are rendered once it has committed
+# (interview/documents/consent_record.py): never inside a sync batch's write lock
+DUE_KEY = "consent_records_due"
 
 
 def decode_signature(data_url: str) -> bytes | None:
@@ -116,4 +120,5 @@ def record_consent(
         interview.participant.status = "consented"
     audit.record("consent_recorded", "participant", interview.participant_id, user_id=user.id)
     db.session.flush()
+    g.setdefault(DUE_KEY, []).append(record.id)
     return record

@@ -27,6 +27,7 @@ from interview.store.crypto import (
 from interview.store.database import scrub_sqlite_files
 from interview.store.extensions import db
 from interview.store.models import (
+    ConsentRecord,
     ConsentSignature,
     Debrief,
     IdentityEntry,
@@ -68,6 +69,7 @@ RINGS = {
         SealedColumn(IdentityEntry, "id", "contact_enc", "contact"),
         SealedColumn(ConsentSignature, "id", "printed_name_enc", "printed_name"),
         SealedColumn(ConsentSignature, "id", "signature_enc", "signature"),
+        SealedColumn(ConsentRecord, "consent_id", "pdf_enc", "pdf"),
     ],
 }
 CONFIG = {"research": "RESEARCH_KEY", "identity": "IDENTITY_KEY"}

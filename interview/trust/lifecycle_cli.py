@@ -153,8 +153,9 @@ def _study_end(username: str | None, before_end_date: bool) -> None:
             "flask backup --keys-to, and any in a password manager or secret store."
         ),
         _(
-            "On PostgreSQL, run VACUUM FULL on identity_entry and consent_signature in the "
-            "identity database and on consent and sync_change in the case database."
+            "On PostgreSQL, run VACUUM FULL on identity_entry, consent_signature and "
+            "consent_record in the identity database and on consent and sync_change in the "
+            "case database."
         ),
         _(
             "Start the app again: it makes a new, empty identity key. Check with "
@@ -182,7 +183,8 @@ def _describe(plan: EndPlan) -> None:
 def _counts(plan: EndPlan) -> None:
     entries = plan.identity_rows.get("identity_entry", 0)
     signatures = plan.identity_rows.get("consent_signature", 0)
-    others = sum(plan.identity_rows.values()) - entries - signatures
+    records = plan.identity_rows.get("consent_record", 0)
+    others = sum(plan.identity_rows.values()) - entries - signatures - records
     lines = [
         ngettext(
             "%(num)d identity entry (name and contact details)",
@@ -193,6 +195,11 @@ def _counts(plan: EndPlan) -> None:
             "%(num)d consent signature (printed name and signature image)",
             "%(num)d consent signatures (printed names and signature images)",
             signatures,
+        ),
+        ngettext(
+            "%(num)d consent record (the signed consent as a PDF)",
+            "%(num)d consent records (the signed consents as PDFs)",
+            records,
         ),
         ngettext(
             "%(num)d paper form number on consents",

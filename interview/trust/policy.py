@@ -143,6 +143,8 @@ ROUTES = (
            "the same rows as CSV for a data protection officer, audited"),
     _route("documents.record_pdf", GET, COORDINATING, INTERVIEW,
            "an ended interview's record for the archive, audited"),
+    _route("documents.consent_record", GET, COORDINATING, PARTICIPANT,
+           "a consent's signed record (it names the participant), no-store, audited"),
     _route("documents.progress_report", GET, COORDINATING, OWN_CASES, "progress, printed"),
     _route("documents.case_progress_report", GET, COORDINATING, CASE_IN_URL,
            "one team's progress, printed"),

@@ -17,7 +17,7 @@ from tests.conftest import get_row
 
 NAME = "Åse Testesen"
 PHONE = "000 11 222"
-IDENTITY_TABLES = {"identity_entry", "consent_signature"}
+IDENTITY_TABLES = {"identity_entry", "consent_signature", "consent_record"}
 
 
 def _register(app, world, name=NAME, phone=PHONE) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from interview.store.content import guide_of
 from interview.store.extensions import db
 from interview.store.models import (
+    Consent,
     ConsentFormVersion,
     GuideVersion,
     Note,
@@ -93,6 +94,7 @@ class Ids:
     guide: tuple[str, int]
     consent_form: tuple[str, int]
     notes: dict[str, tuple[str, int]]  # participant -> (conflicted note id, its rev)
+    consents: dict[str, str] = field(default_factory=dict)  # participant -> a paper consent
 
 
 @dataclass
@@ -253,6 +255,12 @@ CALLS: dict[str, Call] = {
         {"GET": {409}},
         takes_object=True,
     ),
+    # the consent's record, rendered on first download where its render after arrival is missing
+    "documents.consent_record": Call(
+        lambda ids, o: f"/desk/consents/{ids.consents[o]}/record.pdf",
+        {"GET": {200}},
+        takes_object=True,
+    ),
     "documents.progress_report": _plain("/desk/report/en.pdf"),
     "documents.case_progress_report": _case("/desk/cases/{case}/report/nb.pdf"),
 }
@@ -326,6 +334,27 @@ def fresh_note(app, world, ids: Ids, participant: str) -> None:
     """Give the participant's interview a new note with two versions (and so an open alert)."""
     with app.app_context():
         ids.notes[participant] = _conflicted_note(world, ASSIGNED[participant], participant)
+
+
+def given_consent(app, world, ids: Ids, participant: str) -> None:
+    """Give the participant a paper consent (written as the store has it, no record yet)."""
+    if participant in ids.consents:
+        return
+    with app.app_context():
+        form = db.session.scalars(select(ConsentFormVersion)).first()
+        consent = Consent(
+            participant_id=world.participants[participant],
+            interview_id=world.interviews[participant],
+            form_version_id=form.id,
+            language="nb",
+            answers={item["key"]: True for item in form.content["items"]},
+            method="paper",
+            paper_form_number="P-1",
+            obtained_by_id=world.users[ASSIGNED[participant]],
+        )
+        db.session.add(consent)
+        db.session.commit()
+        ids.consents[participant] = consent.id
 
 
 def login(client, actor: str) -> None:
@@ -452,6 +481,8 @@ def test_route_answers_as_the_table_says(app, world, ids, endpoint, method):
         for actor in ACTORS:
             if endpoint in ("interviews.resolve_conflict", "alerts.acknowledge"):
                 fresh_note(app, world, ids, obj)
+            if endpoint == "documents.consent_record":
+                given_consent(app, world, ids, obj)
             problem = check(app, ids, endpoint, method, actor, obj)
             if problem:
                 wrong.append(f"{endpoint} {method} {obj or ''} as {actor}: {problem}")

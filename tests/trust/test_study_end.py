@@ -106,6 +106,8 @@ def study(app, world, client):
         db.session.commit()
         assert _identity_count("identity_entry") == 1
         assert _identity_count("consent_signature") == 1
+        # both consents' signed records, rendered as they arrived
+        assert _identity_count("consent_record") == 2
     app.config["STUDY_END_DATE"] = (today_in_oslo() - timedelta(days=1)).isoformat()
     return {"note": note_id, "waiting": waiting}
 
@@ -124,6 +126,7 @@ def test_the_end_destroys_the_identity_data_and_leaves_the_research_data(app, st
     assert result.exit_code == 0, result.output
     assert "1 identity entry (name and contact details)" in result.output
     assert "1 consent signature (printed name and signature image)" in result.output
+    assert "2 consent records (the signed consents as PDFs)" in result.output
     assert "1 paper form number on consents" in result.output
     assert "1 consent waiting in the sync log" in result.output
     assert "The end of the study is carried out" in result.output
@@ -133,6 +136,7 @@ def test_the_end_destroys_the_identity_data_and_leaves_the_research_data(app, st
     with app.app_context():
         assert _identity_count("identity_entry") == 0
         assert _identity_count("consent_signature") == 0
+        assert _identity_count("consent_record") == 0
         assert _case("SELECT paper_form_number FROM consent") == [(None,), (None,)]
         waiting = _case(
             "SELECT status, payload_enc, waiting_for, refused_at FROM sync_change "
@@ -152,6 +156,7 @@ def test_the_end_destroys_the_identity_data_and_leaves_the_research_data(app, st
         assert row.detail == {
             "identity_entry_deleted": 1,
             "consent_signature_deleted": 1,
+            "consent_record_deleted": 2,
             "paper_form_numbers_scrubbed": 1,
             "consent_payloads_cleared": 1,
             "identity_key_ids": key_ids,
@@ -262,7 +267,11 @@ def test_the_rules_without_the_command(app, study):
         plan = plan_end(db.session)
         assert plan.work_left and plan.paper_numbers == 1 and plan.key_file is not None
         done = end_study(db.session, admin, plan)
-        assert done.identity_rows == {"identity_entry": 1, "consent_signature": 1}
+        assert done.identity_rows == {
+            "identity_entry": 1,
+            "consent_signature": 1,
+            "consent_record": 2,
+        }
         after = plan_end(db.session)
         assert not after.work_left and not after.key_in_environment
 

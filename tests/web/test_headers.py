@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from interview.config import ROOT
 from interview.store.extensions import db
-from interview.store.models import ConsentFormVersion, GuideVersion, Theme
+from interview.store.models import Consent, ConsentFormVersion, GuideVersion, Theme
 from interview.trust import policy
 from tests.conftest import PASSWORD
 from tests.helpers import give_paper_consent, note_change, start_interview
@@ -63,6 +63,7 @@ def pages(app, client, world) -> dict[str, Page]:
         guide = db.session.scalars(select(GuideVersion)).first()
         form = db.session.scalars(select(ConsentFormVersion)).first()
         theme = db.session.scalars(select(Theme)).first().id
+        consent = db.session.scalars(select(Consent.id)).one()
     g = f"{guide.key}/{guide.version}"
     c = f"{form.key}/{form.version}"
     iv = f"/interviews/{pa}"
@@ -117,6 +118,7 @@ def pages(app, client, world) -> dict[str, Page]:
         "audit.index": Page("coord_a", "/desk/audit/"),
         "audit.csv": Page("admin", "/desk/audit/audit-log.csv"),
         "documents.record_pdf": Page("coord_a", f"/desk/interviews/{pa2}/record/en.pdf"),
+        "documents.consent_record": Page("coord_a", f"/desk/consents/{consent}/record.pdf"),
         "documents.progress_report": Page("coord_a", "/desk/report/nb.pdf"),
         "documents.case_progress_report": Page("coord_a", "/desk/cases/A/report/en.pdf"),
     }
