@@ -148,13 +148,7 @@ def test_a_store_the_browser_cleared_is_noticed_at_once(server, browser, app, st
         })""",
         f"device_id:{world.users['peer_a']}",
     )
-    # the tablet last told the case store that it held three changes for this interview
-    with app.app_context():
-        device = db.session.get(Device, old_store)
-        device.pending = 3
-        device.pending_interviews = [iid]
-        db.session.commit()
-    # then the browser cleared the site's storage (Safari after seven days unused)
+    # the browser cleared the site's storage (Safari after seven days unused)
     page.goto(f"{server.url}/offline")
     page.evaluate(
         """() => new Promise((resolve) => {
@@ -163,6 +157,14 @@ def test_a_store_the_browser_cleared_is_noticed_at_once(server, browser, app, st
         })"""
     )
     page.evaluate("localStorage.clear()")
+    # what the old store last told the case store: three changes held for this interview
+    # (set once the old store is gone, so no late sync of it can say otherwise; on a loaded
+    # machine one did, and the test once failed so)
+    with app.app_context():
+        device = db.session.get(Device, old_store)
+        device.pending = 3
+        device.pending_interviews = [iid]
+        db.session.commit()
     page.goto(f"{server.url}/interviews/")
     page.wait_for_selector("html.tablet-ready", state="attached")
     _wait_status(page, ALL_SAVED["en"], timeout=30000)

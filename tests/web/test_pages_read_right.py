@@ -21,10 +21,11 @@ from babel.messages.pofile import read_po
 from flask import url_for
 from sqlalchemy import select
 
+from interview.documents import consent_record
 from interview.documents import views as document_views
 from interview.store.content import guide_of
 from interview.store.extensions import db
-from interview.store.models import ConsentFormVersion, GuideVersion, Interview, Theme
+from interview.store.models import Consent, ConsentFormVersion, GuideVersion, Interview, Theme
 from tests.conftest import PASSWORD
 from tests.helpers import consented_interview, new_note_on_page, start_interview
 from tests.web.test_i18n import PO
@@ -488,6 +489,7 @@ def test_every_document_reads_as_words_before_it_becomes_a_pdf(app, client, worl
         return original(template, *args, **kwargs)
 
     monkeypatch.setattr(document_views, "render_pdf", watched)
+    monkeypatch.setattr(consent_record, "render_pdf", watched)
     ended = _ended_interviews(app, client, world)
     values = _values(app, world, {})
     guide_key, form_key = values["key"]
@@ -510,6 +512,15 @@ def test_every_document_reads_as_words_before_it_becomes_a_pdf(app, client, worl
             assert len(fed) == 1, f"{url}: {len(fed)} documents rendered"
             assert f'lang="{lang}"' in fed[0]
             failures += [f"{url.format(lang=lang)}: {p}" for p in problems_on(fed[0], lang)]
+    # the record of each consent, made when the consent reached the store, in its language
+    with app.test_request_context():
+        consents = list(db.session.scalars(select(Consent).where(Consent.kind == "consent")))
+        for consent in consents:
+            fed.clear()
+            consent_record.render_record(db.session, consent)
+            assert len(fed) == 1 and f'lang="{consent.language}"' in fed[0]
+            failures += [f"consent record: {p}" for p in problems_on(fed[0], consent.language)]
+        assert {c.language for c in consents} == set(LANGS)
     # every document template was read: a new one fails here until a URL above makes it
     # (a partial, _name.html, is read through the documents that import it)
     folder = Path(app.root_path, app.template_folder, "documents")
