@@ -18,7 +18,6 @@ consent in force at its next sync. Withdrawing "participate" is the whole withdr
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
-from flask_babel import format_date
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -31,13 +30,11 @@ from interview.sync.log import lock_writes
 from interview.web.labels import label
 
 
-class PartialWithdrawalError(Exception):
-    """A partial withdrawal that cannot be recorded; `message()` says why to a person."""
+class PartialWithdrawalError(WithdrawalError):
+    """A partial withdrawal that cannot be recorded; `message()` says why to a person.
 
-    def __init__(self, code: str, **values):
-        super().__init__(code)
-        self.code = code
-        self.values = values
+    The date's reasons (`future`, `too_early`) are a withdrawal's own.
+    """
 
     @property
     def status(self) -> int:
@@ -68,14 +65,7 @@ class PartialWithdrawalError(Exception):
             )
         if self.code == "busy":
             return _("The notes could not be changed just now. Nothing was changed; try again.")
-        if self.code == "future":
-            return _("The date of withdrawal cannot be in the future.")
-        if self.code == "too_early":
-            return _(
-                "The date of withdrawal cannot be earlier than %(date)s.",
-                date=format_date(self.values["date"], "long"),
-            )
-        return _("Something in the request was not right. Please go back and try again.")
+        return super().message()
 
 
 @dataclass
