@@ -59,7 +59,7 @@ export function fillThemeChoices() {
   const source = document.getElementById("theme-choices");
   if (!source) return;
   document.querySelectorAll("details.themes[data-choices]").forEach((details) => {
-    const first = (details.dataset.first || "").split(" ").filter(Boolean);
+    const first = (details.closest("[data-first]")?.dataset.first || "").split(" ").filter(Boolean);
     const rank = (label) => {
       const at = first.indexOf(label.querySelector("input").dataset.key);
       return at < 0 ? first.length : at;
