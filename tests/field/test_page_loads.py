@@ -14,7 +14,10 @@ SECTION = "/interviews/{}/section/0"
 
 
 def _without_load(html: str) -> str:
-    return re.sub(r'name="load" value="[0-9a-f-]+"', 'name="load" value=""', html)
+    """The page without its load id, nor its CSRF token (signed with the second it was made)."""
+    html = re.sub(r'name="load" value="[0-9a-f-]+"', 'name="load" value=""', html)
+    html = re.sub(r'(name="csrf-token" content=|name="csrf_token" value=)"[^"]*"', r'\1""', html)
+    return html
 
 
 @pytest.fixture
