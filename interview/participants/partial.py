@@ -22,9 +22,14 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from interview.participants.withdrawal import WithdrawalError, check_date, withdrawn_at
+from interview.participants.withdrawal import (
+    WithdrawalError,
+    check_date,
+    move_interviews_on,
+    withdrawn_at,
+)
 from interview.store.consents import PARTIAL, ConsentInForce, participant_consent
-from interview.store.models import Consent, Interview, Note, Participant, User, utcnow
+from interview.store.models import Consent, Interview, Note, Participant, User
 from interview.sync.batch import apply_changes, web_change
 from interview.sync.log import lock_writes
 from interview.web.labels import label
@@ -160,15 +165,8 @@ def withdraw_items(
         summary.notes_unmarked = len(summary.unmarked_ids)
     if "audio" in items:
         summary.recordings_deleted = delete_recordings(session, participant)
-    # each interview moves on a rev, so every tablet that holds one hears the consent in force
-    # in its next sync's updates (the update log is written for changed records only)
-    interviews = list(
-        session.scalars(select(Interview).where(Interview.participant_id == participant.id))
-    )
-    for interview in interviews:
-        interview.rev = (interview.rev or 1) + 1
-        interview.updated_at = utcnow()
-    summary.interviews = len(interviews)
+    # every tablet that holds one of the interviews hears the consent in force at its next sync
+    summary.interviews = move_interviews_on(session, participant)
     session.flush()
     return summary
 

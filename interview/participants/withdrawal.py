@@ -262,15 +262,7 @@ def withdraw(
             )
         )
 
-    # each interview moves on a rev, so every tablet that holds it hears of the withdrawal in
-    # its next sync's updates (the update log is written for changed records only)
-    interviews = list(
-        session.scalars(select(Interview).where(Interview.participant_id == participant.id))
-    )
-    for interview in interviews:
-        interview.rev = (interview.rev or 1) + 1
-        interview.updated_at = utcnow()
-    summary.interviews = len(interviews)
+    summary.interviews = move_interviews_on(session, participant)
     # the deleted rows may still sit in the session's identity map: let nothing stale linger
     session.flush()
     session.expire_all()
@@ -305,3 +297,18 @@ def _scrub_sync_log(session: Session, participant_id: str, id_selects: list) -> 
         .execution_options(synchronize_session=False)
     )
     return len(held)
+
+
+def move_interviews_on(session: Session, participant: Participant) -> int:
+    """Move each of the participant's interviews on a rev; return how many there are.
+
+    Every tablet that holds one then hears of the change in its next sync's updates (the
+    update log is written for changed records only).
+    """
+    interviews = list(
+        session.scalars(select(Interview).where(Interview.participant_id == participant.id))
+    )
+    for interview in interviews:
+        interview.rev = (interview.rev or 1) + 1
+        interview.updated_at = utcnow()
+    return len(interviews)
