@@ -1,6 +1,7 @@
 """Small helpers shared by the flow tests."""
 
 import base64
+import copy
 import hashlib
 import io
 import json
@@ -196,3 +197,42 @@ def park_change(
             )
         )
         _db.session.commit()
+
+
+V2_CHANGES = {
+    "nb": "Nytt i versjon 2: opptaket slettes senest når prosjektet avsluttes.",
+    "en": "New in version 2: the recording is deleted when the project ends at the latest.",
+}
+
+
+def publish_consent_v2(app, changes=None) -> int:
+    """Publish version 2 of the world's consent form (v1's text, with what changed); return 2."""
+    from interview.store.models import ConsentFormVersion
+
+    with app.app_context():
+        v1 = db.session.scalars(
+            select(ConsentFormVersion).where(ConsentFormVersion.version == 1)
+        ).one()
+        content = copy.deepcopy(v1.content)
+        content.update(version=2, published="2026-12-01", changes=changes or V2_CHANGES)
+        db.session.add(
+            ConsentFormVersion(
+                key=v1.key, version=2, published="2026-12-01", checksum="2" * 64, content=content
+            )
+        )
+        db.session.commit()
+    return 2
+
+
+def ask_renewal(app, username="coord_a") -> None:
+    """Record, as a coordinator, that the newest consent form needs renewed consent."""
+    from interview.participants.renewal import require_renewal
+    from interview.store.models import ConsentFormVersion, User
+
+    with app.app_context():
+        user = db.session.scalars(select(User).where(User.username == username)).one()
+        newest = db.session.scalars(
+            select(ConsentFormVersion).order_by(ConsentFormVersion.version.desc())
+        ).first()
+        require_renewal(db.session, user, newest, confirmed=True)
+        db.session.commit()

@@ -91,6 +91,14 @@ SAFE_DETAIL: dict[str, frozenset[str]] = {
             "consent_records_deleted",
         }
     ),
+    "consent_items_withdrawn": frozenset(
+        {"items", "withdrawn_on", "form_version", "notes_unmarked", "recordings_deleted"}
+    ),
+    "consent_renewal_required": frozenset({"version", "participants", "interviews"}),
+    "retention_run": frozenset(
+        {"notes_cleared", "waiting_refused", "sync_changes", "devices", "update_log"}
+    ),
+    "study_ended": frozenset({"paper_form_numbers_scrubbed", "consent_payloads_cleared"}),
     "sync_batch": frozenset(_SYNC_COUNTS),
     "rescue_import": frozenset({"store", "changes", "interrupted", "other_store", *_SYNC_COUNTS}),
     "export": frozenset({"format", "cases", "counts"}),
@@ -126,6 +134,10 @@ ACTIONS = {
     "consent_recorded": _l("Consent recorded"),
     "consent_record_downloaded": _l("Consent record downloaded"),
     "participant_withdrawn": _l("Withdrawal recorded"),
+    "consent_items_withdrawn": _l("Consent items withdrawn"),
+    "consent_renewal_required": _l("Renewed consent asked for"),
+    "retention_run": _l("Old sync records removed"),
+    "study_ended": _l("Study ended"),
     "sync_batch": _l("Tablet synced"),
     "rescue_import": _l("Rescue copy imported"),
     "export": _l("Export downloaded"),
@@ -492,6 +504,7 @@ def object_words() -> dict[str, str]:
         "participant": _("Participant"),
         "interview": _("Interview"),
         "consent": _("Consent"),
+        "consent_form": _("Consent form"),
         "case": _("Team"),
         "user": _("User"),
         "device": _("Tablet"),

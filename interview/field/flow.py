@@ -4,7 +4,12 @@ Status and times are never set directly: they are folded from the events (sync.f
 the same way whether an event came from a form post or a tablet that was offline.
 """
 
-from interview.store.consents import participant_consent
+from interview.store.consents import (
+    RenewalDue,
+    participant_consent,
+    renewal_due,
+    required_renewals,
+)
 from interview.store.extensions import db
 from interview.store.models import (
     Consent,
@@ -29,6 +34,16 @@ def valid_consent(participant: Participant) -> Consent | None:
     # its items as they stand now (partial withdrawals applied): store.consents.consent_in_force
     state = participant_consent(participant)
     return state.consent if state else None
+
+
+def renewal_of(interview: Interview) -> RenewalDue | None:
+    """Renewed consent due before this interview goes on, and why (None: none is due)."""
+    return renewal_due(interview, required_renewals(db.session))
+
+
+def consent_due(interview: Interview) -> bool:
+    """Whether consent is to be taken before the interview goes on: none in force, or renewal."""
+    return valid_consent(interview.participant) is None or renewal_of(interview) is not None
 
 
 def record_event(interview: Interview, kind: str, user: User | None, **data) -> InterviewEvent:

@@ -13,6 +13,8 @@ from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from interview.field import flow
+from interview.store.consents import participant_consent
 from interview.store.extensions import db
 from interview.store.identifiers import KINDS as IDENTIFIER_KINDS
 from interview.store.identifiers import find_identifiers, given_names
@@ -118,6 +120,29 @@ def _consent_strings() -> dict[str, str]:
         "participate_item": _("The participant has answered no: %(item)s"),
         "need_signature": str(FORM_MESSAGES["need_signature"]),
         "need_paper_number": str(FORM_MESSAGES["need_paper_number"]),
+    }
+
+
+def _renewal_words(interview: Interview, form_version: ConsentFormVersion) -> dict:
+    """Why the consent page asks a participant who has consented to consent again.
+
+    On the page whenever the consent in force was given on an older form than the one shown,
+    and hidden unless renewal is due: a tablet may hear of the coordinator's decision after it
+    kept the page, and then shows it from its own state (interview.js).
+    """
+    state = participant_consent(interview.participant)
+    if state is None or state.consent.form_version.version >= form_version.version:
+        return {"renewal": None}
+    changes = form_version.content.get("changes") or {}
+    return {
+        "renewal": Words(
+            due=flow.renewal_of(interview) is not None,
+            old_version=state.consent.form_version.version,
+            consented_at=state.consent.obtained_at,
+            changes=[
+                p.strip() for p in changes.get(interview.language, "").split("\n\n") if p.strip()
+            ],
+        )
     }
 
 

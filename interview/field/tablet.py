@@ -15,7 +15,7 @@ from interview.field.notes import no_quotes_message
 from interview.store.content import guide_of
 from interview.store.extensions import db
 from interview.store.models import Interview, InterviewEvent
-from interview.sync.envelope import NO_QUOTES_REASON
+from interview.sync.envelope import NO_QUOTES_REASON, OLD_FORM_REASON
 from interview.web.i18n import ui_lang
 from interview.web.labels import FORM_MESSAGES, LABELS
 
@@ -165,7 +165,13 @@ def tablet_strings() -> dict[str, str | dict]:
         ),
         "status": {code: str(label) for code, label in LABELS["interview"].items()},
         # refusals the peer reads in their own words, by the reason the case store gives
-        "reasons": {NO_QUOTES_REASON: no_quotes_message()},
+        "reasons": {
+            NO_QUOTES_REASON: no_quotes_message(),
+            OLD_FORM_REASON: _(
+                "This consent was given on an older consent form than the study now asks for. "
+                "Open the interview again while online: the consent page shows the new form."
+            ),
+        },
         **{key: str(message) for key, message in FORM_MESSAGES.items()},
     }
 
@@ -294,9 +300,17 @@ def last_check_in(interview: Interview) -> datetime | None:
     )
 
 
-def has_consent(interview: Interview) -> bool:
-    """Whether the interview's participant has a consent in force."""
-    return flow.valid_consent(interview.participant) is not None
+def consent_context(interview: Interview) -> dict:
+    """The interview's consent as the page tells the tablet: one in force, and renewal due.
+
+    `renewal` is the form version the participant is to consent on again before this
+    interview goes on (None: none due); the tablet then shows the consent page first.
+    """
+    due = flow.renewal_of(interview)
+    return {
+        "in_force": flow.valid_consent(interview.participant) is not None,
+        "renewal": due.version if due else None,
+    }
 
 
 def guide_section_count(interview: Interview) -> int:
@@ -309,7 +323,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(
         tablet_strings_json=tablet_strings_json,
         chrome=chrome,
-        has_consent=has_consent,
+        consent_context=consent_context,
         last_check_in=last_check_in,
         guide_section_count=guide_section_count,
     )

@@ -23,6 +23,7 @@ from interview.field.pages import (
     _latest_consent_form,
     _note_words,
     _participant_words,
+    _renewal_words,
     _section_notes,
     _themes_for,
     _warn_identifiers_elsewhere,
@@ -200,7 +201,7 @@ def consent(interview_id):
         pass  # the tablet's copy: the tablet decides from its own state which page to show
     elif interview.status == "planned":
         return redirect(url_for("interviews.capacity", interview_id=interview.id))
-    elif flow.valid_consent(interview.participant) is not None:
+    elif not flow.consent_due(interview):
         return redirect(url_for("interviews.section", interview_id=interview.id, index=0))
     elif interview.status not in ("in_progress", "paused"):
         # a stopped or finished interview takes no new consent
@@ -248,6 +249,7 @@ def consent(interview_id):
             item_errors=item_errors,
             problems=_consent_problems(form, content["items"], answers, item_errors, interview),
             consent_strings=_consent_strings(),
+            **_renewal_words(interview, form_version),
             # a drawn signature survives a rejected submission, so nobody signs twice
             kept_signature=form.signature.data
             if form.signature.data and decode_signature(form.signature.data)
@@ -269,7 +271,7 @@ def _section(interview: Interview, index: int):
         pass
     elif interview.status == "planned":
         return redirect(url_for("interviews.capacity", interview_id=interview.id))
-    elif flow.valid_consent(interview.participant) is None:
+    elif flow.consent_due(interview):
         return redirect(url_for("interviews.consent", interview_id=interview.id))
     guide = guide_of(interview.guide_version)
     if not 0 <= index < len(guide.sections):
@@ -558,7 +560,7 @@ def finish(interview_id):
     interview = interview_or_404(interview_id)
     guide = guide_of(interview.guide_version)
     if request.method == "POST":
-        if flow.valid_consent(interview.participant) is None:
+        if flow.consent_due(interview):
             return redirect(url_for("interviews.consent", interview_id=interview.id))
         _event_view(
             interview_id, lambda iv: flow.complete(iv, current_user), "", already=("completed",)

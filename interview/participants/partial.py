@@ -25,13 +25,12 @@ from sqlalchemy.orm import Session
 from interview.participants.withdrawal import (
     WithdrawalError,
     check_date,
-    move_interviews_on,
     withdrawn_at,
 )
 from interview.store.consents import PARTIAL, ConsentInForce, participant_consent
 from interview.store.models import Consent, Interview, Note, Participant, User
 from interview.sync.batch import apply_changes, web_change
-from interview.sync.log import lock_writes
+from interview.sync.log import lock_writes, move_interviews_on
 from interview.web.labels import label
 
 

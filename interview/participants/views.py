@@ -14,6 +14,7 @@ from interview.participants.partial import (
     withdrawable_items,
 )
 from interview.participants.registry import register
+from interview.participants.renewal import RenewalError, overview, require_renewal
 from interview.participants.withdrawal import (
     WithdrawalError,
     check_date,
@@ -24,11 +25,18 @@ from interview.participants.withdrawal import (
     withdrawal_record,
 )
 from interview.store.consent_form import withdrawal_data_choice
-from interview.store.consents import participant_consent
+from interview.store.consents import participant_consent, renewal_for, required_renewals
 from interview.store.database import scrub_sqlite_files
 from interview.store.extensions import db
 from interview.store.identity import get_identity
-from interview.store.models import Case, GuideVersion, Interview, Participant, User
+from interview.store.models import (
+    Case,
+    ConsentFormVersion,
+    GuideVersion,
+    Interview,
+    Participant,
+    User,
+)
 from interview.trust import audit
 from interview.trust.access import (
     cases_coordinated_by,
@@ -38,6 +46,7 @@ from interview.trust.access import (
 )
 from interview.web.forms import (
     AssignForm,
+    ConsentRenewalForm,
     ParticipantForm,
     PlanInterviewForm,
     WithdrawForm,
@@ -171,12 +180,14 @@ def detail(participant_id: str):
     plan.language.choices = language_choices()
     if request.method == "GET":
         plan.language.data = participant.preferred_language
+    in_force = participant_consent(participant)
     return render_template(
         "coordinator/detail.html",
         participant=participant,
         assign=assign,
         plan=plan,
-        in_force=participant_consent(participant),
+        in_force=in_force,
+        renewal=renewal_for(in_force, required_renewals(db.session)),
     )
 
 
@@ -417,7 +428,60 @@ def withdraw_consent_items(participant_id: str):
     )
 
 
+@roles_required(*COORDINATING)
+def consent_forms():
+    """The consent form versions, and who in the coordinator's teams consented on an older one."""
+    return _consent_forms_page(ConsentRenewalForm())
+
+
+def _consent_forms_page(form: ConsentRenewalForm, status: int = 200, problem: str | None = None):
+    return (
+        render_template(
+            "coordinator/consent_forms.html",
+            summary=overview(db.session, participants_visible_to(current_user)),
+            form=form,
+            problem=problem,
+        ),
+        status,
+    )
+
+
+@roles_required(*COORDINATING)
+def ask_renewal(version: int):
+    """Mark the newest consent form as needing renewed consent, for the whole study."""
+    form_version = db.session.scalars(
+        select(ConsentFormVersion).where(ConsentFormVersion.version == version)
+    ).first()
+    if form_version is None:
+        abort(404)
+    form = ConsentRenewalForm()
+    form.validate_on_submit()  # the CSRF token is checked for every form before the view
+    try:
+        summary = require_renewal(
+            db.session, current_user, form_version, confirmed=bool(form.confirm.data)
+        )
+    except RenewalError as exc:
+        db.session.rollback()
+        if exc.code == "confirm":
+            form.confirm.errors = [exc.message()]
+            return _consent_forms_page(form, 400)
+        return _consent_forms_page(form, 409, exc.message())
+    db.session.commit()
+    flash(
+        _(
+            "Renewed consent is asked for on version %(v)s. %(n)s participants in the study are "
+            "asked again at their next interview.",
+            v=summary.version,
+            n=summary.participants,
+        ),
+        "success",
+    )
+    return redirect(url_for("coordinator.consent_forms"))
+
+
 bp.add_url_rule("/", view_func=participants)
+bp.add_url_rule("/consent-forms", view_func=consent_forms)
+bp.add_url_rule("/consent-forms/<int:version>/renewal", view_func=ask_renewal, methods=["POST"])
 bp.add_url_rule("/new", view_func=new_participant, methods=["GET", "POST"])
 bp.add_url_rule("/<uuid:participant_id>", view_func=detail)
 bp.add_url_rule("/<uuid:participant_id>/interviewers", view_func=assign, methods=["POST"])

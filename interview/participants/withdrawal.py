@@ -33,7 +33,7 @@ from interview.store.models import (
     utcnow,
 )
 from interview.sync.envelope import WITHDRAWN_REASON
-from interview.sync.log import lock_writes
+from interview.sync.log import lock_writes, move_interviews_on
 from interview.sync.waiting import refuse
 from interview.web.i18n import oslo_to_utc, today_in_oslo, utc_to_oslo
 
@@ -297,18 +297,3 @@ def _scrub_sync_log(session: Session, participant_id: str, id_selects: list) -> 
         .execution_options(synchronize_session=False)
     )
     return len(held)
-
-
-def move_interviews_on(session: Session, participant: Participant) -> int:
-    """Move each of the participant's interviews on a rev; return how many there are.
-
-    Every tablet that holds one then hears of the change in its next sync's updates (the
-    update log is written for changed records only).
-    """
-    interviews = list(
-        session.scalars(select(Interview).where(Interview.participant_id == participant.id))
-    )
-    for interview in interviews:
-        interview.rev = (interview.rev or 1) + 1
-        interview.updated_at = utcnow()
-    return len(interviews)

@@ -244,6 +244,13 @@ def validate_consent(data: dict) -> list[str]:
         # whether a participant who withdraws may choose to keep what was already analysed
         if not isinstance(withdrawal["data_choice"], bool):
             errors.append("withdrawal.data_choice: must be true or false")
+    version = data["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        errors.append("version: must be a whole number, 1 or more")
+    elif version > 1 or "changes" in data:
+        # a later version says what changed: the peer reads it to a participant who consented
+        # on an older one and is asked again (participants/renewal.py)
+        _text(data.get("changes"), "changes", errors)
     keys = tuple(i.get("key") for i in data["items"])
     if keys != CONSENT_ITEMS:
         errors.append(f"items must be {', '.join(CONSENT_ITEMS)} in that order")

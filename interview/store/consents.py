@@ -6,6 +6,9 @@ Consent records are immutable and read in time order (docs/data-protection.md, *
 - a "partial" record (a partial withdrawal) turns the items it names to no from its time on;
 - a "withdrawal" ends the consent in force: nothing is in force after it.
 
+A consent in force given on an older form version than one a coordinator marked as needing
+renewed consent is renewed before the participant's next interview (`renewal_due`).
+
 Kept here, under every capability, so that the sync rules, the forms, the desk and the
 exports all ask the same function.
 """
@@ -14,7 +17,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from interview.store.models import Consent, Participant
+from sqlalchemy import select
+from sqlalchemy.orm import Session, contains_eager
+
+from interview.store.models import (
+    Consent,
+    ConsentFormVersion,
+    ConsentRenewal,
+    Interview,
+    Participant,
+)
 
 # the kind of a partial-withdrawal record (Consent.kind holds at most 12 characters)
 PARTIAL = "partial"
@@ -75,3 +87,60 @@ def may_quote(participant: Participant) -> bool:
     """Whether the participant's notes may be shown as possible quotes: quotes are consented to."""
     state = participant_consent(participant)
     return state is not None and state.allows("quotes")
+
+
+# -- renewed consent -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenewalDue:
+    """Consent to be renewed before an interview goes on, and why (docs/data-protection.md)."""
+
+    # the version the coordinator asked renewed consent for; the form shown is the newest
+    version: int
+    required_at: datetime
+    # the consent in force: the version it was given on, and when
+    consented_version: int
+    consented_at: datetime
+
+
+def required_renewals(session: Session) -> list[ConsentRenewal]:
+    """Every consent form version marked as needing renewed consent, newest version first."""
+    return list(
+        session.scalars(
+            select(ConsentRenewal)
+            .join(ConsentFormVersion, ConsentFormVersion.id == ConsentRenewal.form_version_id)
+            .options(contains_eager(ConsentRenewal.form_version))
+            .order_by(ConsentFormVersion.version.desc())
+        )
+    )
+
+
+def renewal_for(
+    state: ConsentInForce | None, renewals: list[ConsentRenewal]
+) -> ConsentRenewal | None:
+    """The newest renewal asked for a version newer than the consent in force was given on."""
+    if state is None:
+        return None
+    given_on = state.consent.form_version.version
+    return next((r for r in renewals if r.form_version.version > given_on), None)
+
+
+def renewal_due(interview: Interview, renewals: list[ConsentRenewal]) -> RenewalDue | None:
+    """Whether the participant must consent again before this interview goes on, and why.
+
+    An interview that began before the coordinator's decision goes on under the consent it
+    began with; every interview begun since (or not begun yet) asks for the new form first.
+    """
+    state = participant_consent(interview.participant)
+    renewal = renewal_for(state, renewals)
+    if renewal is None:
+        return None
+    if interview.started_at is not None and interview.started_at < renewal.required_at:
+        return None
+    return RenewalDue(
+        version=renewal.form_version.version,
+        required_at=renewal.required_at,
+        consented_version=state.consent.form_version.version,
+        consented_at=state.consent.obtained_at,
+    )

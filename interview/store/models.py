@@ -211,6 +211,22 @@ class ConsentFormVersion(_VersionedContent, db.Model):
     """An immutable, versioned consent form in both languages."""
 
 
+class ConsentRenewal(db.Model):
+    """A coordinator's decision that a consent form version needs renewed consent.
+
+    From `required_at`, a participant whose consent in force was given on an older version is
+    asked to consent again, on this version or a newer one, before their next interview
+    (store.consents.renewal_due). Once made, never edited: the audit log says who made it.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_version_id: Mapped[int] = mapped_column(ForeignKey("consent_form_version.id"), unique=True)
+    required_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    required_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+
+    form_version: Mapped[ConsentFormVersion] = relationship()
+
+
 class Interview(db.Model):
     """One interview of one participant, pinned to the guide version it uses."""
 

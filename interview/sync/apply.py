@@ -9,7 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from interview.store.consents import quotes_refused
+from interview.store.consents import (
+    participant_consent,
+    quotes_refused,
+    renewal_due,
+    required_renewals,
+)
 from interview.store.models import (
     EVENT_KINDS,
     LANGUAGES,
@@ -40,6 +45,7 @@ from interview.sync.envelope import (
     DEBRIEF_FIELDS,
     NO_QUOTES_REASON,
     NOTE_FIELDS,
+    OLD_FORM_REASON,
     RESCHEDULE_REASONS,
     SEALED_UNOPENED,
     STOP_REASONS,
@@ -408,8 +414,13 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
     # the rules of the consent page: consent comes before the interview, and once
     if interview.status in ("completed", "stopped"):
         raise Reject("the interview has ended: consent is taken before it")
-    if _consent_in_force(session, interview.participant_id):
-        raise Reject("the participant's consent is already recorded")
+    if participant_consent(interview.participant) is not None:
+        # a second consent only renews one given on an older form, when renewal is due
+        due = renewal_due(interview, required_renewals(session))
+        if due is None:
+            raise Reject("the participant's consent is already recorded")
+        if version < due.version:
+            raise Reject(OLD_FORM_REASON)
     record = record_consent(
         interview,
         user,
@@ -440,23 +451,6 @@ def _sealed_identity(data: dict) -> dict:
     _unknown_keys(inside, ("signature", "printed_name"))
     _check_unicode(inside)
     return inside
-
-
-def _consent_in_force(session: Session, participant_id: str) -> bool:
-    """Whether the participant has a consent in force, asked of the store (as flow.valid_consent
-    reads it): a consent made earlier in the same batch counts too."""
-    rows = session.execute(
-        select(Consent.kind, Consent.answers)
-        .where(Consent.participant_id == participant_id)
-        .order_by(Consent.obtained_at)
-    ).all()
-    in_force = False
-    for kind, answers in rows:
-        if kind == "withdrawal":
-            in_force = False
-        elif (answers or {}).get("participate"):
-            in_force = True
-    return in_force
 
 
 def apply_debrief(session: Session, user: User, change: Change) -> Applied:

@@ -10,6 +10,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from interview.store.consents import participant_consent
 from interview.store.crypto import app_key, seal, seal_bytes
 from interview.store.extensions import db
 from interview.store.models import (
@@ -20,6 +21,7 @@ from interview.store.models import (
     User,
     new_uuid,
 )
+from interview.sync.log import move_interviews_on
 from interview.trust import audit
 
 MAX_SIGNATURE_BYTES = 500_000
@@ -114,8 +116,13 @@ def record_consent(
     )
     if signature is not None or printed_name:
         store_signature(record.id, record.participant_id, printed_name, signature)
+    renews = participant_consent(interview.participant) is not None
     db.session.add(record)
     interview.participant.consents.append(record)
+    if renews:
+        # renewed consent: every tablet holding one of the participant's interviews hears that
+        # no renewal is due any more, and the items as now given
+        move_interviews_on(db.session, interview.participant)
     if interview.participant.status == "invited":
         interview.participant.status = "consented"
     audit.record("consent_recorded", "participant", interview.participant_id, user_id=user.id)

@@ -28,6 +28,9 @@ NO_QUOTES_REASON = (
     "possible-quote mark"
 )
 
+# a consent on an older form than the renewal asked for (the tablet kept an old consent page)
+OLD_FORM_REASON = "consent is to be renewed on a newer consent form than the one sent"
+
 
 class EnvelopeError(ValueError):
     """The request body is not a sync envelope; the reason is safe to show."""

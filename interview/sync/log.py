@@ -7,11 +7,12 @@ from typing import Any
 
 from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
-from interview.store.consents import participant_consent
+from interview.store.consents import participant_consent, renewal_due, required_renewals
 from interview.store.models import (
     Consent,
+    ConsentRenewal,
     Debrief,
     Interview,
     InterviewEvent,
@@ -23,6 +24,7 @@ from interview.store.models import (
     User,
     new_uuid,
     note_themes,
+    utcnow,
 )
 from interview.store.sealed import field_opener
 from interview.trust.access import can_see_participant
@@ -161,7 +163,16 @@ def _consent_items(participant: Participant) -> dict[str, bool] | None:
     return dict(sorted(state.items.items())) if state else None
 
 
-def _record_data(entity: str, r, user_id: int | None = None) -> dict[str, Any]:
+def _consent_renewal(interview: Interview, renewals: list[ConsentRenewal] | None) -> int | None:
+    if renewals is None:
+        renewals = required_renewals(object_session(interview))
+    due = renewal_due(interview, renewals) if renewals else None
+    return due.version if due else None
+
+
+def _record_data(
+    entity: str, r, user_id: int | None = None, renewals: list[ConsentRenewal] | None = None
+) -> dict[str, Any]:
     if entity == "note":
         return _note_data(
             r.interview_id,
@@ -189,6 +200,9 @@ def _record_data(entity: str, r, user_id: int | None = None) -> dict[str, Any]:
             # the consent in force item by item (partial withdrawals applied), or None before
             # consent: the tablet offers no quote mark where "quotes" is false (docs/sync.md)
             "consent_items": _consent_items(r.participant),
+            # the form version the participant is to consent on again before this interview
+            # goes on, or None: the tablet then shows the consent page first (docs/sync.md)
+            "consent_renewal": _consent_renewal(r, renewals),
         }
     if entity == "event":
         return {
@@ -202,6 +216,7 @@ def _record_data(entity: str, r, user_id: int | None = None) -> dict[str, Any]:
             "interview_id": r.interview_id,
             "kind": r.kind,
             "answers": r.answers,
+            "form_version": r.form_version.version,
         }
     if entity == "debrief":
         return {
@@ -217,10 +232,12 @@ def _record_data(entity: str, r, user_id: int | None = None) -> dict[str, Any]:
     return {"code": r.code, "status": r.status}
 
 
-def serialize(entity: str, record, user_id: int | None = None) -> dict[str, Any]:
-    """Return a record as the tablet of user `user_id` keeps it."""
+def serialize(
+    entity: str, record, user_id: int | None = None, renewals: list[ConsentRenewal] | None = None
+) -> dict[str, Any]:
+    """Return a record as the tablet of user `user_id` keeps it (`renewals`: read once for many)."""
     rev = 1 if entity == "participant" else record.rev
-    data = _record_data(entity, record, user_id)
+    data = _record_data(entity, record, user_id, renewals)
     return {"entity": entity, "id": record.id, "rev": rev, "data": data}
 
 
@@ -345,12 +362,13 @@ def _current_records(
     if entity == "interview":
         # each interview says its participant's consent in force: read them at once
         stmt = stmt.options(selectinload(Interview.participant).selectinload(Participant.consents))
+    renewals = required_renewals(session) if entity == "interview" else None
     out = {}
     for record in session.scalars(stmt):
         if entity == "debrief" and user.role == "peer" and record.author_id != user.id:
             out[(entity, record.id)] = _NOT_YOURS  # theirs and the coordinators', not a co-peer's
         else:
-            out[(entity, record.id)] = serialize(entity, record, user.id)
+            out[(entity, record.id)] = serialize(entity, record, user.id, renewals)
     return out
 
 
@@ -415,3 +433,18 @@ def ensure_counter(session: Session) -> None:
             savepoint.commit()
         except IntegrityError:
             savepoint.rollback()
+
+
+def move_interviews_on(session: Session, participant: Participant) -> int:
+    """Move each of the participant's interviews on a rev; return how many there are.
+
+    Every tablet that holds one then hears of the change in its next sync's updates (the
+    update log is written for changed records only).
+    """
+    interviews = list(
+        session.scalars(select(Interview).where(Interview.participant_id == participant.id))
+    )
+    for interview in interviews:
+        interview.rev = (interview.rev or 1) + 1
+        interview.updated_at = utcnow()
+    return len(interviews)

@@ -37,6 +37,7 @@ INTERVIEW = "assigned peer or coordinator of the participant's case or admin; wi
 NOTE = "the note's interview, as for an interview"
 OPEN_ALERT = "an open alert in the coordinator's own cases"
 CODEBOOK = "the study's one codebook, shared by all coordinators"
+CONSENT_FORMS = "the study's consent forms: one decision per version, shared by all coordinators"
 EACH_CHANGE = "each change as for an interview; updates only what the user may see"
 
 OBJECT_RULES = frozenset({CASE_IN_URL, PARTICIPANT, INTERVIEW, NOTE, OPEN_ALERT, OWN_CASES_FILTER})
@@ -120,6 +121,10 @@ ROUTES = (
            "deletes research data: coordinators only"),
     _route("coordinator.withdraw_consent_items", BOTH, COORDINATING, PARTICIPANT,
            "partial withdrawal: takes quote marks off notes; coordinators only, audited"),
+    _route("coordinator.consent_forms", GET, COORDINATING, OWN_CASES,
+           "consent form versions; who in the coordinator's teams consented on an older one"),
+    _route("coordinator.ask_renewal", POST, COORDINATING, CONSENT_FORMS,
+           "asks renewed consent on the newest form for the whole study, audited"),
     _route("desk.overview", GET, COORDINATING, OWN_CASES, "progress of the coordinator's teams"),
     _route("desk.case_page", GET, COORDINATING, CASE_IN_URL, "progress of one team"),
     _route("alerts.index", GET, COORDINATING, OWN_CASES, "alerts of the coordinator's teams"),

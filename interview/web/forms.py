@@ -279,6 +279,18 @@ class WithdrawForm(FlaskForm):
     )
 
 
+class ConsentRenewalForm(FlaskForm):
+    """Ask every participant who consented on an older form to consent on the newest."""
+
+    confirm = BooleanField(
+        _l(
+            "I confirm: the study has decided (with REK where needed) that this change needs "
+            "renewed consent, and every participant who consented on an older form is to be "
+            "asked again before their next interview."
+        )
+    )
+
+
 class WithdrawItemsForm(FlaskForm):
     """Record the withdrawal of single consent items (a partial withdrawal)."""
 

@@ -40,12 +40,20 @@ export async function localState() {
   let section = Number(ctx.currentSection || 0);
   if (record && record.data.current_section != null) section = Number(record.data.current_section);
   const records = await store.recordsOf(ctx.interviewId, userId);
-  const consented =
-    ctx.consented === "1" || records.some((r) => r.entity === "consent" && r.data.kind !== "withdrawal" && r.data.answers && r.data.answers.participate);
+  // Consent comes first where none is in force, or where the case store asks for it again on
+  // a newer form (consent_renewal, docs/sync.md). The tablet's copy of the interview speaks
+  // for the store when it is newer than the page, else the page does.
+  const newer = record && Number(record.rev) > Number(ctx.rev || 0);
+  const renewal = Number(fromStore ? record.data.consent_renewal : ctx.renewal) || 0;
+  const inForce = newer ? record.data.consent_items != null : ctx.consented === "1";
+  const consentedHere = records.some(
+    (r) => r.entity === "consent" && r.data.kind !== "withdrawal" && r.data.answers && r.data.answers.participate && Number(r.data.form_version || 0) >= renewal,
+  );
+  const consented = consentedHere || (inForce && !renewal);
   for (const entry of await store.pendingFor(ctx.interviewId, userId)) {
     if (entry.entity === "event") status = fold(status, entry.data);
   }
-  return { status, section, consented };
+  return { status, section, consented, renewal: consentedHere ? 0 : renewal };
 }
 
 function phaseOf(st) {
@@ -69,6 +77,10 @@ export function showState(st) {
     badge.className = `badge badge-${st.status}`;
     badge.textContent = (strings.status || {})[st.status] || st.status;
     el.replaceChildren(badge);
+  });
+  // why a participant who consented is asked again (consent page): shown when renewal is due
+  document.querySelectorAll("[data-renewal-note]").forEach((el) => {
+    el.hidden = !st.renewal;
   });
   const phase = phaseOf(st);
   document.querySelectorAll("[data-phase]").forEach((el) => {
@@ -333,7 +345,7 @@ export const handlers = {
       interviewId: ctx.interviewId,
       userId,
       data: payload,
-      keep: { interview_id: ctx.interviewId, participant_id: ctx.participantId, kind: "consent", answers },
+      keep: { interview_id: ctx.interviewId, participant_id: ctx.participantId, kind: "consent", answers, form_version: payload.form_version },
     });
     await recordEvent("start");
     return go(`${ctx.base}/section/0`, { sent: "consent_sent", kept: "consent_kept" });

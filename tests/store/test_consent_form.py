@@ -274,6 +274,26 @@ def test_a_form_from_before_the_sections_has_no_letter():
 # -- loading --------------------------------------------------------------------------------
 
 
+# what a later version must say about itself: what changed since the one before
+CHANGES = """
+[changes]
+nb = "Skjemaet har nå kontaktopplysninger til personvernombudet."
+en = "The form now gives the data protection officer's contact details."
+"""
+
+
+def test_a_later_version_must_say_what_changed_in_both_languages():
+    form = _form()
+    form["version"] = 2
+    assert "changes: missing" in _errors_of(form)
+    form["changes"] = {"nb": "Nytt personvernombud.", "en": ""}
+    assert "changes.en: empty" in _errors_of(form)
+    form["changes"]["en"] = "A new data protection officer."
+    assert validate_consent(form) == []
+    form["changes"]["en"] = "See xxx"
+    assert "changes.en: holds the placeholder 'xxx'" in _errors_of(form)
+
+
 def _copy_guides(tmp_path):
     edited = tmp_path / "guides"
     edited.mkdir()
@@ -400,7 +420,7 @@ def test_the_completed_form_published_as_v2_loads_beside_the_earlier_v1(legacy_s
     (edited / "consent-v1.toml").unlink()
     text = (GUIDES_DIR / "consent-v1.toml").read_text(encoding="utf-8")
     (edited / "consent-v2.toml").write_text(
-        text.replace("version = 1", "version = 2", 1), encoding="utf-8"
+        text.replace("version = 1", "version = 2", 1) + CHANGES, encoding="utf-8"
     )
     with app.app_context():
         report = load_all(db.session, directory=edited)

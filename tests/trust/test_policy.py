@@ -67,6 +67,7 @@ PLAIN_RULES = {
     policy.VISIBLE_ONLY,
     policy.OWN_CASES,
     policy.CODEBOOK,
+    policy.CONSENT_FORMS,
     policy.EACH_CHANGE,
 }
 
@@ -208,6 +209,12 @@ CALLS: dict[str, Call] = {
     "interviews.finish": _iv("/finish", {"GET": {302}, "POST": {302}}),
     "interviews.debrief": _iv("/debrief", {"GET": {302}, "POST": {302}}),
     "coordinator.participants": _plain("/participants/"),
+    "coordinator.consent_forms": _plain("/participants/consent-forms"),
+    # without the confirmation nothing is decided (400)
+    "coordinator.ask_renewal": Call(
+        lambda ids, o: f"/participants/consent-forms/{ids.consent_form[1]}/renewal",
+        {"POST": {400}},
+    ),
     "coordinator.new_participant": _plain("/participants/new", {"GET": {200}, "POST": {400}}),
     "coordinator.detail": _pt(),
     "coordinator.assign": _pt(

@@ -98,6 +98,7 @@ def pages(app, client, world) -> dict[str, Page]:
         "interviews.finish": Page("peer_a", f"{iv}/finish"),
         "interviews.debrief": Page("peer_a2", f"/interviews/{pa2}/debrief"),
         "coordinator.participants": Page("coord_a", "/participants/"),
+        "coordinator.consent_forms": Page("coord_a", "/participants/consent-forms"),
         "coordinator.new_participant": Page("coord_a", "/participants/new"),
         "coordinator.detail": Page("coord_a", f"/participants/{pid}"),
         "coordinator.withdraw_participant": Page("coord_a", f"/participants/{pid}/withdraw"),
