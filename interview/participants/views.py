@@ -2,6 +2,7 @@
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -468,11 +469,13 @@ def ask_renewal(version: int):
         return _consent_forms_page(form, 409, exc.message())
     db.session.commit()
     flash(
-        _(
-            "Renewed consent is asked for on version %(v)s. %(n)s participants in the study are "
+        ngettext(
+            "Renewed consent is asked for on version %(v)s. %(num)d participant in the study is "
             "asked again at their next interview.",
+            "Renewed consent is asked for on version %(v)s. %(num)d participants in the study are "
+            "asked again at their next interview.",
+            summary.participants,
             v=summary.version,
-            n=summary.participants,
         ),
         "success",
     )

@@ -3,7 +3,7 @@ the rules of the forms (docs/sync.md, *The rules*).
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -414,13 +414,18 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
     # the rules of the consent page: consent comes before the interview, and once
     if interview.status in ("completed", "stopped"):
         raise Reject("the interview has ended: consent is taken before it")
-    if participant_consent(interview.participant) is not None:
+    obtained_at = change.recorded_at
+    in_force = participant_consent(interview.participant)
+    if in_force is not None:
         # a second consent only renews one given on an older form, when renewal is due
         due = renewal_due(interview, required_renewals(session))
         if due is None:
             raise Reject("the participant's consent is already recorded")
         if version < due.version:
             raise Reject(OLD_FORM_REASON)
+        # a tablet whose clock is behind the case store's: the renewal still comes after the
+        # consent it renews, or the older one would stay in force (store.consents)
+        obtained_at = max(obtained_at, in_force.consent.obtained_at + timedelta(seconds=1))
     record = record_consent(
         interview,
         user,
@@ -432,7 +437,7 @@ def apply_consent(session: Session, user: User, change: Change) -> Applied:
         paper_form_number=(paper_number or "").strip() or None,
         printed_name=(printed_name or "").strip() or None,
         signature=signature,
-        obtained_at=change.recorded_at,
+        obtained_at=obtained_at,
     )
     return Applied("applied", record.rev, created=change.id)
 
