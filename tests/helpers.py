@@ -200,8 +200,8 @@ def park_change(
 
 
 V2_CHANGES = {
-    "nb": "Nytt i versjon 2: opptaket slettes senest når prosjektet avsluttes.",
-    "en": "New in version 2: the recording is deleted when the project ends at the latest.",
+    "nb": "Lydopptaket slettes senest når prosjektet avsluttes.",
+    "en": "The audio recording is deleted when the project ends at the latest.",
 }
 
 

@@ -172,6 +172,11 @@ def tablet_strings() -> dict[str, str | dict]:
                 "Open the interview again while online: the consent page shows the new form."
             ),
         },
+        "old_consent_form": _(
+            "This page shows an older consent form than the study now asks for, so the consent "
+            "cannot be recorded on it. Open the interview again while online: the consent page "
+            "then shows the new form."
+        ),
         **{key: str(message) for key, message in FORM_MESSAGES.items()},
     }
 
@@ -209,6 +214,7 @@ PAGE_WORDS = {
         "need_participate",
         "need_signature",
         "no_study_key",
+        "old_consent_form",
     },
 }
 _KEPT: dict[tuple[str, tuple[str, ...]], Markup] = {}

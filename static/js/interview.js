@@ -309,6 +309,9 @@ export const handlers = {
       answers[key] = value === "yes";
     }
     if (!answers.participate) return formAlert(form, strings.need_participate);
+    // a page kept before the study asked for consent on a newer form cannot record it
+    const st = await localState();
+    if (st.renewal && Number(form.dataset.formVersion) < st.renewal) return formAlert(form, strings.old_consent_form);
     const method = data.get("method");
     if (method !== "tablet" && method !== "paper") return formAlert(form, strings.need_method);
     const payload = {

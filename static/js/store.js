@@ -505,6 +505,8 @@ export function applyAnswer({ userId, batch, results, updates, cursor, refused =
         }
         const interviewId = update.entity === "interview" ? update.id : data.interview_id || null;
         on(records.get(key), (mine) => {
+          // never back to an older rev: an answer read from an earlier state of the store
+          if (mine && mine.from_server && Number(mine.rev) > Number(update.rev)) return;
           records.put({
             key, entity: update.entity, id: update.id, interview_id: interviewId, rev: update.rev,
             base: pick(data, EDITABLE[update.entity] || []), data, user_id: userId, from_server: true,

@@ -268,6 +268,8 @@ async function drain() {
     const summary = await store.applyAnswer({ userId, batch, results: answer.results, updates: answer.updates, cursor: answer.cursor, refused: answer.refused || [] });
     announceWarnings(batch, answer.results);
     if (summary && summary.withdrawn.length) await dropWithdrawn(summary.withdrawn);
+    const renewals = answer.updates.filter((u) => u.entity === "interview" && u.data && u.data.consent_renewal).map((u) => u.id);
+    if (renewals.length) await keepConsentPagesAgain(renewals);
     // the server answers updates in pages: ask again while the cursor still moves
     const more = answer.cursor !== (cursor ?? null) && answer.updates.length > 0;
     if (!batch.length && !more) break;
@@ -275,6 +277,24 @@ async function drain() {
   state.lastSyncOk = true;
   state.serverError = false;
   await dropFinished();
+}
+
+// Renewed consent the tablet has just heard of: a consent page kept before the new form was
+// published shows the older one, so it is kept again while the network is here (the consent
+// handler refuses an older form all the same: interview.js).
+async function keepConsentPagesAgain(interviewIds) {
+  if (!("caches" in window)) return;
+  const pages = await caches.open(PAGES);
+  for (const id of interviewIds) {
+    const path = `/interviews/${id}/consent`;
+    if (!(await pages.match(path))) continue;
+    try {
+      const got = await fetch(path, { credentials: "same-origin", headers: { "X-Offline-Copy": "1" } });
+      if (got.ok && !got.redirected) await pages.put(path, got);
+    } catch {
+      // the network went away again: the older copy stays
+    }
+  }
 }
 
 // The identifier guard: tell the page which kinds the case store found in each kept note or

@@ -1,6 +1,7 @@
 """Helpers for the browser tests: a server that can be taken down, logging in, waiting."""
 
 import threading
+import time
 
 from sqlalchemy import select
 from werkzeug.serving import make_server
@@ -119,3 +120,15 @@ def notes_with(app, text):
     with app.app_context():
         db.session.expire_all()
         return [n for n in db.session.scalars(select(Note)) if n.text == text]
+
+
+def until(page, expression, arg=None, timeout=20.0):
+    """Evaluate a promise-returning expression until it is true.
+
+    Playwright's wait_for_function takes a promise that resolves to false as a true answer
+    and returns at once; page.evaluate waits for the promise and gives its value.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression, arg):
+        assert time.monotonic() < deadline, f"still not true after {timeout} s: {expression}"
+        page.wait_for_timeout(100)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from interview.store.consents import participant_consent, renewal_due, required_renewals
 from interview.store.extensions import db
 from interview.store.models import Consent, Interview, Participant, utcnow
-from tests.browser.helpers import ALL_SAVED, TABLET, _login, _wait_status, _watch_errors
+from tests.browser.helpers import ALL_SAVED, TABLET, _login, _wait_status, _watch_errors, until
 from tests.conftest import PASSWORD
 from tests.helpers import (
     V2_CHANGES,
@@ -197,13 +197,6 @@ def test_a_tablet_prepared_after_the_mark_asks_for_renewed_consent_offline(
     context.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a sync updates the tablet's records but not its kept pages: the consent page kept "
-    "before v2 was published shows form v1 and has no renewal note; a consent on it is taken "
-    "on the tablet, bounced back to the consent page, and refused by the case store later",
-)
 def test_a_tablet_that_kept_the_pages_before_the_mark_asks_on_the_new_form_after_a_sync(
     server, browser, app, client, world
 ):
@@ -217,11 +210,19 @@ def test_a_tablet_that_kept_the_pages_before_the_mark_asks_on_the_new_form_after
     ask_renewal(app)
     # the tablet hears of it at its next sync
     page.locator("#sync-now").click()
-    page.wait_for_function(
+    # the decision moved the interview on a rev: the tablet holds that rev, renewal due
+    until(
+        page,
         "id => import('/static/js/store.js').then(s => s.getRecord('interview', id))"
-        ".then(r => r && r.data.consent_renewal === 2)",
-        arg=iid,
-        timeout=20000,
+        ".then(r => !!r && r.rev >= 2 && r.data.consent_renewal === 2)",
+        iid,
+    )
+    # and at the same sync it kept the consent page again: it shows the new form
+    until(
+        page,
+        "id => caches.open('fact-pages-v1').then(c => c.match(`/interviews/${id}/consent`))"
+        ".then(r => r && r.text()).then(t => !!t && t.includes('data-form-version=\"2\"'))",
+        iid,
     )
     _wait_status(page, ALL_SAVED["en"])
 
@@ -256,11 +257,11 @@ def test_an_interview_under_way_before_the_mark_goes_on_without_renewal(
     ask_renewal(app)
     rev = _kept_record(page, iid)["rev"]
     page.locator("#sync-now").click()
-    page.wait_for_function(
+    until(
+        page,
         "([id, rev]) => import('/static/js/store.js').then(s => s.getRecord('interview', id))"
-        ".then(r => r && r.rev > rev)",
-        arg=[iid, rev],
-        timeout=20000,
+        ".then(r => !!r && r.rev > rev)",
+        [iid, rev],
     )
     _wait_status(page, ALL_SAVED["en"])
     assert _kept_record(page, iid)["data"]["consent_renewal"] is None

@@ -15,6 +15,7 @@ from tests.browser.helpers import (
     _started_with_note,
     _wait_status,
     _watch_errors,
+    until,
 )
 
 pytestmark = pytest.mark.browser
@@ -222,7 +223,7 @@ def test_a_finished_interview_leaves_the_tablet_once_it_is_synced(
     page.goto(f"{server.url}/interviews/")
     page.wait_for_selector("html.tablet-ready", state="attached")
     _wait_status(page, ALL_SAVED["en"])
-    page.wait_for_function(f"() => ({held})('{iid}').then(n => n === 0)")
+    until(page, f"id => ({held})(id).then(n => n === 0)", iid)
 
     with app.app_context():
         assert db.session.get(Interview, iid).status == "completed"
