@@ -242,6 +242,66 @@ def test_a_tablet_that_kept_the_pages_before_the_mark_asks_on_the_new_form_after
     context.close()
 
 
+def test_a_consent_page_still_showing_the_older_form_cannot_record_consent(
+    server, browser, app, client, world
+):
+    iid = _earlier_interview_then_the_next(app, client, world, "en")
+    context, page, errors = _tablet(browser, server)
+    _prepare(page, iid)  # v1 is the newest form when the pages are kept
+    _wait_status(page, ALL_SAVED["en"])
+    keep_old = (
+        "id => caches.open('fact-pages-v1').then(async c => {"
+        " const path = `/interviews/${id}/consent`; const r = await c.match(path);"
+        " window.__old = await r.text(); return true; })"
+    )
+    assert page.evaluate(keep_old, iid)
+    publish_consent_v2(app)
+    ask_renewal(app)
+    page.locator("#sync-now").click()
+    until(
+        page,
+        "id => import('/static/js/store.js').then(s => s.getRecord('interview', id))"
+        ".then(r => !!r && r.rev >= 2 && r.data.consent_renewal === 2)",
+        iid,
+    )
+    _wait_status(page, ALL_SAVED["en"])
+    # the page was kept again, but say keeping it failed (the network went at that moment):
+    # the tablet holds the consent page as it was, with the older form
+    put_old = (
+        "id => caches.open('fact-pages-v1').then(c => c.put(`/interviews/${id}/consent`,"
+        " new Response(window.__old, {headers: {'Content-Type': 'text/html; charset=utf-8'}})))"
+        ".then(() => true)"
+    )
+    assert page.evaluate(put_old, iid)
+
+    context.set_offline(True)
+    server.stop()
+    _capacity_ok(page, server.url, iid)
+    assert page.locator("#consent-form").get_attribute("data-form-version") == "1"
+    page.locator("#method-1").check()
+    page.locator("#paper_form_number").fill("P-500")
+    for item in ITEMS:
+        page.locator(f"#item-{item}-yes").check()
+    page.locator("#consent-form button[type=submit]").click()
+    alert = page.locator("#consent-form .form-alert")
+    alert.wait_for()
+    assert "older consent form than the study now asks for" in alert.inner_text()
+    assert page.url.endswith(f"/interviews/{iid}/consent")
+    waiting = (
+        "id => import('/static/js/store.js').then(s => s.pendingFor(id, "
+        "document.body.dataset.userId)).then(es => es.filter(e => e.entity === 'consent').length)"
+    )
+    assert page.evaluate(waiting, iid) == 0
+
+    server.start()
+    context.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    _wait_status(page, ALL_SAVED["en"], timeout=30000)
+    assert _store_consents(app, iid) == []
+    assert not errors, errors
+    context.close()
+
+
 def test_an_interview_under_way_before_the_mark_goes_on_without_renewal(
     server, browser, app, world
 ):
