@@ -90,6 +90,12 @@ def load_config(instance_path: str) -> dict:
         "RETENTION_SYNC_DAYS": int(os.environ.get("RETENTION_SYNC_DAYS", "90")),
         # rendered guide and consent-form PDFs; safe to delete at any time
         "DOCUMENT_CACHE_DIR": os.environ.get("DOCUMENT_CACHE_DIR", str(instance / "documents")),
+        # audio recordings as the tablets encrypted them, a file per chunk (docs/recordings.md);
+        # a chunk, a recording and all the study's recordings at most this many bytes
+        "RECORDINGS_DIR": os.environ.get("RECORDINGS_DIR", str(instance / "recordings")),
+        "RECORDING_CHUNK_MAX_BYTES": int(os.environ.get("RECORDING_CHUNK_MAX_BYTES", "1000000")),
+        "RECORDING_MAX_BYTES": int(os.environ.get("RECORDING_MAX_BYTES", "250000000")),
+        "RECORDINGS_MAX_BYTES": int(os.environ.get("RECORDINGS_MAX_BYTES", "20000000000")),
         # lone-worker safety: an interview this long past its expected end without a check-in
         "OVERDUE_GRACE_MINUTES": int(os.environ.get("OVERDUE_GRACE_MINUTES", "30")),
         # changes kept on the server until the record they belong to arrives (docs/sync.md):

@@ -57,6 +57,7 @@ def make_config(tmp_path, **overrides) -> dict:
         "RESEARCH_KEY_FILE": str(tmp_path / "research.key"),
         "STUDY_KEY_FILE": study_key_file(tmp_path),
         "DOCUMENT_CACHE_DIR": str(tmp_path / "documents"),
+        "RECORDINGS_DIR": str(tmp_path / "recordings"),
         # tests read the desk right after changing the store: count on every view (the
         # keeping itself is tested in tests/store/test_kept.py)
         "FIGURES_FRESH_SECONDS": 0,

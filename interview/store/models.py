@@ -7,6 +7,7 @@ from typing import Any
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -41,6 +42,9 @@ EVENT_KINDS = (
     "stop",
     "check_in",
     "complete",
+    # the audio recording the participant agreed to (docs/recordings.md)
+    "recording_started",
+    "recording_stopped",
 )
 
 
@@ -309,6 +313,10 @@ class Note(SealedInit, db.Model):
     author_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # where in a recording of the interview the note was begun (docs/recordings.md); no foreign
+    # key: a recording deleted on a withdrawal of audio leaves the note as it was
+    recording_id: Mapped[str | None] = mapped_column(String(36))
+    recording_offset_ms: Mapped[int | None] = mapped_column(Integer)
 
     interview: Mapped[Interview] = relationship(back_populates="notes")
     themes: Mapped[list[Theme]] = relationship(secondary=note_themes, order_by=Theme.key)
@@ -535,3 +543,44 @@ class ConsentRecord(db.Model):
     sha256: Mapped[str] = mapped_column(String(64))
     pdf_enc: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Recording(db.Model):
+    """An audio recording of an interview, kept as the tablet encrypted it (docs/recordings.md).
+
+    The sound is in files under RECORDINGS_DIR, one per chunk; the row holds what is needed to
+    find, check and open them: the AES key wrapped to the study key (`kid`), never the key.
+    """
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    interview_id: Mapped[str] = mapped_column(ForeignKey("interview.id"), index=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participant.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    device_id: Mapped[str | None] = mapped_column(String(36))
+    mime: Mapped[str] = mapped_column(String(80))
+    kid: Mapped[str] = mapped_column(String(16))
+    wrapped_key: Mapped[str] = mapped_column(String(1400))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(30))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    expected_chunks: Mapped[int | None] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    interview: Mapped[Interview] = relationship()
+    chunks: Mapped[list["RecordingChunk"]] = relationship(
+        order_by="RecordingChunk.seq", cascade="all, delete-orphan"
+    )
+
+
+class RecordingChunk(db.Model):
+    """One chunk of a recording as received: its file's size and SHA-256, its place in time."""
+
+    recording_id: Mapped[str] = mapped_column(ForeignKey("recording.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    start_ms: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -121,3 +121,32 @@ def seal_box(obj: Any, key: StudyKey | None = None) -> dict[str, Any]:
         "iv": base64.b64encode(iv).decode("ascii"),
         "data": base64.b64encode(data).decode("ascii"),
     }
+
+
+def unwrap_key(wrapped_b64: str, kid: str, key: StudyKey | None = None) -> bytes:
+    """Return the AES-256 key a tablet wrapped to the study key (docs/recordings.md).
+
+    Raises BoxError when it is not such a key or was wrapped to another study key.
+    """
+    key = key or study_key.current()
+    if kid != key.kid:
+        raise BoxError("the key is wrapped to another study key")
+    try:
+        wrapped = base64.b64decode(wrapped_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BoxError("the wrapped key is not base64") from exc
+    if len(wrapped) != key.wrapped_key_size:
+        raise BoxError("the wrapped key has the wrong size")
+    try:
+        aes_key = key.private_key.decrypt(wrapped, _oaep())
+    except ValueError as exc:
+        raise BoxError("the wrapped key does not open with the study key") from exc
+    if len(aes_key) != AES_KEY_BYTES:
+        raise BoxError("the wrapped key is not an AES-256 key")
+    return aes_key
+
+
+def wrap_key(aes_key: bytes, key: StudyKey | None = None) -> str:
+    """Wrap an AES key to the study key as the tablet does (for tests and tools)."""
+    key = key or study_key.current()
+    return base64.b64encode(key.private_key.public_key().encrypt(aes_key, _oaep())).decode()
