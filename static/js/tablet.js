@@ -40,6 +40,7 @@ export const state = {
   storage: null, // the last storage error, shown until a save works again
   serverError: false,
   syncing: null,
+  again: null, // the sync that follows the one under way
   lastSyncOk: false,
   batch: BATCH,
   leave: false, // this page's interview was withdrawn and has left the tablet
@@ -314,40 +315,49 @@ function announceWarnings(batch, results) {
 
 export function syncNow() {
   if (!state.ready || !userId) return Promise.resolve();
-  if (!state.syncing) {
-    const run = async () => {
-      try {
-        statusEl?.setAttribute("aria-busy", "true");
-        await drain();
-      } catch (error) {
-        if (error instanceof Stop) {
-          if (error.kind === "login") state.session = "login";
-          else if (error.kind === "offline" || error.kind === "unreachable") state.network = error.kind;
-          else state.serverError = true;
-          state.lastSyncOk = false;
-        } else if (error && error.name === "QuotaExceededError") {
-          state.storage = error;
-        } else {
-          state.serverError = true;
-          console.warn("sync stopped", error && error.name);
-        }
-      }
-    };
-    const locked = navigator.locks ? () => navigator.locks.request("fact-sync", run) : run;
-    state.syncing = locked().finally(async () => {
-      state.syncing = null;
-      statusEl?.removeAttribute("aria-busy");
-      if (state.leave) {
-        // this page's interview is no longer on the tablet: the participant has withdrawn
-        state.leave = false;
-        window.alert(strings.withdrawn_removed);
-        location.replace("/interviews/");
-        return;
-      }
-      await updateStatus();
-      document.dispatchEvent(new CustomEvent("tablet:synced"));
-    });
+  if (state.syncing) {
+    // a change saved while a sync is under way may have missed that sync's batch: one more
+    // sync follows it, and whoever asked waits for that one (go() waits to see it sent)
+    if (!state.again) {
+      state.again = state.syncing.then(() => {
+        state.again = null;
+        return syncNow();
+      });
+    }
+    return state.again;
   }
+  const run = async () => {
+    try {
+      statusEl?.setAttribute("aria-busy", "true");
+      await drain();
+    } catch (error) {
+      if (error instanceof Stop) {
+        if (error.kind === "login") state.session = "login";
+        else if (error.kind === "offline" || error.kind === "unreachable") state.network = error.kind;
+        else state.serverError = true;
+        state.lastSyncOk = false;
+      } else if (error && error.name === "QuotaExceededError") {
+        state.storage = error;
+      } else {
+        state.serverError = true;
+        console.warn("sync stopped", error && error.name);
+      }
+    }
+  };
+  const locked = navigator.locks ? () => navigator.locks.request("fact-sync", run) : run;
+  state.syncing = locked().finally(async () => {
+    state.syncing = null;
+    statusEl?.removeAttribute("aria-busy");
+    if (state.leave) {
+      // this page's interview is no longer on the tablet: the participant has withdrawn
+      state.leave = false;
+      window.alert(strings.withdrawn_removed);
+      location.replace("/interviews/");
+      return;
+    }
+    await updateStatus();
+    document.dispatchEvent(new CustomEvent("tablet:synced"));
+  });
   return state.syncing;
 }
 

@@ -16,6 +16,7 @@ from tests.browser.helpers import (
     _sign,
     _wait_status,
     _watch_errors,
+    until,
 )
 
 pytestmark = pytest.mark.browser
@@ -360,4 +361,60 @@ def test_two_taps_on_check_in_or_distress_record_one_event(server, browser, app,
     _wait_status(page, ALL_SAVED["en"], timeout=30000)
     stored = "check_in" if kind == "check_in" else "distress_1"
     assert len(_events(app, iid, stored)) == 1
+    context.close()
+
+
+class _SlowSync:
+    """WSGI middleware: the next sync request, once armed, is held until released, so a test
+    can act while a sync is under way (the case store slow to answer, as on a weak network)."""
+
+    def __init__(self, app):
+        import threading
+
+        self.app = app.wsgi_app
+        self.armed = False
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, environ, start_response):
+        if self.armed and environ.get("PATH_INFO") == "/api/v1/sync":
+            self.armed = False
+            self.arrived.set()
+            self.release.wait(10)
+        return self.app(environ, start_response)
+
+
+def test_finishing_while_a_sync_is_under_way_reaches_the_debrief(server, browser, app, started):
+    """The finish saved while a sync was already on its way is sent by a sync that follows it,
+    before the tablet leaves the page: the debrief opens, not the interview's overview."""
+    iid, _ = started
+    context, page, errors = _tablet(browser, server)
+    slow = _SlowSync(app)
+    app.wsgi_app = slow
+    try:
+        # everything the case store has is on the tablet: the next sync brings nothing new
+        _open(page, f"{server.url}/interviews/{iid}/finish")
+        _wait_status(page, ALL_SAVED["en"])
+        slow.armed = True
+        _open(page, f"{server.url}/interviews/{iid}/finish")
+        # the page's own sync has taken its batch (nothing yet) and waits for the case store
+        assert slow.arrived.wait(10)
+        page.locator("form[data-offline=finish] button[type=submit]").click()
+        # the finish is saved on the tablet meanwhile, waiting to be sent
+        until(
+            page,
+            "id => import('/static/js/store.js').then(s => s.pendingFor(id))"
+            ".then(es => es.some(e => e.entity === 'event' && e.data.kind === 'complete'))",
+            iid,
+        )
+        slow.release.set()
+        page.wait_for_url(f"**/interviews/{iid}/debrief")
+        page.wait_for_selector("html.tablet-ready", state="attached")
+    finally:
+        slow.release.set()
+        app.wsgi_app = slow.app
+    assert len(_events(app, iid, "complete")) == 1
+    with app.app_context():
+        assert db.session.get(Interview, iid).status == "completed"
+    assert not errors, errors
     context.close()
