@@ -63,6 +63,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
 
     from interview import cli
+    from interview.desk import listen_views
     from interview.desk import views as desk
     from interview.documents import consent_record
     from interview.documents import render as documents
@@ -114,4 +115,5 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.register_blueprint(document_views.bp)
     app.register_blueprint(desk.rescue_bp)
     app.register_blueprint(desk.audit_bp)
+    app.register_blueprint(listen_views.bp)
     return app

@@ -1,15 +1,21 @@
 """The REFI-QDA project (.qdpx) export: the interviews as text sources, the notes as coded
 selections, the codebook as codes (standards/ holds the schema), written piece by piece.
+
+With the recordings (the coordinator's choice): each as an AudioSource whose file is the
+decrypted sound, and each note begun while it ran as an AudioSelection there, coded as its
+text is (docs/recordings.md).
 """
 
 import json
+import logging
 import uuid
 import zipfile
 import zlib
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from xml.etree import ElementTree as ET
 
 from flask_babel import force_locale
@@ -20,7 +26,31 @@ from interview.desk.exports import GUID_NS, QDA_NS, _split
 from interview.store.models import (
     POLARITIES,
 )
+from interview.store.recordings import RecordingError
 from interview.web.labels import label
+
+log = logging.getLogger(__name__)
+
+# an AudioSelection runs from where its note was begun to where the next note of the same
+# recording was, or the recording's end, and at most this long (REFI-QDA: milliseconds)
+AUDIO_SELECTION_MAX_MS = 60_000
+# audio is compressed already: deflate it at the fastest level (a zip entry must be deflated
+# to be read by every tool when its sizes follow its data)
+AUDIO_COMPRESSLEVEL = 1
+
+
+class AudioRecording(Protocol):
+    """What the project needs of a recording (interview/desk/listen.py, ExportRecording)."""
+
+    id: str
+    extension: str
+    started_at: datetime
+    duration_ms: int | None
+    size: int
+    offsets: dict[str, int]
+
+    def chunks(self) -> Iterator[bytes]:
+        """The decrypted sound, a piece at a time."""
 
 
 def guid(*parts: Any) -> str:
@@ -103,6 +133,10 @@ def _qde_names(top: dict[str, Any], lang: str) -> dict[str, Any]:
             "language": _("Interview language"),
             "guide": _("Guide version"),
             "retired": _("retired"),
+            "recording": _("audio recording"),
+            "cut_short": _(
+                "Only the beginning of this recording is here: a part of it did not open."
+            ),
             "description": _(
                 "Interview notes from %(origin)s, export format %(version)s.",
                 origin=study["origin"],
@@ -130,7 +164,6 @@ def _text_source(
 ) -> ET.Element:
     """Return an interview's TextSource: a selection per note, coded with its tags."""
     user_guid = names["user_guid"]
-    polarity_guids, theme_guids = names["polarity_guids"], names["theme_guids"]
     source_guid = guid("interview", interview["id"])
     when = (interview["started_at"] or interview["planned_at"] or "")[:10]
     source = ET.Element(
@@ -155,13 +188,25 @@ def _text_source(
             creatingUser=user_guid,
             creationDateTime=note["created_at"],
         )
-        if note["polarity"] in polarity_guids:
-            _coding(selection, note_guid, polarity_guids[note["polarity"]], user_guid)
-        for key in note["themes"]:
-            if key in theme_guids:
-                _coding(selection, note_guid, theme_guids[key], user_guid)
-        if note["possible_quote"]:
-            _coding(selection, note_guid, names["quote_guid"], user_guid)
+        _code_note(selection, note_guid, note, names)
+    _source_variables(source, names, participant, interview)
+    return source
+
+
+def _code_note(selection: ET.Element, selection_guid: str, note: dict, names: dict) -> None:
+    """Code a selection with its note's polarity, themes and possible-quote mark."""
+    user_guid = names["user_guid"]
+    polarity_guids, theme_guids = names["polarity_guids"], names["theme_guids"]
+    if note["polarity"] in polarity_guids:
+        _coding(selection, selection_guid, polarity_guids[note["polarity"]], user_guid)
+    for key in note["themes"]:
+        if key in theme_guids:
+            _coding(selection, selection_guid, theme_guids[key], user_guid)
+    if note["possible_quote"]:
+        _coding(selection, selection_guid, names["quote_guid"], user_guid)
+
+
+def _source_variables(source: ET.Element, names: dict, participant: dict, interview: dict) -> None:
     guide = interview["guide"]
     for key, value in (
         ("team", participant["case"]),
@@ -170,6 +215,68 @@ def _text_source(
         ("guide", f"{guide['key']} v{guide['version']}"),
     ):
         _variable(source, names["variables"][key], value)
+
+
+def audio_selections(
+    notes: list[dict], offsets: dict[str, int], duration_ms: int | None
+) -> list[tuple[dict, int, int]]:
+    """Each note begun in a recording, with where its selection begins and ends there (ms).
+
+    From the note's offset to the next note's, or the recording's end, and at most
+    AUDIO_SELECTION_MAX_MS: the stretch of sound the note was written beside.
+    """
+    placed = sorted(
+        ((n, max(0, offsets[n["id"]])) for n in notes if offsets.get(n["id"]) is not None),
+        key=lambda pair: (pair[1], pair[0]["id"]),
+    )
+    begins = sorted({begin for _note, begin in placed})
+    out = []
+    for note, begin in placed:
+        end = begin + AUDIO_SELECTION_MAX_MS
+        later = bisect_right(begins, begin)
+        if later < len(begins):
+            end = min(end, begins[later])
+        if duration_ms is not None:
+            end = min(end, max(begin, duration_ms))
+        out.append((note, begin, end))
+    return out
+
+
+def _audio_source(names: dict, participant: dict, interview: dict, audio: dict) -> ET.Element:
+    """Return a recording's AudioSource: an AudioSelection per note begun while it ran."""
+    user_guid = names["user_guid"]
+    source_guid = guid("recording", audio["id"])
+    started = audio["started_at"] or ""
+    source = ET.Element(
+        "AudioSource",
+        {
+            "guid": source_guid,
+            "name": f"{participant['code']} {started[:16].replace('T', ' ')} "
+            f"({names['words']['recording']})",
+            "path": f"internal://{source_guid}.{audio['ext']}",
+            "creatingUser": user_guid,
+        },
+    )
+    if started:
+        source.set("creationDateTime", started)
+    description = interview["id"]
+    if audio["cut"]:
+        description += " – " + names["words"]["cut_short"]
+    _el(source, "Description").text = description
+    for note, begin, end in audio["selections"]:
+        selection_guid = guid("note-audio", note["id"], audio["id"])
+        selection = _el(
+            source,
+            "AudioSelection",
+            guid=selection_guid,
+            name=note["question_key"],
+            begin=begin,
+            end=end,
+            creatingUser=user_guid,
+            creationDateTime=note["created_at"],
+        )
+        _code_note(selection, selection_guid, note, names)
+    _source_variables(source, names, participant, interview)
     return source
 
 
@@ -273,12 +380,27 @@ def _entry(name: str, date_time: tuple) -> zipfile.ZipInfo:
 _OUTLINE_NOTE = ("id", "question_key", "created_at", "polarity", "themes", "possible_quote")
 
 
-def _outline(participant: dict, interview: dict, spans: list[tuple[dict, int, int]]) -> bytes:
-    """Return what an interview's TextSource is made of, without the words: one JSON line."""
+def _outline(
+    participant: dict,
+    interview: dict,
+    spans: list[tuple[dict, int, int]],
+    audio: list[dict] | None = None,
+) -> bytes:
+    """Return what an interview's sources are made of, without the words: one JSON line."""
     outline = [
         {"code": participant["code"], "case": participant["case"]},
         {k: interview[k] for k in ("id", "started_at", "planned_at", "language", "guide")},
         [[{k: note[k] for k in _OUTLINE_NOTE}, start, end] for note, start, end in spans],
+        [
+            {
+                **{k: a[k] for k in ("id", "ext", "started_at", "cut")},
+                "selections": [
+                    [{k: note[k] for k in _OUTLINE_NOTE}, begin, end]
+                    for note, begin, end in a["selections"]
+                ],
+            }
+            for a in audio or []
+        ],
     ]
     return json.dumps(outline, separators=(",", ":")).encode("ascii") + b"\n"
 
@@ -296,8 +418,34 @@ def _outlines(packed: deque[bytes]) -> Iterator[list]:
         raise ValueError("a source outline was cut short")
 
 
+def _write_audio(zf: zipfile.ZipFile, sink: "_Sink", name: str, recording, date_time) -> Iterator:
+    """Write a recording's decrypted sound into the zip, yielding as the sink fills.
+
+    Returns (through StopIteration's value) whether it was cut short by a part that did not
+    open: what came before it is kept, and the project says so.
+    """
+    info = _entry(name, date_time)
+    info._compresslevel = AUDIO_COMPRESSLEVEL
+    cut = False
+    with zf.open(info, "w", force_zip64=recording.size > 1 << 30) as entry:
+        try:
+            for piece in recording.chunks():
+                entry.write(piece)
+                if sink.size >= exports.CHUNK_SIZE:
+                    yield sink.take()
+        except (RecordingError, OSError) as exc:
+            log.warning(
+                "recording %s is cut short in the export: %s", recording.id, type(exc).__name__
+            )
+            cut = True
+    return cut
+
+
 def qdpx_chunks(
-    top: dict[str, Any], people: Iterable[dict[str, Any]], lang: str = "en"
+    top: dict[str, Any],
+    people: Iterable[dict[str, Any]],
+    lang: str = "en",
+    recordings: Callable[[str], list[AudioRecording]] | None = None,
 ) -> Iterator[bytes]:
     """Yield a REFI-QDA project: a zip of the interview texts under sources/ and `project.qde`.
 
@@ -308,6 +456,9 @@ def qdpx_chunks(
     outline without the words, deflated in memory (about 40 bytes a note). The bytes are the
     same for the same data. Entries carry their sizes after their data (the zip is written
     front to back, never sought back in).
+
+    `recordings`, when given, returns an interview's recordings: each is written decrypted
+    under sources/ beside the texts, read a chunk at a time, and becomes an AudioSource.
     """
     names = _qde_names(top, lang)
     stamp = datetime.fromisoformat(top["study"]["exported_at"].replace("Z", "+00:00"))
@@ -321,14 +472,33 @@ def qdpx_chunks(
     for participant in people:
         for interview in participant["interviews"]:
             text, spans = source_text(interview)
-            if not spans:
-                continue  # an interview with no words written has nothing to code
-            source_guid = guid("interview", interview["id"])
-            # UTF-8 without a BOM: a BOM would shift every offset by one character
-            with zf.open(_entry(f"sources/{source_guid}.txt", date_time), "w") as entry:
-                entry.write(text.encode("utf-8"))
-            outlines.append(deflate.compress(_outline(participant, interview, spans)))
-            case_sources[participant["case"]].append(source_guid)
+            audio = recordings(interview["id"]) if recordings else []
+            if not spans and not audio:
+                continue  # an interview with no words written and no sound has nothing to code
+            if spans:
+                source_guid = guid("interview", interview["id"])
+                # UTF-8 without a BOM: a BOM would shift every offset by one character
+                with zf.open(_entry(f"sources/{source_guid}.txt", date_time), "w") as entry:
+                    entry.write(text.encode("utf-8"))
+                case_sources[participant["case"]].append(source_guid)
+            sounds = []
+            for recording in audio:
+                source_guid = guid("recording", recording.id)
+                name = f"sources/{source_guid}.{recording.extension}"
+                cut = yield from _write_audio(zf, sink, name, recording, date_time)
+                sounds.append(
+                    {
+                        "id": recording.id,
+                        "ext": recording.extension,
+                        "started_at": exports.iso(recording.started_at),
+                        "cut": cut,
+                        "selections": audio_selections(
+                            interview["notes"], recording.offsets, recording.duration_ms
+                        ),
+                    }
+                )
+                case_sources[participant["case"]].append(source_guid)
+            outlines.append(deflate.compress(_outline(participant, interview, spans, sounds)))
         if sink.size >= exports.CHUNK_SIZE:
             yield sink.take()
     outlines.append(deflate.flush())
@@ -336,10 +506,14 @@ def qdpx_chunks(
     before, after = _qde_around_sources(top, names, case_sources)
     with zf.open(_entry("project.qde", date_time), "w") as entry:
         entry.write(before)
-        for n, (participant, interview, spans) in enumerate(_outlines(outlines)):
-            source = _text_source(names, participant, interview, spans)
-            ET.indent(source, level=2)
-            entry.write((_BETWEEN_SOURCES if n else b"") + _xml(source))
+        n = 0
+        for participant, interview, spans, sounds in _outlines(outlines):
+            sources = [_text_source(names, participant, interview, spans)] if spans else []
+            sources += [_audio_source(names, participant, interview, a) for a in sounds]
+            for source in sources:
+                ET.indent(source, level=2)
+                entry.write((_BETWEEN_SOURCES if n else b"") + _xml(source))
+                n += 1
             if sink.size >= exports.CHUNK_SIZE:
                 yield sink.take()
         entry.write(after)

@@ -3,6 +3,7 @@ rescue imports and the audit log — one blueprint each, every route of the desk
 module."""
 
 from datetime import datetime, timedelta
+from functools import partial
 
 from flask import (
     Blueprint,
@@ -27,7 +28,7 @@ from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from interview.desk import alerts, audit_log, codebook, exports, refi
+from interview.desk import alerts, audit_log, codebook, exports, listen, refi
 from interview.desk.report import progress_context
 from interview.store.extensions import db
 from interview.store.kept import kept
@@ -399,8 +400,13 @@ def exports_index():
     code = (request.args.get("case") or "").strip()
     if code:
         coordinated_case_or_404(current_user, code)
+    cases = cases_coordinated_by(current_user)
+    chosen = [c.id for c in cases if not code or c.code == code]
     return render_template(
-        "desk/exports.html", cases=cases_coordinated_by(current_user), case_code=code
+        "desk/exports.html",
+        cases=cases,
+        case_code=code,
+        recordings=listen.count_exported(db.session, chosen),
     )
 
 
@@ -411,7 +417,14 @@ def _download(fmt: str):
     codes = [c.code for c in cases]
     top = exports.head(db.session, case_ids, user=current_user, now=now)
     counts = exports.store_counts(db.session, case_ids)
-    audit.record("export", format=fmt, cases=codes, counts=counts)
+    detail = {}
+    # the recordings go into the REFI-QDA project only when the coordinator asks for them
+    audio = fmt == "qdpx" and request.args.get("audio") == "1"
+    if fmt == "qdpx":
+        detail["audio"] = audio
+        if audio:
+            detail["recordings"] = listen.count_exported(db.session, case_ids)
+    audit.record("export", format=fmt, cases=codes, counts=counts, **detail)
     db.session.commit()
     # read while the response is sent; the CSV and the project need no consents or events
     people = exports.participants(db.session, case_ids, notes_only=fmt != "json")
@@ -420,7 +433,8 @@ def _download(fmt: str):
     elif fmt == "json":
         body = exports.json_chunks(top, people)
     else:
-        body = refi.qdpx_chunks(top, people, ui_lang())
+        recordings = partial(listen.export_recordings, db.session) if audio else None
+        body = refi.qdpx_chunks(top, people, ui_lang(), recordings=recordings)
     mimetype, ext = FORMATS[fmt]
     # case codes are short and plain, but a file name must never carry anything else
     scope = "".join(ch for ch in "-".join(codes) if ch.isalnum() or ch == "-")
@@ -446,7 +460,7 @@ def json_export():
 
 @roles_required(*COORDINATING)
 def qdpx_export():
-    """Download a REFI-QDA project for NVivo, ATLAS.ti or MAXQDA."""
+    """Download a REFI-QDA project for NVivo, ATLAS.ti or MAXQDA (?audio=1: with the sound)."""
     return _download("qdpx")
 
 

@@ -36,6 +36,7 @@ from interview.store.models import (
     GuideVersion,
     Interview,
     Participant,
+    Recording,
     User,
 )
 from interview.trust import audit
@@ -189,7 +190,21 @@ def detail(participant_id: str):
         plan=plan,
         in_force=in_force,
         renewal=renewal_for(in_force, required_renewals(db.session)),
+        recordings=_recordings_by_interview(participant.id),
     )
+
+
+def _recordings_by_interview(participant_id: str) -> dict[str, list[Recording]]:
+    """A participant's audio recordings under their interviews, in the order they were made."""
+    rows = db.session.scalars(
+        select(Recording)
+        .where(Recording.participant_id == participant_id)
+        .order_by(Recording.started_at, Recording.id)
+    )
+    by_interview: dict[str, list[Recording]] = {}
+    for recording in rows:
+        by_interview.setdefault(recording.interview_id, []).append(recording)
+    return by_interview
 
 
 @roles_required(*COORDINATING)
@@ -217,6 +232,7 @@ def assign(participant_id: str):
             assign=form,
             plan=plan,
             in_force=participant_consent(participant),
+            recordings=_recordings_by_interview(participant.id),
         ),
         400,
     )
@@ -262,6 +278,7 @@ def plan_interview(participant_id: str):
             assign=assign_form,
             plan=form,
             in_force=participant_consent(participant),
+            recordings=_recordings_by_interview(participant.id),
         ),
         400,
     )

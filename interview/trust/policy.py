@@ -35,12 +35,15 @@ CASE_IN_URL = "coordinator of the case in the URL, or admin"
 PARTICIPANT = "assigned peer or coordinator of the participant's case or admin"
 INTERVIEW = "assigned peer or coordinator of the participant's case or admin; withdrawn: nobody"
 NOTE = "the note's interview, as for an interview"
+RECORDING = "the recording's interview, as for an interview"
 OPEN_ALERT = "an open alert in the coordinator's own cases"
 CODEBOOK = "the study's one codebook, shared by all coordinators"
 CONSENT_FORMS = "the study's consent forms: one decision per version, shared by all coordinators"
 EACH_CHANGE = "each change as for an interview; updates only what the user may see"
 
-OBJECT_RULES = frozenset({CASE_IN_URL, PARTICIPANT, INTERVIEW, NOTE, OPEN_ALERT, OWN_CASES_FILTER})
+OBJECT_RULES = frozenset(
+    {CASE_IN_URL, PARTICIPANT, INTERVIEW, NOTE, RECORDING, OPEN_ALERT, OWN_CASES_FILTER}
+)
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,10 @@ ROUTES = (
            "an ended interview's record for the archive, audited"),
     _route("documents.consent_record", GET, COORDINATING, PARTICIPANT,
            "a consent's signed record (it names the participant), no-store, audited"),
+    _route("listen.page", GET, COORDINATING, RECORDING,
+           "a recording's facts and the notes begun while it ran; audited"),
+    _route("listen.audio", GET, COORDINATING, RECORDING,
+           "the decrypted sound of a recording, in byte ranges, no-store; audited once a listen"),
     _route("documents.progress_report", GET, COORDINATING, OWN_CASES, "progress, printed"),
     _route("documents.case_progress_report", GET, COORDINATING, CASE_IN_URL,
            "one team's progress, printed"),

@@ -28,6 +28,7 @@ from interview.sync.batch import apply_changes
 from interview.trust import policy
 from tests.conftest import PASSWORD
 from tests.helpers import store_snapshot
+from tests.listen_helpers import make_recording
 
 # -- the world fixture, written out (tests/conftest.py) --------------------------------------
 ROLE = {
@@ -57,7 +58,7 @@ def sees(actor: str, participant: str) -> bool:
 ALLOWED, LOGIN, FORBIDDEN, HIDDEN = "allowed", "login", "403", "404"
 # objects in the URL: every actor meets records of someone else's, and most also their own
 OBJECTS = ("pa", "pb")
-VISIBILITY_RULES = {policy.PARTICIPANT, policy.INTERVIEW, policy.NOTE}
+VISIBILITY_RULES = {policy.PARTICIPANT, policy.INTERVIEW, policy.NOTE, policy.RECORDING}
 CASE_RULES = {policy.CASE_IN_URL, policy.OPEN_ALERT, policy.OWN_CASES_FILTER}
 PLAIN_RULES = {
     policy.PUBLIC,
@@ -96,6 +97,7 @@ class Ids:
     consent_form: tuple[str, int]
     notes: dict[str, tuple[str, int]]  # participant -> (conflicted note id, its rev)
     consents: dict[str, str] = field(default_factory=dict)  # participant -> a paper consent
+    recordings: dict[str, str] = field(default_factory=dict)  # participant -> a recording
 
 
 @dataclass
@@ -268,6 +270,14 @@ CALLS: dict[str, Call] = {
         {"GET": {200}},
         takes_object=True,
     ),
+    "listen.page": Call(
+        lambda ids, o: f"/desk/recordings/{ids.recordings[o]}", {"GET": {200}}, takes_object=True
+    ),
+    "listen.audio": Call(
+        lambda ids, o: f"/desk/recordings/{ids.recordings[o]}/audio",
+        {"GET": {200}},
+        takes_object=True,
+    ),
     "documents.progress_report": _plain("/desk/report/en.pdf"),
     "documents.case_progress_report": _case("/desk/cases/{case}/report/nb.pdf"),
 }
@@ -334,6 +344,8 @@ def ids(app, world) -> Ids:
             guide=(guide.key, guide.version),
             consent_form=(form.key, form.version),
             notes={},
+            # a recording of each interview, its chunks sealed as a tablet seals them
+            recordings={p: make_recording(world.interviews[p], [b"sound"]) for p in OBJECTS},
         )
 
 
@@ -529,7 +541,9 @@ def test_withdrawn_participants_interviews_answer_404_to_everyone(app, client, w
     with app.app_context():
         db.session.get(Participant, ids.participants["pa"]).status = "withdrawn"
         db.session.commit()
-    routes = [r for r in policy.ROUTES if r.rule in (policy.INTERVIEW, policy.NOTE)]
+    routes = [
+        r for r in policy.ROUTES if r.rule in (policy.INTERVIEW, policy.NOTE, policy.RECORDING)
+    ]
     for actor in ("peer_a", "coord_a", "admin"):
         login(client, actor)
         before = snapshot(app)

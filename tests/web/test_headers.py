@@ -14,6 +14,7 @@ from interview.store.models import Consent, ConsentFormVersion, GuideVersion, Th
 from interview.trust import policy
 from tests.conftest import PASSWORD
 from tests.helpers import give_paper_consent, note_change, start_interview
+from tests.listen_helpers import make_recording
 
 TEMPLATES = ROOT / "templates"
 # print templates are rendered by WeasyPrint into PDFs, never sent to a browser as HTML
@@ -65,6 +66,8 @@ def pages(app, client, world) -> dict[str, Page]:
         theme = db.session.scalars(select(Theme)).first().id
         consent = db.session.scalars(select(Consent.id)).one()
     g = f"{guide.key}/{guide.version}"
+    with app.app_context():
+        recording = make_recording(pa, [b"sound"])
     c = f"{form.key}/{form.version}"
     iv = f"/interviews/{pa}"
     pid = world.participants["pa"]
@@ -120,6 +123,8 @@ def pages(app, client, world) -> dict[str, Page]:
         "audit.csv": Page("admin", "/desk/audit/audit-log.csv"),
         "documents.record_pdf": Page("coord_a", f"/desk/interviews/{pa2}/record/en.pdf"),
         "documents.consent_record": Page("coord_a", f"/desk/consents/{consent}/record.pdf"),
+        "listen.page": Page("coord_a", f"/desk/recordings/{recording}"),
+        "listen.audio": Page("coord_a", f"/desk/recordings/{recording}/audio"),
         "documents.progress_report": Page("coord_a", "/desk/report/nb.pdf"),
         "documents.case_progress_report": Page("coord_a", "/desk/cases/A/report/en.pdf"),
     }

@@ -28,6 +28,7 @@ from interview.store.extensions import db
 from interview.store.models import Consent, ConsentFormVersion, GuideVersion, Interview, Theme
 from tests.conftest import PASSWORD
 from tests.helpers import consented_interview, new_note_on_page, start_interview
+from tests.listen_helpers import make_recording, note_in_recording
 from tests.web.test_i18n import PO
 
 # anonymous, the peers of the nb (pa) and the en (pa2) interview, a coordinator, the admin
@@ -193,11 +194,16 @@ def _put_in_state(app, client, world, state: str) -> dict[str, str]:
 def _values(app, world, iids) -> dict[str, list]:
     """Real values for every URL parameter (a new parameter fails here until it has some)."""
     with app.app_context():
+        # a recording of pa's interview, with a note on its timeline (committed first: a commit
+        # leaves the rows read below expired)
+        recording = make_recording(world.interviews["pa"], [b"sound"])
+        note_in_recording(world.interviews["pa"], recording, 1_000, "Ord", "context.services")
         guide = db.session.scalars(select(GuideVersion)).first()
         form = db.session.scalars(select(ConsentFormVersion)).first()
         sections = len(guide_of(guide).sections)
         theme = db.session.scalars(select(Theme).order_by(Theme.id)).first()
         return {
+            "recording_id": [recording],
             "interview_id": list(iids.values()),
             "index": sorted({0, sections - 1}),
             "participant_id": [world.participants["pa"]],
