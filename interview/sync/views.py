@@ -354,7 +354,8 @@ def recording_chunk(recording_id: str, seq: int):
         db.session.commit()
     except RecordingRefused as exc:
         return _refused(exc)
-    except (OperationalError, IntegrityError) as exc:
+    except (OperationalError, IntegrityError, OSError) as exc:
+        # the store or the disk could not take it just now (a full disk, say): nothing is kept
         if stored is not None and stored.created:
             forget_chunk(stored.recording.id, seq)  # its row was not kept
         return _not_kept(exc)

@@ -5,7 +5,9 @@ import uuid
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
+from interview.store import recordings as files
 from interview.store.extensions import db
 from interview.store.models import AuditEvent, Recording, RecordingChunk
 from interview.store.recordings import RecordingError, audio_stream
@@ -460,3 +462,34 @@ def test_garbage_in_every_field_is_a_4xx_never_a_500(app, world, peer):
         assert 400 <= answer.status_code < 500, seq
         assert answer.is_json
     assert snapshot(app) == before
+
+
+# -- when the store or the disk fails --------------------------------------------------------
+
+
+def test_a_commit_that_fails_leaves_no_file_and_the_chunk_is_sent_again(app, tablet, monkeypatch):
+    def fails():
+        raise OperationalError("COMMIT", {}, Exception("the store is busy"))
+
+    before = snapshot(app)
+    with monkeypatch.context() as patched:
+        patched.setattr(db.session, "commit", fails)
+        answer, data = tablet.send(0)
+    assert answer.status_code == 503
+    assert check(CHUNK, "put", answer)["code"] == "retry"
+    assert snapshot(app) == before
+    assert tablet.put(0, data).status_code == 201
+    assert [p.read_bytes() for p in recording_files(app)] == [data]
+
+
+def test_a_full_disk_is_a_retry_and_keeps_nothing(app, tablet, monkeypatch):
+    def full(*_args):
+        raise OSError(28, "No space left on device")
+
+    before = snapshot(app)
+    with monkeypatch.context() as patched:
+        patched.setattr(files, "write_chunk", full)
+        answer = tablet.send(0)[0]
+    assert answer.status_code == 503 and answer.get_json()["code"] == "retry"
+    assert snapshot(app) == before
+    assert tablet.send(0)[0].status_code == 201
