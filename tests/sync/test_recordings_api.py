@@ -220,7 +220,7 @@ def test_without_consent_to_audio_nothing_is_stored(app, world, audio):
     refused = made.create()
     assert refused.status_code == 403
     assert check(RECORDING, "put", refused)["code"] == "no_audio_consent"
-    assert "audio" in refused.get_json()["error"]
+    assert "lydopptak" in refused.get_json()["error"]  # in the user's language (nb here)
     assert snapshot(app) == before
     assert recording_files(app) == []
 
@@ -359,7 +359,7 @@ def test_sizes_past_the_limits_are_refused_and_nothing_is_stored(app, tablet):
     study_full = tablet.put(1, tablet.seal(1, b"s" * 1000))
     assert study_full.status_code == 413
     assert study_full.get_json()["code"] == "quota"
-    assert "coordinator" in study_full.get_json()["error"]
+    assert "koordinatoren" in study_full.get_json()["error"]
     assert snapshot(app) == before
 
 
