@@ -187,17 +187,13 @@ def tablet_strings() -> dict[str, str | dict]:
         ),
         # …and the record control on the guide's pages
         "record": _("Record the conversation"),
-        "recording_explain_title": _("Recording the conversation"),
         "recording_explain": _(
-            "The participant has said yes to an audio recording. When you start, the tablet "
-            "asks to use the microphone: say yes."
-            "\n\n"
-            "Tell the participant that the recording starts now, and that they can ask you to "
-            "stop it at any time. One tap stops it."
+            "The participant has said yes to an audio recording. Tell them that it starts now, "
+            "and that they can ask you to stop it at any time: one tap stops it."
             "\n\n"
             "The sound is locked the moment it is recorded. Nobody can listen to it on this "
-            "tablet, not even you. It is sent to the case store when there is a network, and "
-            "only the coordinator of your team can listen to it there."
+            "tablet, not even you: only the coordinator of your team, once it has reached the "
+            "case store. The tablet now asks to use the microphone: say yes."
         ),
         "recording_begin": _("Start recording"),
         "recording_not_now": _("Not now"),
@@ -205,30 +201,21 @@ def tablet_strings() -> dict[str, str | dict]:
         "recording_paused": _("Recording paused"),
         "recording_stop": _("Stop recording"),
         "recording_participant_stop": _("The participant asks to stop recording"),
-        "recording_stopped": _(
-            "The recording is stopped. What was recorded is kept safe and sent when there is a "
-            "network."
-        ),
         "recording_participant_stopped": _(
             "The recording is stopped, as the participant asked. What was recorded until now "
-            "is kept. Your notes go on as before."
+            "is kept."
         ),
-        "recording_mic_refused": _(
-            "The tablet was not allowed to use the microphone, so nothing is recorded. You can "
-            "allow it in the browser's settings and try again, or go on with notes only."
+        "recording_cannot": _(
+            "Nothing is recorded: the tablet may not use a microphone here. Go on with notes, "
+            "or allow the microphone in the browser's settings and try again."
         ),
-        "recording_no_mic": _(
-            "The tablet could not use its microphone, so nothing is recorded. Go on with notes "
-            "only."
-        ),
-        "recording_unsupported": _("This browser cannot record sound. Go on with notes only."),
         "no_study_key_recording": _(
             "This tablet does not have the study's key yet, so it cannot lock a recording. "
             "Connect to the network once, then try again."
         ),
         "recording_full": _(
             "The tablet's storage is full, so the recording has stopped. What was recorded "
-            "until now is kept. Connect to the network so it can be sent, or free some space."
+            "until now is kept."
         ),
         "recording_consent_gone": _(
             "The participant no longer agrees to an audio recording. The recording is stopped "
@@ -278,20 +265,16 @@ PAGE_WORDS = {
         "no_study_key_recording",
         "record",
         "recording_begin",
+        "recording_cannot",
         "recording_consent_gone",
         "recording_explain",
-        "recording_explain_title",
         "recording_full",
-        "recording_mic_refused",
-        "recording_no_mic",
         "recording_not_now",
         "recording_on",
         "recording_participant_stop",
         "recording_participant_stopped",
         "recording_paused",
         "recording_stop",
-        "recording_stopped",
-        "recording_unsupported",
     },
 }
 _KEPT: dict[tuple[str, tuple[str, ...]], Markup] = {}

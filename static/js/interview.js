@@ -238,56 +238,34 @@ export async function recordEvent(kind, details = {}) {
 
 // --- the record control ---------------------------------------------------------------------
 // Only where the consent in force says yes to audio; recording.js is loaded when the control is
-// used or a recording of this interview goes on from the page before (docs/recordings.md).
+// used or the page before was recording this interview (docs/recordings.md).
 
 const loadRecording = () => import("./recording.js");
-
-// The peer's wish to record this interview, kept for this tab while they move from section to
-// section: {ms} recorded on the pages before, or null.
-export const recordingWish = {
-  key: () => `fact-recording:${userId}:${ctx.interviewId}`,
-  get() {
-    try {
-      return JSON.parse(sessionStorage.getItem(this.key()) || "null");
-    } catch {
-      return null;
-    }
-  },
-  set(value) {
-    try {
-      if (value) sessionStorage.setItem(this.key(), JSON.stringify(value));
-      else sessionStorage.removeItem(this.key());
-    } catch {
-      // no sessionStorage: the next page starts without recording
-    }
-  },
-};
+export const wishKey = () => `fact-recording:${userId}:${ctx.interviewId}`;
 
 // Whether the consent in force says yes to audio: a consent recorded here and not yet sent,
 // else the tablet's copy of the interview when as new as the page (consent_items, docs/sync.md),
 // else a consent recorded here, else the page.
 export async function audioConsent() {
-  const records = await store.recordsOf(ctx.interviewId, userId);
   const pending = new Set((await store.pendingFor(ctx.interviewId, userId)).map((e) => e.record_key));
-  const mine = records
-    .filter((r) => r.entity === "consent" && !r.from_server && r.data.answers && r.data.kind !== "withdrawal")
+  const mine = (await store.recordsOf(ctx.interviewId, userId))
+    .filter((r) => r.entity === "consent" && !r.from_server && r.data.answers)
     .sort((a, b) => String(a.local_at).localeCompare(String(b.local_at)));
+  const said = (r) => r.data.answers.audio === true;
   const waiting = mine.filter((r) => pending.has(r.key)).pop();
-  if (waiting) return waiting.data.answers.audio === true;
+  if (waiting) return said(waiting);
   const record = await store.getRecord("interview", ctx.interviewId);
-  const items = record && Number(record.rev) >= Number(ctx.rev || 0) ? record.data.consent_items : null;
+  const items = record && Number(record.rev) >= Number(ctx.rev || 0) && record.data.consent_items;
   if (items) return items.audio === true;
-  if (mine.length) return mine[mine.length - 1].data.answers.audio === true;
-  return ctx.audio === "1";
+  return mine.length ? said(mine.pop()) : ctx.audio === "1";
 }
 
 export async function initRecording(st) {
   if (pageName !== "section") return;
-  const allowed = await audioConsent().catch(() => false);
   let box = document.querySelector(".recording");
-  if (!allowed) {
+  if (!(await audioConsent().catch(() => false))) {
     // no consent (or no longer): no control at all, and a recording under way stops
-    recordingWish.set(null);
+    sessionStorage.removeItem(wishKey());
     if (recording.event) await recording.event("no_audio").catch(() => {});
     box?.remove();
     return;
@@ -295,18 +273,14 @@ export async function initRecording(st) {
   if (!box) {
     box = document.createElement("div");
     box.className = "recording";
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "button";
-    button.dataset.record = "";
-    button.dataset.showWhen = "in_progress";
+    box.innerHTML = '<button type="button" class="button" data-record data-show-when="in_progress"></button>';
+    const button = box.firstChild;
     button.hidden = st.status !== "in_progress";
     button.textContent = strings.record;
-    button.addEventListener("click", () => loadRecording().then((m) => m.askAndStart()));
-    box.append(button);
+    button.onclick = () => loadRecording().then((m) => m.askAndStart());
     document.querySelector(".safety-actions")?.after(box);
   }
-  if (recordingWish.get() && !recording.event) await loadRecording().then((m) => m.goOn());
+  if (sessionStorage.getItem(wishKey()) && !recording.event) await loadRecording().then((m) => m.goOn());
 }
 
 export function saveSection(index) {

@@ -6,10 +6,30 @@
 // recordings wait to be sent: a first visit to an interview page never carries it.
 
 import * as store from "./store.js";
-import { localState, recordEvent, recordingWish } from "./interview.js";
+import { localState, recordEvent, wishKey } from "./interview.js";
 import { ctx, recording, refreshSession, request, say, state, Stop, storageFailed, strings, studyKey, syncSoon, updateStatus, userId } from "./tablet.js";
 
 export const CHUNK_MS = 5000;
+
+// The peer's wish to record this interview, kept for this tab while they move from section to
+// section: {ms} recorded on the pages before, or null.
+const recordingWish = {
+  get() {
+    try {
+      return JSON.parse(sessionStorage.getItem(wishKey()) || "null");
+    } catch {
+      return null;
+    }
+  },
+  set(value) {
+    try {
+      if (value) sessionStorage.setItem(wishKey(), JSON.stringify(value));
+      else sessionStorage.removeItem(wishKey());
+    } catch {
+      // no sessionStorage: the next page starts without recording
+    }
+  },
+};
 const IV_BYTES = 12;
 const API = "/api/v1/recordings";
 
@@ -86,6 +106,11 @@ function chunkAt(key) {
 
 function deleteChunk(key) {
   return store.transact(["chunks"], "readwrite", (tx) => tx.objectStore("chunks").delete(key));
+}
+
+// Everything recorded in one interview (consent to audio taken back).
+function dropInterview(interviewId) {
+  return store.transact(store.AUDIO, "readwrite", (tx) => store.forgetAudio(tx, [interviewId]));
 }
 
 export function dropRecording(id) {
@@ -250,7 +275,7 @@ async function dropAll() {
     l.dropped = true;
     await stop("consent");
   }
-  await store.dropAudio([ctx.interviewId]);
+  await dropInterview(ctx.interviewId);
   if (l) say(strings.recording_consent_gone, "warning");
   updateStatus();
 }
@@ -307,12 +332,12 @@ function show() {
 // What recording means, said plainly before the microphone is asked for.
 function explain() {
   const dialog = document.createElement("dialog");
-  if (typeof dialog.showModal !== "function") return Promise.resolve(window.confirm(`${strings.recording_explain_title}\n\n${strings.recording_explain}`));
+  if (typeof dialog.showModal !== "function") return Promise.resolve(window.confirm(`${strings.record}\n\n${strings.recording_explain}`));
   dialog.className = "rec-dialog";
   dialog.setAttribute("aria-labelledby", "rec-dialog-title");
   const title = document.createElement("h2");
   title.id = "rec-dialog-title";
-  title.textContent = strings.recording_explain_title;
+  title.textContent = strings.record;
   const paragraphs = String(strings.recording_explain).split("\n\n").map((text) => {
     const p = document.createElement("p");
     p.textContent = text;
@@ -350,7 +375,7 @@ let asking = false;
 export async function askAndStart() {
   if (live || asking) return;
   if (!supported()) {
-    say(strings.recording_unsupported, "warning");
+    say(strings.recording_cannot, "warning");
     return;
   }
   asking = true;
@@ -367,9 +392,9 @@ async function startNow(explicit) {
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-  } catch (error) {
+  } catch {
     recordingWish.set(null);
-    say(error && error.name === "NotAllowedError" ? strings.recording_mic_refused : strings.recording_no_mic, "warning");
+    say(strings.recording_cannot, "warning");
     return;
   }
   const st = await localState();
@@ -414,7 +439,6 @@ async function peerStops() {
   const stopping = stop("peer");
   await recordEvent("recording_stopped", { reason: "peer", recording_id: id });
   await stopping;
-  say(strings.recording_stopped, "info");
   syncSoon(200);
 }
 

@@ -497,6 +497,11 @@ export function applyAnswer({ userId, batch, results, updates, cursor, refused =
     for (const update of updates) {
       if (withdrawnNow.includes(update.id)) continue; // dropped below, never stored again
       const key = recordKey(update.entity, update.id);
+      // consent to audio taken back: what was recorded goes, unless a consent given on this
+      // tablet still waits to be sent (docs/recordings.md)
+      if (update.entity === "interview" && update.data && update.data.consent_items && update.data.consent_items.audio === false) {
+        on(outbox.index("interview").getAll(update.id), (rows) => rows.some((e) => e.entity === "consent") || forgetAudio(tx, [update.id]));
+      }
       on(outbox.index("record").count(key), (waiting) => {
         const data = update.data || {};
         if (waiting > 0 && update.entity === "interview") {
@@ -559,20 +564,14 @@ function forget(tx, interviewIds) {
 }
 
 // --- recordings (the rest is in recording.js, loaded only where there is one) -----------------
-
-const AUDIO = ["chunks", "recordings"];
-
 // Everything recorded in these interviews leaves the tablet (a withdrawal, consent to audio
 // taken back): the sealed chunks and the recordings they belong to.
-function forgetAudio(tx, interviewIds) {
+export const AUDIO = ["chunks", "recordings"];
+export function forgetAudio(tx, interviewIds) {
   for (const name of AUDIO) {
     const os = tx.objectStore(name);
     for (const id of interviewIds) on(os.index("interview").getAllKeys(id), (keys) => keys.forEach((k) => os.delete(k)));
   }
-}
-
-export function dropAudio(interviewIds) {
-  return transact(AUDIO, "readwrite", (tx) => forgetAudio(tx, interviewIds));
 }
 
 // How much recording waits on this tablet for one person: recordings not yet finished with the

@@ -293,7 +293,6 @@ async function drain() {
     const summary = await store.applyAnswer({ userId, batch, results: answer.results, updates: answer.updates, cursor: answer.cursor, refused: answer.refused || [] });
     announceWarnings(batch, answer.results);
     if (summary && summary.withdrawn.length) await dropWithdrawn(summary.withdrawn);
-    await dropUnconsentedAudio(answer.updates);
     const renewals = answer.updates.filter((u) => u.entity === "interview" && u.data && u.data.consent_renewal).map((u) => u.id);
     if (renewals.length) await keepConsentPagesAgain(renewals);
     // the server answers updates in pages: ask again while the cursor still moves
@@ -422,20 +421,6 @@ async function dropWithdrawn(interviewIds) {
   }
   if (ctx && interviewIds.includes(ctx.interviewId)) state.leave = true;
   document.dispatchEvent(new CustomEvent("tablet:no-audio", { detail: interviewIds }));
-}
-
-// The consent in force no longer says yes to audio (a partial withdrawal): what was recorded
-// in those interviews leaves the tablet (the case store deletes its copy, docs/recordings.md).
-// A consent recorded here and not yet sent speaks last: its interview keeps its recording.
-async function dropUnconsentedAudio(updates) {
-  const ids = updates.filter((u) => u.entity === "interview" && u.data && u.data.consent_items && u.data.consent_items.audio === false).map((u) => u.id);
-  const gone = [];
-  for (const id of ids) {
-    if (!(await store.pendingFor(id)).some((e) => e.entity === "consent")) gone.push(id);
-  }
-  if (!gone.length) return;
-  await store.dropAudio(gone);
-  document.dispatchEvent(new CustomEvent("tablet:no-audio", { detail: gone }));
 }
 
 export async function dropPages(interviewId) {
