@@ -185,7 +185,8 @@ async function begin(stream, before) {
 
 // Seal one chunk at once and keep it with its recording's count, in one transaction.
 async function keep(l, blob, start, duration) {
-  if (!blob || !blob.size || l.dropped) return;
+  // after a failed write nothing more is kept: the chunks stay a run without a gap
+  if (!blob || !blob.size || l.dropped || l.failed) return;
   const seq = l.seq;
   l.seq += 1;
   try {

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.browser
 
 CHUNK_S = 5  # recording.js CHUNK_MS
 QKEY = "context.services"
+NOTE = "Sagt mens opptaket gikk"
 
 
 @pytest.fixture
@@ -183,7 +184,7 @@ def test_a_recording_survives_no_network_and_a_reload_and_reaches_the_store_once
         t0 = time.monotonic()
         # a note begun while recording says where in the recording
         box = page.locator(f".note[data-new][data-question='{QKEY}'] textarea")
-        box.fill("Sagt mens opptaket gikk")
+        box.fill(NOTE)
         # online: the chunks go to the case store as they are made
         (first,) = [r["id"] for r in _held(page)["recordings"]]
         wait_server(lambda: _server_chunks(app, first) >= 2, timeout=25)
@@ -274,7 +275,7 @@ def test_a_recording_survives_no_network_and_a_reload_and_reaches_the_store_once
             counted = sum(c.duration_ms for c in r.chunks) / 1000
             assert abs(seconds - counted) <= 1, (seconds, counted)
             decoded.append(seconds)
-        note = db.session.scalars(select(Note).where(Note.text == "Sagt mens opptaket gikk")).one()
+        (note,) = [n for n in db.session.scalars(select(Note)) if n.text == NOTE]
         assert note.recording_id == first
         assert 0 <= note.recording_offset_ms <= decoded[0] * 1000
         stops = db.session.scalars(
@@ -357,6 +358,18 @@ def test_the_participant_asks_to_stop_and_one_tap_records_one_event(
         assert (
             indicator["y"] >= 0 and indicator["y"] + indicator["height"] <= bar["y"] + bar["height"]
         )
+        # the bar is taller while recording: a note box that takes focus is shown below it,
+        # never under it (a box scrolled to just under the bar's top edge)
+        below = page.evaluate(
+            """() => {
+              const bar = document.querySelector('.safety-bar');
+              const box = document.querySelectorAll('.note textarea')[1];
+              window.scrollTo(0, box.getBoundingClientRect().top + window.scrollY - 10);
+              box.focus();
+              return box.getBoundingClientRect().top - bar.getBoundingClientRect().bottom;
+            }"""
+        )
+        assert below >= 0, below
         page.locator("button[data-record-participant-stop]").dblclick()
         page.wait_for_selector("button[data-record]:visible")
         assert page.locator(".rec-live").count() == 0
@@ -373,3 +386,108 @@ def test_the_participant_asks_to_stop_and_one_tap_records_one_event(
         ).all()
         assert len(stops) == 1
         assert stops[0].data["reason"] == "participant_asked"
+
+
+def test_consent_to_audio_taken_back_stops_the_recording_and_empties_the_tablet(
+    server, mic_browser, app, client, world
+):
+    from interview.participants.partial import withdraw_items
+    from interview.store.models import Participant, User
+    from interview.web.i18n import today_in_oslo
+
+    iid = _consented(client, world)
+    context = mic_browser.new_context(viewport=TABLET, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    _watch_errors(page, errors)
+    try:
+        _login(page, server.url, "peer_a")
+        _open_section(page, server.url, iid)
+        _start_recording(page)
+        # no network: the chunks wait on the tablet
+        context.set_offline(True)
+        until(page, f"() => ({HELD})().then((h) => h.chunks.length >= 1)", timeout=20)
+
+        # meanwhile the coordinator records that the participant takes back audio
+        with app.app_context():
+            participant = db.session.get(Participant, world.participants["pa"])
+            coordinator = db.session.get(User, world.users["coord_a"])
+            withdraw_items(
+                db.session,
+                participant,
+                items=["audio"],
+                withdrawn_on=today_in_oslo(),
+                user=coordinator,
+            )
+            db.session.commit()
+
+        # the network comes back: the tablet hears it at its sync, stops and keeps nothing
+        context.set_offline(False)
+        page.wait_for_selector(".recording", state="detached", timeout=20000)
+        until(
+            page,
+            f"() => ({HELD})().then((h) => h.chunks.length + h.recordings.length === 0)",
+            timeout=20,
+        )
+        assert (
+            "no longer agrees to an audio recording" in page.locator("#tablet-notices").inner_text()
+        )
+        assert page.locator("[data-record]").count() == 0
+        assert errors == []
+    finally:
+        context.close()
+    assert _server_recordings(app, iid) == []
+
+
+FULL = """() => {
+  // from now on the tablet's storage takes no more sound, as a full disk would answer
+  const add = IDBObjectStore.prototype.add;
+  window.__add = add;
+  IDBObjectStore.prototype.add = function (value, key) {
+    const full = new DOMException("The quota has been exceeded.", "QuotaExceededError");
+    if (this.name === "chunks") throw full;
+    return add.call(this, value, key);
+  };
+}"""
+
+
+def test_a_full_storage_stops_the_recording_and_keeps_what_was_captured(
+    server, mic_browser, app, client, world
+):
+    iid = _consented(client, world)
+    context = mic_browser.new_context(viewport=TABLET, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    _watch_errors(page, errors)
+    try:
+        _login(page, server.url, "peer_a")
+        _open_section(page, server.url, iid)
+        _start_recording(page)
+        context.set_offline(True)
+        until(page, f"() => ({HELD})().then((h) => h.chunks.length >= 1)", timeout=20)
+        page.evaluate(FULL)
+        # said at once, and the recording stops by itself
+        page.wait_for_selector(".rec-live", state="detached", timeout=15000)
+        assert "storage is full" in page.locator("#tablet-notices").inner_text()
+        assert page.locator("#sync-status").get_attribute("data-state") == "full"
+        held = _held(page)
+        (recording,) = held["recordings"]
+        assert recording["ended"] and recording["reason"] == "storage"
+        kept = sorted(c["seq"] for c in held["chunks"])
+        assert kept == list(range(len(kept))) and recording["chunks"] == len(kept) >= 1
+
+        # space again, and a network: what was captured reaches the case store, all of it
+        page.evaluate("() => { IDBObjectStore.prototype.add = window.__add; }")
+        context.set_offline(False)
+        page.locator("#sync-now").click()
+        until(
+            page,
+            f"() => ({HELD})().then((h) => h.chunks.length + h.recordings.length === 0)",
+            timeout=30,
+        )
+        assert errors == []
+    finally:
+        context.close()
+    (stored,) = _server_recordings(app, iid)
+    assert [c.seq for c in stored.chunks] == kept
+    assert stored.expected_chunks == len(kept) and stored.end_reason == "storage"
