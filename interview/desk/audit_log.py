@@ -89,6 +89,7 @@ SAFE_DETAIL: dict[str, frozenset[str]] = {
             "identity_deleted",
             "signatures_deleted",
             "consent_records_deleted",
+            "recordings_deleted",
         }
     ),
     "consent_items_withdrawn": frozenset(
@@ -98,7 +99,11 @@ SAFE_DETAIL: dict[str, frozenset[str]] = {
     "retention_run": frozenset(
         {"notes_cleared", "waiting_refused", "sync_changes", "devices", "update_log"}
     ),
-    "study_ended": frozenset({"paper_form_numbers_scrubbed", "consent_payloads_cleared"}),
+    "study_ended": frozenset(
+        {"paper_form_numbers_scrubbed", "consent_payloads_cleared", "recordings_deleted"}
+    ),
+    "recording_created": frozenset({"recording"}),
+    "recording_ended": frozenset({"recording", "chunks", "stored", "complete", "reason"}),
     "sync_batch": frozenset(_SYNC_COUNTS),
     "rescue_import": frozenset({"store", "changes", "interrupted", "other_store", *_SYNC_COUNTS}),
     "export": frozenset({"format", "cases", "counts"}),
@@ -140,6 +145,8 @@ ACTIONS = {
     "study_ended": _l("Study ended"),
     "sync_batch": _l("Tablet synced"),
     "rescue_import": _l("Rescue copy imported"),
+    "recording_created": _l("Audio recording begun"),
+    "recording_ended": _l("Audio recording ended"),
     "export": _l("Export downloaded"),
     "interview_record_printed": _l("Interview record printed"),
     "progress_report_printed": _l("Progress report printed"),

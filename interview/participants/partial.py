@@ -8,7 +8,7 @@ what the items covered goes:
 - quotes: every "possible quote" mark on the participant's notes is taken off through the
   sync rules (so the update log tells the tablets), and no note of theirs can be marked again
   (the form and the sync refuse it) or be shown as a possible quote anywhere;
-- audio: the recordings are deleted (`delete_recordings`, empty until recordings are stored);
+- audio: the recordings are deleted, their files and rows (`delete_recordings`);
 - recontact: the participant's page says they may not be contacted again.
 Every interview of the participant moves on a rev, so each tablet that holds one hears the
 consent in force at its next sync. Withdrawing "participate" is the whole withdrawal
@@ -29,6 +29,7 @@ from interview.participants.withdrawal import (
 )
 from interview.store.consents import PARTIAL, ConsentInForce, participant_consent
 from interview.store.models import Consent, Interview, Note, Participant, User
+from interview.store.recordings import delete_participant_recordings
 from interview.sync.batch import apply_changes, web_change
 from interview.sync.log import lock_writes, move_interviews_on
 from interview.web.labels import label
@@ -195,13 +196,11 @@ def unmark_quotes(session: Session, participant: Participant, user: User) -> lis
 def delete_recordings(session: Session, participant: Participant) -> int:
     """Delete the participant's audio recordings after they withdrew consent to audio.
 
-    The hook for the recording store (issue 19): no recordings are stored yet, so there is
-    nothing to delete and this returns 0. When recordings are kept, this is the one place
-    that deletes them (the files and their rows) and returns how many went; the partial
-    withdrawal audits that count (docs/data-protection.md, *Withdrawal*).
+    The files and their rows (interview/store/recordings.py): the rows now, the files when
+    the withdrawal commits. A chunk the tablet sends afterwards is answered 410 and dropped
+    there. Returns how many went; the partial withdrawal audits that count.
     """
-    del session, participant  # used once recordings exist
-    return 0
+    return delete_participant_recordings(session, participant.id)
 
 
 def marked_quotes(session: Session, participant: Participant) -> int:

@@ -3,8 +3,9 @@
 A withdrawal is a new immutable consent record (kind "withdrawal"), never an edit. Unless the
 consent form the participant signed lets them keep what was already analysed (and they chose
 that), their notes, interview events and debriefs are deleted from the case store at once.
-Either way the participant's status becomes "withdrawn", which every view, export and sync
-leaves out, and tablets drop what they hold of the participant at their next sync.
+Their audio recordings are deleted in any case. Either way the participant's status becomes
+"withdrawn", which every view, export and sync leaves out, and tablets drop what they hold of
+the participant at their next sync.
 """
 
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ from interview.store.models import (
     note_themes,
     utcnow,
 )
+from interview.store.recordings import delete_participant_recordings
 from interview.sync.envelope import WITHDRAWN_REASON
 from interview.sync.log import lock_writes, move_interviews_on
 from interview.sync.waiting import refuse
@@ -84,6 +86,7 @@ class WithdrawalSummary:
     identity_deleted: bool = False
     signatures_deleted: int = 0
     consent_records_deleted: int = 0
+    recordings_deleted: int = 0
 
     def as_detail(self) -> dict:
         """Return the summary for the audit log (ids, choices and counts only)."""
@@ -261,6 +264,10 @@ def withdraw(
                 delete(ConsentRecord).where(ConsentRecord.participant_id == participant.id)
             )
         )
+
+    # the recordings go whatever the choice for analysed data: what was analysed is the notes,
+    # and the consent form promises the sound goes with a withdrawal (docs/recordings.md)
+    summary.recordings_deleted = delete_participant_recordings(session, participant.id)
 
     summary.interviews = move_interviews_on(session, participant)
     # the deleted rows may still sit in the session's identity map: let nothing stale linger

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app
 from sqlalchemy import delete, event, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from interview.store.models import Note, Recording, RecordingChunk
 
@@ -82,6 +82,10 @@ def delete_recordings(session: Session, recording_ids: list[str]) -> int:
     """
     if not recording_ids:
         return 0
+    if isinstance(session, scoped_session):
+        # the listeners below belong to this transaction's session: on a scoped session they
+        # would be put on its factory, and another request's commit would remove the files
+        session = session()
     session.execute(delete(RecordingChunk).where(RecordingChunk.recording_id.in_(recording_ids)))
     session.execute(
         update(Note)

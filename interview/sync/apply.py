@@ -67,6 +67,7 @@ from interview.sync.merge import (
     merge_fields,
     refold_interview,
 )
+from interview.sync.recordings import note_recording, recording_details, recording_place
 from interview.trust.sealed_box import BoxError, open_box
 
 
@@ -82,10 +83,14 @@ def _note_values(note: Note) -> dict[str, Any]:
 
 def _note_input(data: dict, creating: bool) -> dict[str, Any]:
     allowed = (
-        ("interview_id", "question_key", *NOTE_FIELDS) if creating else (*NOTE_FIELDS, "resolve")
+        ("interview_id", "question_key", *NOTE_FIELDS, "recording")
+        if creating
+        else (*NOTE_FIELDS, "resolve")
     )
     _unknown_keys(data, allowed)
     values: dict[str, Any] = {}
+    if data.get("recording") is not None:
+        values["recording"] = recording_place(data["recording"])
     text = _text(data, "text", required=creating)
     if text is not None:
         values["text"] = text
@@ -135,6 +140,7 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
         if question_key not in _question_keys(interview):
             raise Reject("question_key is not in this interview's guide")
         dropped = _drop_refused_quote(interview.participant, values)
+        place = note_recording(session, interview, values.get("recording"))
         note = Note(
             id=change.id,
             interview_id=interview.id,
@@ -150,6 +156,8 @@ def apply_note(session: Session, user: User, change: Change) -> Applied:
             updated_at=change.recorded_at,
             rev=1,
             field_revs={},
+            recording_id=place[0] if place else None,
+            recording_offset_ms=place[1] if place else None,
         )
         session.add(note)
         session.flush()
@@ -298,11 +306,17 @@ def apply_event(session: Session, user: User, change: Change) -> Applied:
     if (
         interview.ended_at is not None
         and change.recorded_at > interview.ended_at
-        and kind != "stop"  # the stop that follows a distress stage 2 changes nothing
+        # the stop that follows a distress stage 2 changes nothing, and a recording stops
+        # when the interview ends, a moment after it
+        and kind not in ("stop", "recording_stopped")
     ):
         # as the forms have it: once stopped or completed, nothing more happens in the visit
         # (an event from before the end that arrives late still counts)
         raise Reject("the interview has ended: nothing more is recorded in it")
+    if kind == "recording_started":
+        state = participant_consent(interview.participant)
+        if state is not None and not state.allows("audio"):
+            raise Reject("the participant's consent does not cover audio recording")
     session.add(
         InterviewEvent(
             id=change.id,
@@ -353,6 +367,8 @@ def _event_details(kind: str, details: dict) -> dict:
             "contact_team": bool(_bool(details, "contact_team")),
             "comment": _text(details, "comment", limit=2000) or "",
         }
+    if kind in ("recording_started", "recording_stopped"):
+        return recording_details(kind, details)
     _unknown_keys(details, ())
     return {}
 

@@ -18,6 +18,18 @@ NOTE_FIELDS = ("text", "polarity", "themes", "possible_quote", "deleted")
 DEBRIEF_FIELDS = ("wellbeing", "reflection", "wants_debrief_talk", "participant_follow_up")
 STOP_REASONS = ("participant_wish", "distress", "practical", "other", "declined")
 RESCHEDULE_REASONS = ("capacity", "participant_asked", "practical")
+# why a recording stopped (the event `recording_stopped`, and a recording's end: docs/recordings.md)
+RECORDING_STOP_REASONS = (
+    "participant_asked",
+    "interview_ended",
+    "distress",
+    "storage",
+    "consent",
+    "peer",
+    "interrupted",
+)
+# where in a recording a note was begun: at most a day into it
+MAX_RECORDING_OFFSET_MS = 24 * 3600 * 1000
 WITHDRAWN_REASON = "the participant has withdrawn; this change was not kept"
 KEPT_WAITING = "kept until the record it belongs to arrives"
 NOT_IN_STORE = "the record this change belongs to is not in the case store"

@@ -35,6 +35,7 @@ from interview.sync.context import (
 )
 from interview.sync.envelope import Change, Reject, Result, _is_uuid, _text, parse_change
 from interview.sync.log import _take_seqs
+from interview.sync.recordings import note_recording
 
 
 @dataclass
@@ -100,6 +101,7 @@ def _new_note(batch: _Batch, user: User, raw: Any) -> _NewNote | None:
         if question_key not in _question_keys(interview):
             return None
         themes = _themes_by_key(session, values.get("themes", []))
+        values["recording"] = note_recording(session, interview, values.get("recording"))
     except Reject:
         return None  # refused on the usual path, with its reason
     return _NewNote(raw, change, change.digest(), interview, question_key, values, themes)
@@ -116,6 +118,7 @@ def _create_notes(
         change, values = plan.change, plan.values
         # a note created deleted keeps no words, as apply_note has it
         text = None if values.get("deleted") else values["text"]
+        place = values.get("recording")
         claims.append(
             {
                 "change_id": change.change_id,
@@ -151,6 +154,8 @@ def _create_notes(
                 "author_id": user.id,
                 "created_at": change.recorded_at,
                 "updated_at": change.recorded_at,
+                "recording_id": place[0] if place else None,
+                "recording_offset_ms": place[1] if place else None,
             }
         )
         links += [{"note_id": change.id, "theme_id": theme.id} for theme in plan.themes]

@@ -8,8 +8,9 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import selectinload
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from interview.store.content import guide_of
 from interview.store.extensions import db
@@ -26,11 +27,20 @@ from interview.sync.devices import (
 )
 from interview.sync.envelope import EnvelopeError, parse_envelope
 from interview.sync.log import updates_since
+from interview.sync.recordings import (
+    RecordingRefused,
+    create_recording,
+    end_recording,
+    forget_chunk,
+    recording_status,
+    store_chunk,
+    too_large,
+)
 from interview.sync.rescue import rescue_token
 from interview.trust import audit, study_key
 from interview.trust.access import interviews_visible_to
 from interview.trust.sessions import session_id
-from interview.web.errors import api_error, api_login_required
+from interview.web.errors import accepts_upload, api_error, api_login_required
 from interview.web.i18n import ui_lang
 from interview.web.security import revalidate_each_time
 
@@ -268,8 +278,119 @@ def openapi_document() -> dict:
     return json.loads(OPENAPI.read_text(encoding="utf-8"))
 
 
+# -- audio recordings (docs/recordings.md): not through the sync envelope ------------------------
+
+
+def _refused(exc: RecordingRefused):
+    db.session.rollback()
+    return api_error(exc.status, exc.message, exc.code)
+
+
+def _not_kept(exc: Exception):
+    # only the error's class: its message may quote the statement
+    db.session.rollback()
+    current_app.logger.warning("recording request not kept, answered retry: %s", type(exc).__name__)
+    return api_error(
+        503, _("The case store could not take the recording just now. It is sent again."), "retry"
+    )
+
+
+def recording(recording_id: str):
+    """GET: what the store holds of a recording. PUT: create it (the same again: 200)."""
+    refused = api_login_required()
+    if refused:
+        return refused
+    user = current_user._get_current_object()
+    if request.method == "GET":
+        try:
+            return jsonify(recording_status(db.session, user, recording_id))
+        except RecordingRefused as exc:
+            return _refused(exc)
+    if not request.is_json:
+        return api_error(400, _("Send the recording's details as JSON."), "bad_request")
+    body = request.get_json(silent=True)
+    if body is None:
+        return api_error(400, _unreadable(request.get_data(cache=True)), "bad_request")
+    try:
+        stored = create_recording(db.session, user, recording_id, body)
+        db.session.commit()
+        answer = recording_status(db.session, user, stored.recording.id)
+    except RecordingRefused as exc:
+        return _refused(exc)
+    except (OperationalError, IntegrityError) as exc:
+        return _not_kept(exc)
+    return jsonify(answer), 201 if stored.created else 200
+
+
+@accepts_upload("RECORDING_CHUNK_MAX_BYTES")
+def recording_chunk(recording_id: str, seq: int):
+    """Keep one chunk of a recording as received (the same bytes again: 200)."""
+    refused = api_login_required()
+    if refused:
+        return refused
+    limit = current_app.config["RECORDING_CHUNK_MAX_BYTES"]
+    if request.mimetype != "application/octet-stream":
+        return api_error(
+            400, _("Send the chunk's bytes as application/octet-stream."), "bad_request"
+        )
+    if request.content_length is not None and request.content_length > limit:
+        return _refused(too_large(limit))
+    try:
+        data = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return _refused(too_large(limit))
+    user = current_user._get_current_object()
+    stored = None
+    try:
+        stored = store_chunk(
+            db.session,
+            user,
+            recording_id,
+            seq,
+            data,
+            request.headers.get("X-Chunk-SHA256"),
+            request.headers.get("X-Chunk-Start-Ms"),
+            request.headers.get("X-Chunk-Duration-Ms"),
+        )
+        db.session.commit()
+    except RecordingRefused as exc:
+        return _refused(exc)
+    except (OperationalError, IntegrityError) as exc:
+        if stored is not None and stored.created:
+            forget_chunk(stored.recording.id, seq)  # its row was not kept
+        return _not_kept(exc)
+    answer = {"seq": seq, "sha256": stored.chunk.sha256}
+    return jsonify(answer), 201 if stored.created else 200
+
+
+def recording_end(recording_id: str):
+    """Note a recording's end; say whether every chunk up to its count is stored."""
+    refused = api_login_required()
+    if refused:
+        return refused
+    if not request.is_json:
+        return api_error(400, _("Send the recording's details as JSON."), "bad_request")
+    body = request.get_json(silent=True)
+    if body is None:
+        return api_error(400, _unreadable(request.get_data(cache=True)), "bad_request")
+    user = current_user._get_current_object()
+    try:
+        answer = end_recording(db.session, user, recording_id, body)
+        db.session.commit()
+    except RecordingRefused as exc:
+        return _refused(exc)
+    except (OperationalError, IntegrityError) as exc:
+        return _not_kept(exc)
+    return jsonify(answer)
+
+
 bp.add_url_rule("/sync", view_func=sync, methods=["POST"])
 bp.add_url_rule("/session", view_func=session_info)
 bp.add_url_rule("/study-key", view_func=study_key_info)
 bp.add_url_rule("/offline", view_func=offline_manifest)
 bp.add_url_rule("/openapi.json", view_func=openapi)
+bp.add_url_rule("/recordings/<recording_id>", view_func=recording, methods=["GET", "PUT"])
+bp.add_url_rule(
+    "/recordings/<recording_id>/chunks/<int:seq>", view_func=recording_chunk, methods=["PUT"]
+)
+bp.add_url_rule("/recordings/<recording_id>/end", view_func=recording_end, methods=["POST"])

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,11 @@ KEY_DIR = re.compile(r"KEYS?_DIR$")
 
 # tables whose rows say nothing about whether a store holds data
 BOOKKEEPING = {"alembic_version"}
+
+# the recordings' folder inside a backup folder
+RECORDINGS = "recordings"
+# a recording's folder is named by its id; a folder being deleted (".<id>.deleted") is not one
+RECORDING_FOLDER = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class BackupError(Exception):
@@ -268,6 +274,44 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def recording_files(folder: Path) -> list[Path]:
+    """Return the chunk files of every recording under `folder`, by path (none if no folder)."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for sub in sorted(folder.iterdir()):
+        if sub.is_dir() and not sub.is_symlink() and RECORDING_FOLDER.fullmatch(sub.name):
+            found += sorted(p for p in sub.glob("*.chunk") if p.is_file() and not p.is_symlink())
+    return found
+
+
+def recordings_entry(folder: Path) -> dict:
+    """Return the manifest's entry for a recordings folder: files, bytes, one SHA-256 of all."""
+    digest = hashlib.sha256()
+    files = recording_files(folder)
+    total = 0
+    for path in files:
+        size = path.stat().st_size
+        total += size
+        relative = path.relative_to(folder).as_posix()
+        digest.update(f"{relative}\t{size}\t{sha256_file(path)}\n".encode())
+    return {"folder": RECORDINGS, "files": len(files), "bytes": total, "sha256": digest.hexdigest()}
+
+
+def copy_recordings(source: Path, target: Path) -> None:
+    """Copy the chunk files of `source` into a new folder `target` (folders 0700, files 0600)."""
+    target.mkdir(mode=0o700)
+    os.chmod(target, 0o700)
+    for path in recording_files(source):
+        folder = target / path.parent.name
+        if not folder.exists():
+            folder.mkdir(mode=0o700)
+        copy = folder / path.name
+        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+
+
 def _holds_data(path: Path) -> dict[str, int]:
     if not path.exists() or path.stat().st_size == 0:
         return {}
@@ -347,6 +391,18 @@ def pg_dump_instructions(found: list[Store], dest_dir: Path, stamp: str) -> list
     return lines
 
 
+def recordings_instructions(app: Flask, dest_dir: Path, stamp: str) -> list[str]:
+    """Return the commands that copy the recordings beside the pg_dump files, and back."""
+    folder = Path(app.config["RECORDINGS_DIR"])
+    copy = dest_dir / f"recordings-{stamp}"
+    return [
+        "The audio recordings are files (encrypted, their keys in the case store): copy them "
+        "right after the dumps, and back with the app stopped:",
+        f'  cp -a "{folder}" "{copy}"',
+        f'  rm -rf "{folder}" && cp -a "{copy}" "{folder}"',
+    ]
+
+
 def copy_keys(sources: list[KeySource], keys_to: Path, stamp: str, backup_name: str) -> Path:
     """Copy every key file into a new 0700 folder under `keys_to`, each file 0600."""
     folder = _fresh_folder(keys_to, f"fact-keys-{stamp}")
@@ -386,6 +442,7 @@ def take_backup(
 
     if any(store.path is None for store in found):
         result.instructions = pg_dump_instructions(found, dest_dir, stamp)
+        result.instructions += recordings_instructions(app, dest_dir, stamp)
     else:
         for store in found:
             if not store.path.is_file():
@@ -420,6 +477,10 @@ def take_backup(
                 "alembic_revision": stored_revision(target),
                 "tables": table_counts(target),
             }
+        # after the stores: a chunk that arrives in between is a file without a row (harmless)
+        recordings = Path(app.config["RECORDINGS_DIR"])
+        copy_recordings(recordings, folder / RECORDINGS)
+        manifest["recordings"] = recordings_entry(folder / RECORDINGS)
         path = folder / MANIFEST
         path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         os.chmod(path, 0o600)

@@ -42,6 +42,12 @@ def backup_command(dest_dir: Path, keys_to: Path | None) -> None:
                 f"  {_short(result.folder / entry['file'])}  sha256 {entry['sha256'][:16]}…  "
                 f"{len(entry['tables'])} tables, {rows} rows ({name})"
             )
+        recordings = result.manifest.get("recordings")
+        if recordings:
+            click.echo(
+                f"  {recordings['folder'] + '/':<16} {recordings['bytes']:>12,} bytes  "
+                f"{recordings['files']} encrypted recording chunk files"
+            )
         click.echo(f"  {_short(result.folder / MANIFEST)}")
         audit.record(
             "backup_taken", backup=result.folder.name, keys_copied=result.keys_folder is not None

@@ -211,6 +211,11 @@ def _counts(plan: EndPlan) -> None:
             "%(num)d consents waiting in the sync log",
             plan.waiting_consents,
         ),
+        ngettext(
+            "%(num)d audio recording (its files and rows)",
+            "%(num)d audio recordings (their files and rows)",
+            plan.recordings,
+        ),
     ]
     if others:
         lines.append(

@@ -39,8 +39,14 @@ OPEN_ALERT = "an open alert in the coordinator's own cases"
 CODEBOOK = "the study's one codebook, shared by all coordinators"
 CONSENT_FORMS = "the study's consent forms: one decision per version, shared by all coordinators"
 EACH_CHANGE = "each change as for an interview; updates only what the user may see"
+RECORDING = (
+    "the recording's interview, as for an interview; its chunks and end only from whoever "
+    "made it (others: 409); withdrawn or deleted: 410"
+)
 
-OBJECT_RULES = frozenset({CASE_IN_URL, PARTICIPANT, INTERVIEW, NOTE, OPEN_ALERT, OWN_CASES_FILTER})
+OBJECT_RULES = frozenset(
+    {CASE_IN_URL, PARTICIPANT, INTERVIEW, NOTE, RECORDING, OPEN_ALERT, OWN_CASES_FILTER}
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ def _route(endpoint: str, methods: str, roles: frozenset[str], rule: str, why: s
     return Route(endpoint, frozenset(methods.split()), roles, rule, why)
 
 
-GET, POST, BOTH = "GET", "POST", "GET POST"
+GET, POST, BOTH, PUT = "GET", "POST", "GET POST", "PUT"
 
 # fmt: off
 ROUTES = (
@@ -82,6 +88,11 @@ ROUTES = (
            "pages of the interviews the user may see"),
     _route("api.sync", POST, LOGGED_IN, EACH_CHANGE,
            "every change is checked against its participant (docs/sync.md)"),
+    _route("api.recording", "GET PUT", LOGGED_IN, RECORDING,
+           "an audio recording the participant consented to; never any sound back"),
+    _route("api.recording_chunk", PUT, LOGGED_IN, RECORDING,
+           "a chunk of sound, encrypted on the tablet, kept as received"),
+    _route("api.recording_end", POST, LOGGED_IN, RECORDING, "the end of a recording"),
     _route("documents.index", GET, LOGGED_IN, PUBLISHED, "guides and forms carry no research data"),
     _route("documents.guide_page", GET, LOGGED_IN, PUBLISHED, "a published guide"),
     _route("documents.guide_pdf", GET, LOGGED_IN, PUBLISHED, "a published guide, printed"),

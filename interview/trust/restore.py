@@ -3,6 +3,8 @@ that do not fit and withdrawals made since the backup (docs/data-protection.md Â
 """
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 from flask import Flask
@@ -16,6 +18,7 @@ from interview.trust import audit
 from interview.trust.backup import (
     FORMAT,
     MANIFEST,
+    RECORDINGS,
     STORE_ORDER,
     BackupError,
     RestoreResult,
@@ -25,9 +28,12 @@ from interview.trust.backup import (
     _holds_data,
     _tables,
     app_revision,
+    copy_recordings,
     integrity_check,
     key_fingerprints,
     key_sources,
+    recording_files,
+    recordings_entry,
     sha256_file,
     sqlite_copy,
     stores,
@@ -64,12 +70,49 @@ def read_manifest(backup_dir: Path) -> dict:
             problems.append(f"{file_name} is missing")
         elif sha256_file(copy) != entry.get("sha256"):
             problems.append(f"{file_name} does not match its sha256 in the manifest")
+    problems += _recordings_problems(backup_dir, manifest)
     if problems:
         raise BackupError("the backup is not intact, nothing was restored: " + "; ".join(problems))
     return manifest
 
 
-def pg_restore_instructions(found: list[Store]) -> list[str]:
+def _recordings_problems(backup_dir: Path, manifest: dict) -> list[str]:
+    """Check the backup's recordings against the manifest (a backup from before them has none)."""
+    if "recordings" not in manifest:
+        return []
+    entry = manifest["recordings"]
+    if not isinstance(entry, dict) or entry.get("folder") != RECORDINGS:
+        raise BackupError(f"{backup_dir / MANIFEST}: the recordings entry names no plain folder")
+    found = recordings_entry(backup_dir / RECORDINGS)
+    if any(found[k] != entry.get(k) for k in ("files", "bytes", "sha256")):
+        return [f"{RECORDINGS}/ does not match its files and sha256 in the manifest"]
+    return []
+
+
+def _restore_recordings(app: Flask, backup_dir: Path, manifest: dict) -> str:
+    """Put the backup's recordings in place of those there (none, for a backup from before)."""
+    target = Path(app.config["RECORDINGS_DIR"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fresh = target.with_name(f".{target.name}.restoring")
+    old = target.with_name(f".{target.name}.replaced")
+    for leftover in (fresh, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if "recordings" in manifest:
+        copy_recordings(backup_dir / RECORDINGS, fresh)
+    else:
+        fresh.mkdir(mode=0o700)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(fresh, target)
+    shutil.rmtree(old, ignore_errors=True)
+    entry = recordings_entry(target)
+    expected = manifest.get("recordings") or {"files": 0, "bytes": 0}
+    if entry["files"] != expected.get("files") or entry["bytes"] != expected.get("bytes"):
+        raise BackupError(f"the restored recordings in {target} do not match the manifest")
+    return f"{entry['files']} recording chunk file(s) restored into {target}"
+
+
+def pg_restore_instructions(found: list[Store], recordings: Path | None = None) -> list[str]:
     """Return the commands an operator runs to restore PostgreSQL stores from pg_dump files."""
     variables = {"casestore": "DATABASE_URL", "identity": "IDENTITY_DATABASE_URL"}
     lines = [
@@ -86,6 +129,11 @@ def pg_restore_instructions(found: list[Store]) -> list[str]:
         "Check the sha256 of each dump first (sha256sum -c SHA256SUMS-<time>), and put the key "
         "files saved with the backup back in place before starting the app.",
     ]
+    if recordings is not None:
+        lines.append(
+            "Put the audio recordings copied with the dumps back in place of those there: "
+            f'rm -rf "{recordings}" && cp -a recordings-<time> "{recordings}"'
+        )
     return lines
 
 
@@ -155,12 +203,14 @@ def key_warnings(app: Flask, manifest: dict) -> list[str]:
     return warnings
 
 
-# nothing in the stores is sealed to the study key (what it opens is sealed again with the
-# identity or research key on arrival): the key that matters is the one tablets hold now
+# what the study key opens is sealed again with the identity or research key on arrival, but
+# for the recordings' keys: the key that matters is the one tablets hold now, and the older
+# one is kept for what was recorded under it (docs/recordings.md)
 STUDY_KEY_CHANGED = (
     "the study key in place (STUDY_KEY_FILE) is not the one in use when this backup was "
-    "taken. The restored stores do not need it: keep the key in place, which the tablets seal "
-    "to now. Keep the backup's copy as well: a rescue copy sealed to it opens only with it."
+    "taken: keep the key in place, which the tablets seal to now. Keep the backup's copy as "
+    "well: the audio recordings made under it, and a rescue copy sealed to it, open only "
+    "with it."
 )
 
 
@@ -240,7 +290,7 @@ def restore_backup(app: Flask, backup_dir: Path, force: bool = False) -> Restore
     result = RestoreResult()
     found = stores(app)
     if any(store.path is None for store in found):
-        result.instructions = pg_restore_instructions(found)
+        result.instructions = pg_restore_instructions(found, Path(app.config["RECORDINGS_DIR"]))
         return result
     manifest = read_manifest(backup_dir)
     if not force:
@@ -249,6 +299,11 @@ def restore_backup(app: Flask, backup_dir: Path, force: bool = False) -> Restore
             held = _holds_data(store.path)
             if held:
                 busy.append(f"{store.name} ({store.path}: {sum(held.values())} rows)")
+        held_recordings = recording_files(Path(app.config["RECORDINGS_DIR"]))
+        if held_recordings:
+            busy.append(
+                f"recordings ({app.config['RECORDINGS_DIR']}: {len(held_recordings)} files)"
+            )
         if busy:
             raise BackupError(
                 "these stores hold data and would be overwritten: "
@@ -280,6 +335,7 @@ def restore_backup(app: Flask, backup_dir: Path, force: bool = False) -> Restore
             )
         result.restored.append((store, entry))
         result.notes.append(f"PRAGMA integrity_check on {store.name}: ok")
+    result.notes.append(_restore_recordings(app, backup_dir, manifest))
 
     if _keep_counter_ahead(case_path, counter_before):
         result.notes.append(

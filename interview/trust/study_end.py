@@ -4,9 +4,10 @@ destroys (docs/data-protection.md §8.4).
 At the end the link between participant codes and people goes: every row of the identity key
 store (names, contact details, printed names, signature images), the paper form numbers that
 point to signed paper forms, the identity data in consents still waiting in the sync log, and
-the identity key that sealed them. The research data stays, under codes nobody can link to a
-person any more. An audit row (`study_ended`, counts only) records that the end was carried
-out; a second run finds nothing left to do.
+the identity key that sealed them. The audio recordings go too, files and rows, as the
+consent form promises (docs/recordings.md). The research data stays, under codes nobody can
+link to a person any more. An audit row (`study_ended`, counts only) records that the end was
+carried out; a second run finds nothing left to do.
 """
 
 import os
@@ -24,7 +25,8 @@ from sqlalchemy.orm import Session
 from interview.store.crypto import app_key, load_ring
 from interview.store.database import scrub_sqlite_files
 from interview.store.extensions import db
-from interview.store.models import AuditEvent, Consent, SyncChange, User, utcnow
+from interview.store.models import AuditEvent, Consent, Recording, SyncChange, User, utcnow
+from interview.store.recordings import delete_all_recordings
 from interview.trust import audit
 from interview.trust.passwords import verify_password
 from interview.web.i18n import today_in_oslo
@@ -163,6 +165,8 @@ class EndPlan:
     identity_rows: dict[str, int] = field(default_factory=dict)
     paper_numbers: int = 0
     waiting_consents: int = 0
+    # audio recordings: the consent form promises they are deleted when the project ends
+    recordings: int = 0
     key_ids: list[str] = field(default_factory=list)
     key_file: Path | None = None
     # the end was never carried out: the first run records it even with nothing to delete
@@ -181,6 +185,7 @@ class EndPlan:
             or any(self.identity_rows.values())
             or self.paper_numbers
             or self.waiting_consents
+            or self.recordings
             or self.key_file is not None
         )
 
@@ -190,6 +195,7 @@ class EndPlan:
             **{f"{name}_deleted": n for name, n in self.identity_rows.items()},
             "paper_form_numbers_scrubbed": self.paper_numbers,
             "consent_payloads_cleared": self.waiting_consents,
+            "recordings_deleted": self.recordings,
             "identity_key_ids": self.key_ids,
             "key_file_removed": self.key_file is not None,
         }
@@ -220,6 +226,7 @@ def plan_end(session: Session) -> EndPlan:
         select(func.count()).where(Consent.paper_form_number.is_not(None))
     )
     plan.waiting_consents = session.scalar(select(func.count()).where(*_consent_payloads()))
+    plan.recordings = session.scalar(select(func.count()).select_from(Recording))
     ring = app_key()
     # the file as it is on disk: once removed, the key lives on only in processes started
     # before, which the operator restarts
@@ -288,6 +295,8 @@ def end_study(session: Session, admin: User, plan: EndPlan) -> EndPlan:
         )
     )
     done.waiting_consents = refused + cleared
+    # their files go when this commits (interview/store/recordings.py)
+    done.recordings = delete_all_recordings(session)
     audit.record(ENDED, "study", study_name()[:40], user_id=admin.id, **done.as_detail())
     session.commit()
     # the deleted rows' old pages leave the SQLite WAL (PostgreSQL: docs/data-protection.md)

@@ -35,8 +35,11 @@ def _render(code: int, message: str, kind: str | None = None):
     return render_template("errors.html", code=code, message=message), code
 
 
-def accepts_upload(max_bytes: int):
-    """Mark a view whose form takes a file of up to `max_bytes` (no other form takes one)."""
+def accepts_upload(max_bytes: int | str):
+    """Mark a view whose form takes a file of up to `max_bytes` (no other form takes one).
+
+    `max_bytes` may name a setting instead: the limit is then the configured one.
+    """
 
     def mark(view):
         view.upload_limit = max_bytes
@@ -48,14 +51,17 @@ def accepts_upload(max_bytes: int):
 def upload_limit(endpoint: str | None) -> int | None:
     """Return the size limit of an upload view's requests, or None for every other view."""
     view = current_app.view_functions.get(endpoint) if endpoint else None
-    return getattr(view, "upload_limit", None)
+    limit = getattr(view, "upload_limit", None)
+    if isinstance(limit, str):
+        limit = current_app.config.get(limit)
+    return limit
 
 
 def _raise_upload_limit(endpoint, _values):
     # before any hook reads the form (the CSRF check does): the request limit of an upload
     # view, for someone logged in only; a stranger's upload is cut off at the usual limit
     limit = upload_limit(endpoint)
-    if limit and request.method == "POST" and session.get("_user_id"):
+    if limit and request.method in ("POST", "PUT") and session.get("_user_id"):
         request.max_content_length = limit
 
 

@@ -44,6 +44,8 @@ LABELS = {
         "stop": _l("Stopped"),
         "check_in": _l("Safety check-in"),
         "complete": _l("Completed"),
+        "recording_started": _l("Recording started"),
+        "recording_stopped": _l("Recording stopped"),
     },
     "polarity": {"inhibits": _l("Inhibits"), "promotes": _l("Promotes")},
     "method": {"tablet": _l("Signed on the tablet"), "paper": _l("Paper form")},

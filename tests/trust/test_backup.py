@@ -24,12 +24,23 @@ from interview.store.models import (
     IdentityEntry,
     Note,
     Participant,
+    Recording,
     User,
 )
+from interview.store.recordings import audio_stream, delete_all_recordings, write_chunk
 from interview.trust.backup import MANIFEST, stores
+from interview.trust.sealed_box import unwrap_key
 from interview.trust.study_key import new_private_key, pem_of
 from tests.conftest import PASSWORD, make_config
 from tests.helpers import CONSENT_ALL_YES, note_change, signature_data_url, start_interview
+from tests.sync.recording_tablet import (
+    MAGIC,
+    Tablet,
+    audio_consented,
+    fake_sound,
+    log_in,
+    recording_files,
+)
 
 NOTE_TEXTS = ("Hjelpen fra teamet kom for sent.", "Likeperson gjorde forskjellen.")
 
@@ -160,9 +171,15 @@ def test_round_trip_restores_every_row_and_identity_still_opens(app, client, wor
     assert result.exit_code == 0, result.output
     folder = _backup_folder(dest)
     assert f"Backup written to {folder}" in result.output
-    assert sorted(p.name for p in folder.iterdir()) == ["casestore.db", "identity.db", MANIFEST]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "casestore.db",
+        "identity.db",
+        MANIFEST,
+        "recordings",
+    ]
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir())
+    assert stat.S_IMODE((folder / "recordings").stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir() if p.is_file())
 
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["created_at"].endswith("Z")
@@ -453,9 +470,12 @@ def test_postgresql_prints_pg_dump_instructions(app, cli, tmp_path):
     # the keys are still handled, apart
     assert list((tmp_path / "vault").rglob("identity.key"))
 
+    assert f'cp -a "{app.config["RECORDINGS_DIR"]}"' in result.output
+
     restore = cli(["restore", str(tmp_path)])
     assert restore.exit_code == 0, restore.output
     assert "pg_restore --clean --if-exists" in restore.output
+    assert "cp -a recordings-<time>" in restore.output
 
 
 # --- what a restore must not undo --------------------------------------------------------
@@ -520,7 +540,7 @@ def test_the_study_key_is_kept_apart_and_checked_like_the_other_keys(
     manifest = json.loads((folder / MANIFEST).read_text())
     recorded = {k["setting"]: k for k in manifest["keys"]}
     assert len(recorded["STUDY_KEY_FILE"]["fingerprint"]) == 16
-    assert b"PRIVATE KEY" not in b"".join(p.read_bytes() for p in folder.iterdir())
+    assert b"PRIVATE KEY" not in b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
 
     # another study key in place (made after the backup): the stores do not need the old one
     study.write_bytes(pem_of(new_private_key()))
@@ -533,3 +553,81 @@ def test_the_study_key_is_kept_apart_and_checked_like_the_other_keys(
     study.write_text("not a key")
     broken = cli(["restore", str(folder), "--force"])
     assert "the study key in place cannot be used" in broken.output
+
+
+# --- the recordings -----------------------------------------------------------------------
+
+
+def test_the_recordings_travel_with_the_backup_and_come_back(app, world, cli, tmp_path):
+    peer = log_in(app, "peer_a")
+    audio_consented(peer, world)
+    made = Tablet(app, peer, world.interviews["pa"])
+    assert made.create().status_code == 201
+    sent = [made.send(seq)[1] for seq in range(3)]
+    live = {
+        p.relative_to(app.config["RECORDINGS_DIR"]): p.read_bytes() for p in recording_files(app)
+    }
+    assert sorted(live.values()) == sorted(sent)
+
+    result = cli(["backup", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "3 encrypted recording chunk files" in result.output
+    folder = _backup_folder(tmp_path / "b")
+    copied = folder / "recordings" / made.id
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o700
+    assert {p.relative_to(folder / "recordings"): p.read_bytes() for p in copied.iterdir()} == live
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in copied.iterdir())
+    for path in copied.iterdir():
+        assert not any(magic in path.read_bytes() for magic in MAGIC)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["recordings"]["files"] == 3
+    assert manifest["recordings"]["bytes"] == sum(len(d) for d in sent)
+
+    # after the backup the recordings go (a withdrawal of audio, say)
+    with app.app_context():
+        delete_all_recordings(db.session)
+        db.session.commit()
+    assert recording_files(app) == []
+    restored = cli(["restore", str(folder), "--force"])
+    assert restored.exit_code == 0, restored.output
+    assert "3 recording chunk file(s) restored" in restored.output
+    after = {
+        p.relative_to(app.config["RECORDINGS_DIR"]): p.read_bytes() for p in recording_files(app)
+    }
+    assert after == live
+    with app.app_context():
+        recording = db.session.get(Recording, made.id)
+        key = unwrap_key(recording.wrapped_key, recording.kid)
+        assert b"".join(audio_stream(recording, key)) == b"".join(fake_sound(s) for s in range(3))
+
+
+def test_a_backup_whose_recordings_changed_is_refused(app, world, cli, tmp_path):
+    peer = log_in(app, "peer_a")
+    audio_consented(peer, world)
+    made = Tablet(app, peer, world.interviews["pa"])
+    made.create()
+    made.send(0)
+    assert cli(["backup", str(tmp_path / "b")]).exit_code == 0
+    folder = _backup_folder(tmp_path / "b")
+    (chunk,) = (folder / "recordings" / made.id).iterdir()
+    chunk.write_bytes(chunk.read_bytes()[:-1] + b"!")
+    result = cli(["restore", str(folder), "--force"])
+    assert result.exit_code != 0
+    assert "recordings/ does not match" in result.output
+    assert "nothing was restored" in result.output
+
+
+def test_recordings_in_place_count_as_data_a_restore_would_overwrite(app, world, cli, tmp_path):
+    assert cli(["backup", str(tmp_path / "b")]).exit_code == 0
+    folder = _backup_folder(tmp_path / "b")
+    with app.app_context():
+        write_chunk(str(uuid.uuid4()), 0, b"x" * 40)
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+        db.create_all()
+    refused = cli(["restore", str(folder)])
+    assert refused.exit_code != 0
+    assert "recordings (" in refused.output
+    assert cli(["restore", str(folder), "--force"]).exit_code == 0
+    assert recording_files(app) == []

@@ -4,12 +4,15 @@ The expected answers come from the table's roles and rules and from who the `wor
 made responsible for what (written out below), never from running the app.
 """
 
+import hashlib
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
 from interview.store.content import guide_of
@@ -20,12 +23,14 @@ from interview.store.models import (
     GuideVersion,
     Note,
     Participant,
+    Recording,
     SyncChange,
     Theme,
     User,
 )
 from interview.sync.batch import apply_changes
-from interview.trust import policy
+from interview.trust import policy, study_key
+from interview.trust.sealed_box import wrap_key
 from tests.conftest import PASSWORD
 from tests.helpers import store_snapshot
 
@@ -57,7 +62,7 @@ def sees(actor: str, participant: str) -> bool:
 ALLOWED, LOGIN, FORBIDDEN, HIDDEN = "allowed", "login", "403", "404"
 # objects in the URL: every actor meets records of someone else's, and most also their own
 OBJECTS = ("pa", "pb")
-VISIBILITY_RULES = {policy.PARTICIPANT, policy.INTERVIEW, policy.NOTE}
+VISIBILITY_RULES = {policy.PARTICIPANT, policy.INTERVIEW, policy.NOTE, policy.RECORDING}
 CASE_RULES = {policy.CASE_IN_URL, policy.OPEN_ALERT, policy.OWN_CASES_FILTER}
 PLAIN_RULES = {
     policy.PUBLIC,
@@ -96,6 +101,11 @@ class Ids:
     consent_form: tuple[str, int]
     notes: dict[str, tuple[str, int]]  # participant -> (conflicted note id, its rev)
     consents: dict[str, str] = field(default_factory=dict)  # participant -> a paper consent
+    # participant -> a recording their interviewer made, and its chunk 0 (given_recording)
+    recordings: dict[str, str] = field(default_factory=dict)
+    chunks: dict[str, bytes] = field(default_factory=dict)
+    study_kid: str = ""
+    wrapped_key: str = ""
 
 
 @dataclass
@@ -108,6 +118,8 @@ class Call:
     takes_object: bool = False
     json: bool = False
     ok_anonymous: dict[str, set[int]] = field(default_factory=dict)
+    # a raw body (bytes from `data`) with the headers made from it, as the tablet sends a chunk
+    headers: Callable[[bytes], dict[str, str]] | None = None
 
 
 def _iv(path: str = "", ok: dict[str, set[int]] | None = None, data=None) -> Call:
@@ -147,6 +159,22 @@ PLAN = {
     "plan-place_kind": "home",
     "plan-language": "nb",
 }
+
+
+def _chunk_headers(body: bytes) -> dict[str, str]:
+    return {"X-Chunk-SHA256": hashlib.sha256(body).hexdigest()}
+
+
+def _recording_body(ids: Ids, obj: str | None) -> dict:
+    return {
+        "interview_id": ids.interviews[obj],
+        "mime": "audio/webm;codecs=opus",
+        "kid": ids.study_kid,
+        "wrapped_key": ids.wrapped_key,
+        "started_at": "2026-11-23T10:00:00Z",
+    }
+
+
 START = {"understands": "y", "can_explain": "y", "not_in_crisis": "y", "minutes": "75", "go": "ok"}
 # the world's interviews are planned: many steps redirect to the one that comes first, or
 # answer 409; both mean the request got past every access check
@@ -173,6 +201,28 @@ CALLS: dict[str, Call] = {
         lambda ids, o: "/api/v1/sync",
         {"POST": {200}},
         lambda ids, o: {"device_id": str(uuid.uuid4()), "cursor": None, "changes": []},
+        json=True,
+    ),
+    # the interviewer who made the recording gets 200/201; others who see the interview 409
+    "api.recording": Call(
+        lambda ids, o: f"/api/v1/recordings/{ids.recordings[o]}",
+        {"GET": {200}, "PUT": {200, 409}},
+        _recording_body,
+        takes_object=True,
+        json=True,
+    ),
+    "api.recording_chunk": Call(
+        lambda ids, o: f"/api/v1/recordings/{ids.recordings[o]}/chunks/0",
+        {"PUT": {200, 201, 409}},
+        lambda ids, o: ids.chunks[o],
+        takes_object=True,
+        headers=_chunk_headers,
+    ),
+    "api.recording_end": Call(
+        lambda ids, o: f"/api/v1/recordings/{ids.recordings[o]}/end",
+        {"POST": {200, 409}},
+        lambda ids, o: {"chunks": 1, "ended_at": "2026-11-23T10:05:00Z"},
+        takes_object=True,
         json=True,
     ),
     "documents.index": _plain("/guides/"),
@@ -364,6 +414,35 @@ def given_consent(app, world, ids: Ids, participant: str) -> None:
         ids.consents[participant] = consent.id
 
 
+def given_recording(app, world, ids: Ids, participant: str) -> None:
+    """Give the participant consent to audio and a recording their interviewer made."""
+    given_consent(app, world, ids, participant)
+    if participant in ids.recordings:
+        return
+    with app.app_context():
+        key = study_key.current()
+        aes_key = AESGCM.generate_key(bit_length=256)
+        ids.study_kid = key.kid
+        ids.wrapped_key = wrap_key(aes_key, key)
+        recording_id = str(uuid.uuid4())
+        iv = os.urandom(12)
+        sealed = AESGCM(aes_key).encrypt(iv, b"sound" * 20, f"{recording_id}:0".encode())
+        ids.chunks[participant] = iv + sealed
+        recording = Recording(
+            id=recording_id,
+            interview_id=world.interviews[participant],
+            participant_id=world.participants[participant],
+            user_id=world.users[ASSIGNED[participant]],
+            mime="audio/webm;codecs=opus",
+            kid=key.kid,
+            wrapped_key=ids.wrapped_key,
+            started_at=datetime(2026, 11, 23, 10, 0),
+        )
+        db.session.add(recording)
+        db.session.commit()
+        ids.recordings[participant] = recording.id
+
+
 def login(client, actor: str) -> None:
     """Log in through the form (or stay anonymous)."""
     if actor != "anonymous":
@@ -375,8 +454,16 @@ def send(client, method: str, url: str, call: Call, data: dict):
     """Send the request the way a browser (or the tablet, for JSON) would."""
     if method == "GET":
         return client.get(url)
+    if call.headers is not None:
+        return client.open(
+            url,
+            method=method,
+            data=data,
+            headers=call.headers(data),
+            content_type="application/octet-stream",
+        )
     if call.json:
-        return client.post(url, json=data)
+        return client.open(url, method=method, json=data)
     return client.post(url, data=data)
 
 
@@ -415,7 +502,7 @@ def test_every_table_row_is_a_route(app):
 def test_the_table_is_well_formed():
     assert len(policy.POLICY) == len(policy.ROUTES), "an endpoint is listed twice"
     for r in policy.ROUTES:
-        assert r.methods and r.methods <= {"GET", "POST"}, r.endpoint
+        assert r.methods and r.methods <= {"GET", "POST", "PUT"}, r.endpoint
         assert r.roles and r.roles <= policy.EVERYONE, r.endpoint
         assert r.why.strip(), r.endpoint
         # public means everyone; anyone else must log in first
@@ -490,6 +577,8 @@ def test_route_answers_as_the_table_says(app, world, ids, endpoint, method):
                 fresh_note(app, world, ids, obj)
             if endpoint == "documents.consent_record":
                 given_consent(app, world, ids, obj)
+            if endpoint.startswith("api.recording"):
+                given_recording(app, world, ids, obj)
             problem = check(app, ids, endpoint, method, actor, obj)
             if problem:
                 wrong.append(f"{endpoint} {method} {obj or ''} as {actor}: {problem}")

@@ -129,6 +129,7 @@ def test_the_end_destroys_the_identity_data_and_leaves_the_research_data(app, st
     assert "2 consent records (the signed consents as PDFs)" in result.output
     assert "1 paper form number on consents" in result.output
     assert "1 consent waiting in the sync log" in result.output
+    assert "0 audio recordings (their files and rows)" in result.output
     assert "The end of the study is carried out" in result.output
     assert "flask backup --keys-to" in result.output
     assert "Per Testesen" not in result.output and "Test Person" not in result.output
@@ -159,6 +160,7 @@ def test_the_end_destroys_the_identity_data_and_leaves_the_research_data(app, st
             "consent_record_deleted": 2,
             "paper_form_numbers_scrubbed": 1,
             "consent_payloads_cleared": 1,
+            "recordings_deleted": 0,
             "identity_key_ids": key_ids,
             "key_file_removed": True,
         }
