@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from interview.field import flow
 from interview.field.notes import no_quotes_message
+from interview.store.consents import participant_consent
 from interview.store.content import guide_of
 from interview.store.extensions import db
 from interview.store.models import Interview, InterviewEvent
@@ -177,6 +178,49 @@ def tablet_strings() -> dict[str, str | dict]:
             "cannot be recorded on it. Open the interview again while online: the consent page "
             "then shows the new form."
         ),
+        # audio recordings (docs/recordings.md): the status line on every page
+        "audio_waiting": _("%(n)s minutes of recording wait to be sent."),
+        "audio_waiting_one": _("1 minute of recording waits to be sent."),
+        "recording_store_full": _(
+            "The case store has no room for more recordings. They stay on this tablet: tell "
+            "your coordinator."
+        ),
+        # …and the record control on the guide's pages
+        "record": _("Record the conversation"),
+        "recording_explain": _(
+            "The participant has said yes to an audio recording. Tell them that it starts now, "
+            "and that they can ask you to stop it at any time: one tap stops it."
+            "\n\n"
+            "The sound is locked the moment it is recorded. Nobody can listen to it on this "
+            "tablet, not even you: only the coordinator of your team, once it has reached the "
+            "case store. The tablet now asks to use the microphone: say yes."
+        ),
+        "recording_begin": _("Start recording"),
+        "recording_not_now": _("Not now"),
+        "recording_on": _("Recording now"),
+        "recording_paused": _("Recording paused"),
+        "recording_stop": _("Stop recording"),
+        "recording_participant_stop": _("The participant asks to stop recording"),
+        "recording_participant_stopped": _(
+            "The recording is stopped, as the participant asked. What was recorded until now "
+            "is kept."
+        ),
+        "recording_cannot": _(
+            "Nothing is recorded: the tablet may not use a microphone here. Go on with notes, "
+            "or allow the microphone in the browser's settings and try again."
+        ),
+        "no_study_key_recording": _(
+            "This tablet does not have the study's key yet, so it cannot lock a recording. "
+            "Connect to the network once, then try again."
+        ),
+        "recording_full": _(
+            "The tablet's storage is full, so the recording has stopped. What was recorded "
+            "until now is kept."
+        ),
+        "recording_consent_gone": _(
+            "The participant no longer agrees to an audio recording. The recording is stopped "
+            "and removed from this tablet."
+        ),
         **{key: str(message) for key, message in FORM_MESSAGES.items()},
     }
 
@@ -215,6 +259,22 @@ PAGE_WORDS = {
         "need_signature",
         "no_study_key",
         "old_consent_form",
+    },
+    # the guide's pages: the record control (recording.js)
+    "recording": {
+        "no_study_key_recording",
+        "record",
+        "recording_begin",
+        "recording_cannot",
+        "recording_consent_gone",
+        "recording_explain",
+        "recording_full",
+        "recording_not_now",
+        "recording_on",
+        "recording_participant_stop",
+        "recording_participant_stopped",
+        "recording_paused",
+        "recording_stop",
     },
 }
 _KEPT: dict[tuple[str, tuple[str, ...]], Markup] = {}
@@ -313,9 +373,12 @@ def consent_context(interview: Interview) -> dict:
     interview goes on (None: none due); the tablet then shows the consent page first.
     """
     due = flow.renewal_of(interview)
+    state = participant_consent(interview.participant)
     return {
-        "in_force": flow.valid_consent(interview.participant) is not None,
+        "in_force": state is not None and state.consent is not None,
         "renewal": due.version if due else None,
+        # the record control is offered only where the consent in force says yes to audio
+        "audio": state is not None and state.allows("audio"),
     }
 
 

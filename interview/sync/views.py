@@ -260,6 +260,7 @@ def offline_manifest():
         url_for("static", filename="js/keeping.js"),
         url_for("static", filename="js/identifiers.js"),
         url_for("static", filename="js/signature.js"),
+        url_for("static", filename="js/recording.js"),
         url_for("static", filename="icons/icon.svg"),
         url_for("static", filename="icons/icon-180.png"),
         url_for("main.manifest"),

@@ -11,6 +11,7 @@ import {
   formAlert,
   notice,
   pageName,
+  recording,
   say,
   saveTyped,
   strings,
@@ -132,6 +133,9 @@ export const LEAVING = Symbol("leaving");
 // a confirmation ({sent, kept}): the next page shows "sent" when nothing of this interview is
 // waiting any more, else "kept" (saved on this tablet, sent when there is a network).
 export async function go(url, said = null) {
+  // the recording on this page ends with its last chunk sealed and kept; the next page of the
+  // interview goes on with a new one (docs/recordings.md)
+  if (recording.leave) await recording.leave().catch(() => {});
   await syncBriefly();
   if (said) notice(await sentOrKept(said));
   location.assign(url);
@@ -227,7 +231,56 @@ export async function recordEvent(kind, details = {}) {
     userId,
     data: { interview_id: ctx.interviewId, kind, details },
   });
+  // a recording follows the interview: paused, resumed and stopped with it
+  if (recording.event) await recording.event(kind).catch(() => {});
   return id;
+}
+
+// --- the record control ---------------------------------------------------------------------
+// Only where the consent in force says yes to audio; recording.js is loaded when the control is
+// used or the page before was recording this interview (docs/recordings.md).
+
+const loadRecording = () => import("./recording.js");
+export const wishKey = () => `fact-recording:${userId}:${ctx.interviewId}`;
+
+// Whether the consent in force says yes to audio: a consent recorded here and not yet sent,
+// else the tablet's copy of the interview when as new as the page (consent_items, docs/sync.md),
+// else a consent recorded here, else the page.
+export async function audioConsent() {
+  const pending = new Set((await store.pendingFor(ctx.interviewId, userId)).map((e) => e.record_key));
+  const mine = (await store.recordsOf(ctx.interviewId, userId))
+    .filter((r) => r.entity === "consent" && !r.from_server && r.data.answers)
+    .sort((a, b) => String(a.local_at).localeCompare(String(b.local_at)));
+  const said = (r) => r.data.answers.audio === true;
+  const waiting = mine.filter((r) => pending.has(r.key)).pop();
+  if (waiting) return said(waiting);
+  const record = await store.getRecord("interview", ctx.interviewId);
+  const items = record && Number(record.rev) >= Number(ctx.rev || 0) && record.data.consent_items;
+  if (items) return items.audio === true;
+  return mine.length ? said(mine.pop()) : ctx.audio === "1";
+}
+
+export async function initRecording(st) {
+  if (pageName !== "section") return;
+  let box = document.querySelector(".recording");
+  if (!(await audioConsent().catch(() => false))) {
+    // no consent (or no longer): no control at all, and a recording under way stops
+    sessionStorage.removeItem(wishKey());
+    if (recording.event) await recording.event("no_audio").catch(() => {});
+    box?.remove();
+    return;
+  }
+  if (!box) {
+    box = document.createElement("div");
+    box.className = "recording";
+    box.innerHTML = '<button type="button" class="button" data-record data-show-when="in_progress"></button>';
+    const button = box.firstChild;
+    button.hidden = st.status !== "in_progress";
+    button.textContent = strings.record;
+    button.onclick = () => loadRecording().then((m) => m.askAndStart());
+    document.querySelector(".safety-actions")?.after(box);
+  }
+  if (sessionStorage.getItem(wishKey()) && !recording.event) await loadRecording().then((m) => m.goOn());
 }
 
 export function saveSection(index) {

@@ -2,7 +2,7 @@
 // tablet's store), the tablet's notes laid over the server's page, a fresh box under each saved
 // note, themes offered from the page's one list, and the section's buttons.
 
-import { ctx, formAlert, MAX_TEXT, saveTyped, storageFailed, strings, submitterOf, updateStatus, userId } from "./tablet.js";
+import { ctx, formAlert, MAX_TEXT, recording, saveTyped, storageFailed, strings, submitterOf, updateStatus, userId } from "./tablet.js";
 import { go, safetyEvent, saveSection } from "./interview.js";
 import * as store from "./store.js";
 
@@ -245,13 +245,17 @@ export function initSection(form) {
     }
     const deleted = !isNew && !values.text.trim();
     const seen = el.dataset.rev === "" ? null : Number(el.dataset.rev);
+    // a note begun while recording says where in the recording (docs/recordings.md); fixed at
+    // its first word, so every later save of the create carries the same place
+    if (isNew && !el.dataset.recording) el.dataset.recording = JSON.stringify((recording.now && recording.now()) || null);
+    const place = el.dataset.recording ? JSON.parse(el.dataset.recording) : null;
     const args = {
       entity: "note",
       id: el.dataset.noteId,
       interviewId: ctx.interviewId,
       userId,
       values: { ...values, deleted },
-      createData: { interview_id: ctx.interviewId, question_key: el.dataset.question },
+      createData: { interview_id: ctx.interviewId, question_key: el.dataset.question, ...(place ? { recording: place } : {}) },
       seenRev: seen,
       known: isNew || seen === null ? null : { rev: seen, base: { ...base.get(el), deleted: false } },
     };

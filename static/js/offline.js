@@ -4,7 +4,7 @@
 // without a network. This module starts it all, prepares for offline and logs out. Without
 // IndexedDB the plain forms post to the server as before.
 
-import { guard, handlers, initDebrief, LEAVING, localState, showCheckIn, showState } from "./interview.js";
+import { guard, handlers, initDebrief, initRecording, LEAVING, localState, showCheckIn, showState } from "./interview.js";
 import { fillThemeChoices, initSection } from "./notes.js";
 import * as store from "./store.js";
 import {
@@ -278,6 +278,7 @@ async function start() {
     showState(st);
     const sectionForm = pageName === "section" && document.getElementById("section-form");
     if (sectionForm) await initSection(sectionForm);
+    await initRecording(st).catch(() => {});
     if (pageName === "debrief") {
       const form = document.querySelector("form[data-offline=debrief]");
       if (form) await initDebrief(form);
@@ -285,8 +286,11 @@ async function start() {
       fieldGuard.then((g) => g && g.checkAll()).catch(() => {});
     }
     document.addEventListener("tablet:synced", async () => {
-      showState(await localState());
+      const now = await localState();
+      showState(now);
       await showCheckIn();
+      // the consent in force may have changed: the record control follows it
+      await initRecording(now).catch(() => {});
     });
     await showCheckIn();
   }

@@ -5,7 +5,8 @@
 // or conflict (docs/sync.md).
 
 const DB_NAME = "fact-companion";
-const DB_VERSION = 1;
+// 2: the audio recordings' stores (recording.js, docs/recordings.md)
+const DB_VERSION = 2;
 export const NOTE_FIELDS = ["text", "polarity", "themes", "possible_quote", "deleted"];
 const DEBRIEF_FIELDS = ["wellbeing", "reflection", "wants_debrief_talk", "participant_follow_up"];
 const EDITABLE = { note: NOTE_FIELDS, debrief: DEBRIEF_FIELDS, interview: ["current_section"] };
@@ -20,16 +21,27 @@ function openDb() {
   if (!opened) {
     opened = new Promise((resolve, reject) => {
       const request = indexedDB.open(DB_NAME, DB_VERSION);
-      request.onupgradeneeded = () => {
+      request.onupgradeneeded = (event) => {
         const db = request.result;
-        const records = db.createObjectStore("records", { keyPath: "key" });
-        records.createIndex("interview", "interview_id");
-        const outbox = db.createObjectStore("outbox", { keyPath: "seq", autoIncrement: true });
-        outbox.createIndex("record", "record_key");
-        outbox.createIndex("interview", "interview_id");
-        outbox.createIndex("change_id", "change_id", { unique: true });
-        db.createObjectStore("rejected", { keyPath: "change_id" });
-        db.createObjectStore("meta", { keyPath: "key" });
+        if (event.oldVersion < 1) {
+          const records = db.createObjectStore("records", { keyPath: "key" });
+          records.createIndex("interview", "interview_id");
+          const outbox = db.createObjectStore("outbox", { keyPath: "seq", autoIncrement: true });
+          outbox.createIndex("record", "record_key");
+          outbox.createIndex("interview", "interview_id");
+          outbox.createIndex("change_id", "change_id", { unique: true });
+          db.createObjectStore("rejected", { keyPath: "change_id" });
+          db.createObjectStore("meta", { keyPath: "key" });
+        }
+        if (event.oldVersion < 2) {
+          // a recording's sealed chunks ({recording_id, seq, data: IV || ciphertext, ...}) and
+          // the recording itself (its wrapped key, never the key): waiting work like the outbox
+          const chunks = db.createObjectStore("chunks", { keyPath: ["recording_id", "seq"] });
+          chunks.createIndex("interview", "interview_id");
+          // the sound waiting per person, read from the index's keys alone (never the sound)
+          chunks.createIndex("waiting", ["user_id", "duration_ms"]);
+          db.createObjectStore("recordings", { keyPath: "id" }).createIndex("interview", "interview_id");
+        }
       };
       request.onsuccess = () => {
         const db = request.result;
@@ -51,7 +63,7 @@ function openDb() {
 
 // Run `body(tx)` in one transaction; resolves with what body put in `out.value` once the
 // transaction has committed, rejects with the transaction's error (QuotaExceededError too).
-async function transact(names, mode, body) {
+export async function transact(names, mode, body) {
   const db = await openDb();
   return new Promise((resolve, reject) => {
     const tx = db.transaction(names, mode);
@@ -78,7 +90,7 @@ async function transact(names, mode, body) {
 
 // An error inside a callback aborts the transaction; the caller gets that error, not a bare
 // AbortError, so a full storage is named as such.
-function on(request, callback) {
+export function on(request, callback) {
   request.onsuccess = () => {
     try {
       callback(request.result);
@@ -396,7 +408,7 @@ export function asChange(e) {
 export function applyAnswer({ userId, batch, results, updates, cursor, refused = [] }) {
   const byId = new Map(batch.map((e) => [e.change_id, e]));
   const withdrawnNow = updates.filter((u) => u.entity === "interview" && u.data && u.data.withdrawn).map((u) => u.id);
-  return transact(["records", "outbox", "rejected", "meta"], "readwrite", (tx, out) => {
+  return transact(["records", "outbox", "rejected", "meta", ...AUDIO], "readwrite", (tx, out) => {
     const records = tx.objectStore("records");
     const outbox = tx.objectStore("outbox");
     const summary = { done: 0, conflicts: 0, rejected: 0, touched: new Set(), withdrawn: withdrawnNow };
@@ -485,6 +497,11 @@ export function applyAnswer({ userId, batch, results, updates, cursor, refused =
     for (const update of updates) {
       if (withdrawnNow.includes(update.id)) continue; // dropped below, never stored again
       const key = recordKey(update.entity, update.id);
+      // consent to audio taken back: what was recorded goes, unless a consent given on this
+      // tablet still waits to be sent (docs/recordings.md)
+      if (update.entity === "interview" && update.data && update.data.consent_items && update.data.consent_items.audio === false) {
+        on(outbox.index("interview").getAll(update.id), (rows) => rows.some((e) => e.entity === "consent") || forgetAudio(tx, [update.id]));
+      }
       on(outbox.index("record").count(key), (waiting) => {
         const data = update.data || {};
         if (waiting > 0 && update.entity === "interview") {
@@ -541,8 +558,35 @@ function forget(tx, interviewIds) {
     on(records.index("interview").getAllKeys(id), (keys) => keys.forEach((k) => records.delete(k)));
     on(outbox.index("interview").getAllKeys(id), (keys) => keys.forEach((k) => outbox.delete(k)));
   }
+  forgetAudio(tx, interviewIds);
   const gone = new Set(interviewIds);
   on(rejected.getAll(), (rows) => rows.forEach((r) => gone.has(r.interview_id) && rejected.delete(r.change_id)));
+}
+
+// --- recordings (the rest is in recording.js, loaded only where there is one) -----------------
+// Everything recorded in these interviews leaves the tablet (a withdrawal, consent to audio
+// taken back): the sealed chunks and the recordings they belong to.
+export const AUDIO = ["chunks", "recordings"];
+export function forgetAudio(tx, interviewIds) {
+  for (const name of AUDIO) {
+    const os = tx.objectStore(name);
+    for (const id of interviewIds) on(os.index("interview").getAllKeys(id), (keys) => keys.forEach((k) => os.delete(k)));
+  }
+}
+
+// How much recording waits on this tablet for one person: recordings not yet finished with the
+// case store, and the sound in their chunks (ms), for the status line.
+export function audioWaiting(userId) {
+  return transact(AUDIO, "readonly", (tx, out) => {
+    out.value = { recordings: 0, ms: 0 };
+    on(tx.objectStore("recordings").getAll(), (rows) => (out.value.recordings = rows.filter(theirs(userId)).length));
+    const cursor = tx.objectStore("chunks").index("waiting").openKeyCursor(IDBKeyRange.bound([String(userId), 0], [String(userId), Infinity]));
+    on(cursor, (at) => {
+      if (!at) return;
+      out.value.ms += at.key[1];
+      at.continue();
+    });
+  });
 }
 
 export function rejectedOf(userId) {

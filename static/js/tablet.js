@@ -56,6 +56,19 @@ export function count(name, n, extra = {}) {
 // any other reason as the case store gave it.
 export const reasonText = (reason) => (strings.reasons && strings.reasons[reason]) || reason;
 
+// The recording running on this page, if any (recording.js fills these in when it loads):
+// `now()` gives {id, offset_ms} for a note begun now; `event(kind)` follows the interview's
+// pause, resume and stop; `leave()` finishes the recording before the page is left.
+export const recording = { now: null, event: null, leave: null };
+
+// Recordings waiting on this tablet are sent by recording.js, loaded only when there are any.
+export async function sendAudio() {
+  const waiting = await store.audioWaiting(userId).catch(() => null);
+  if (!waiting || !waiting.recordings || !navigator.onLine) return;
+  const module = await import("./recording.js").catch(() => null);
+  if (module) await module.upload();
+}
+
 export function fmt(text, values) {
   return String(text || "").replace(/%\((\w+)\)[sd]/g, (_, name) => String(values[name] ?? ""));
 }
@@ -77,6 +90,14 @@ export function placeStatus() {
     safety.appendChild(bar);
   }
   if (bar) bar.hidden = false;
+  // the sticky bar grows (a recording's indicator, a long status): whatever takes focus is
+  // scrolled into view below it, never under it
+  if (safety && window.ResizeObserver) {
+    new ResizeObserver(() => {
+      const sticky = getComputedStyle(safety).position === "sticky";
+      document.documentElement.style.scrollPaddingTop = sticky ? `${safety.offsetHeight + 8}px` : "";
+    }).observe(safety);
+  }
 }
 
 function showStatus(kind, text, href) {
@@ -103,7 +124,9 @@ export async function updateStatus() {
   let others = 0;
   let conflicts = 0;
   let rejected = [];
+  let audio = { ms: 0 };
   try {
+    audio = await store.audioWaiting(userId);
     const counts = await store.waitingByUser();
     for (const [who, n] of counts) {
       if (who === String(userId)) waiting = n;
@@ -147,6 +170,8 @@ export async function updateStatus() {
     kind = "error";
     text = strings.server_error;
   }
+  // the sound still on this tablet, in whole minutes begun ("1 minute" for a few seconds)
+  if (audio.ms) text = `${text} ${count("audio_waiting", Math.ceil(audio.ms / 60000))}`;
   if (others) text = `${text} ${count("others_waiting", others)}`;
   showStatus(kind, text, href);
 }
@@ -180,7 +205,7 @@ export async function request(url, options = {}, ms = 20000) {
   }
 }
 
-async function refreshSession() {
+export async function refreshSession() {
   const response = await request("/api/v1/session", { headers: { Accept: "application/json" } });
   if (response.status === 401) throw new Stop("login");
   if ([502, 503, 504].includes(response.status)) throw new Stop("unreachable");
@@ -357,6 +382,7 @@ export function syncNow() {
     }
     await updateStatus();
     document.dispatchEvent(new CustomEvent("tablet:synced"));
+    sendAudio().catch(() => {});
   });
   return state.syncing;
 }
@@ -404,6 +430,7 @@ async function dropWithdrawn(interviewIds) {
     await store.setMeta(`prepared:${userId}`, prepared);
   }
   if (ctx && interviewIds.includes(ctx.interviewId)) state.leave = true;
+  document.dispatchEvent(new CustomEvent("tablet:no-audio", { detail: interviewIds }));
 }
 
 export async function dropPages(interviewId) {

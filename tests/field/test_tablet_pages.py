@@ -160,8 +160,8 @@ def test_the_offline_page_and_the_worker_are_served_and_kept(client, auth, world
 
 
 def test_the_words_of_one_page_travel_only_with_that_page(client, auth, world):
-    """Preparing for offline and consent words ride only with their page (a first visit is
-    counted in bytes); every other word of the tablet's scripts is on every page."""
+    """Preparing for offline, consent and recording words ride only with their pages (a first
+    visit is counted in bytes); every other word of the tablet's scripts is on every page."""
     from interview.field.tablet import PAGE_WORDS
 
     iid = world.interviews["pa"]
@@ -169,8 +169,15 @@ def test_the_words_of_one_page_travel_only_with_that_page(client, auth, world):
     mine = _tablet_strings(client.get("/interviews/?lang=en").text)
     consent = _tablet_strings(client.get(f"/interviews/{iid}/consent", headers=COPY).text)
     section = _tablet_strings(client.get(f"/interviews/{iid}/section/0", headers=COPY).text)
+    recording = PAGE_WORDS["recording"]
     assert PAGE_WORDS["keeping"] <= set(mine) and not PAGE_WORDS["consent"] & set(mine)
     assert PAGE_WORDS["consent"] <= set(consent) and not PAGE_WORDS["keeping"] & set(consent)
     assert not (PAGE_WORDS["keeping"] | PAGE_WORDS["consent"]) & set(section)
-    assert set(mine) - PAGE_WORDS["keeping"] == set(section) == set(consent) - PAGE_WORDS["consent"]
+    # the record control's words ride only with the guide's pages, where recording happens
+    assert recording <= set(section) and not recording & (set(mine) | set(consent))
+    assert (
+        set(mine) - PAGE_WORDS["keeping"]
+        == set(section) - recording
+        == set(consent) - PAGE_WORDS["consent"]
+    )
     assert mine["prepare_done_one"] == "Ready offline: 1 interview."
