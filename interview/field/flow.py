@@ -4,6 +4,8 @@ Status and times are never set directly: they are folded from the events (sync.f
 the same way whether an event came from a form post or a tablet that was offline.
 """
 
+from flask import has_request_context, request
+
 from interview.store.consents import (
     RenewalDue,
     participant_consent,
@@ -38,7 +40,20 @@ def valid_consent(participant: Participant) -> Consent | None:
 
 def renewal_of(interview: Interview) -> RenewalDue | None:
     """Renewed consent due before this interview goes on, and why (None: none is due)."""
-    return renewal_due(interview, required_renewals(db.session))
+    return renewal_due(interview, _renewals())
+
+
+def _renewals():
+    # an interview page asks more than once (the view's gate, the page's context for the
+    # tablet): the decisions are read once a request; they change only on a desk POST
+    # kept on the request, not on g: g lives as long as the app context, which a test (or a
+    # command) may hold across several requests
+    if not has_request_context():
+        return required_renewals(db.session)
+    kept = getattr(request, "_consent_renewals", None)
+    if kept is None:
+        kept = request._consent_renewals = required_renewals(db.session)
+    return kept
 
 
 def consent_due(interview: Interview) -> bool:

@@ -47,10 +47,7 @@ from interview.store.models import (
 )
 from interview.sync.batch import apply_changes, web_change
 from interview.sync.consents import decode_signature, record_consent
-from interview.trust.access import (
-    interview_or_404,
-    open_interviews_visible_to,
-)
+from interview.trust.access import interview_or_404, open_interviews_visible_to
 from interview.web.forms import (
     CapacityForm,
     ConsentForm,

@@ -67,6 +67,16 @@ def _kept_record(page, iid) -> dict:
     )
 
 
+def _heard_renewal(page, iid):
+    """Wait until the tablet holds the interview as the decision left it: moved on, renewal due."""
+    until(
+        page,
+        "id => import('/static/js/store.js').then(s => s.getRecord('interview', id))"
+        ".then(r => !!r && r.rev >= 2 && r.data.consent_renewal === 2)",
+        iid,
+    )
+
+
 def _earlier_interview_then_the_next(app, client, world, lang) -> str:
     """pa consents on v1 in the world's interview, which is finished; the next is planned today
     in `lang`; return the next interview's id."""
@@ -211,12 +221,7 @@ def test_a_tablet_that_kept_the_pages_before_the_mark_asks_on_the_new_form_after
     # the tablet hears of it at its next sync
     page.locator("#sync-now").click()
     # the decision moved the interview on a rev: the tablet holds that rev, renewal due
-    until(
-        page,
-        "id => import('/static/js/store.js').then(s => s.getRecord('interview', id))"
-        ".then(r => !!r && r.rev >= 2 && r.data.consent_renewal === 2)",
-        iid,
-    )
+    _heard_renewal(page, iid)
     # and at the same sync it kept the consent page again: it shows the new form
     until(
         page,
@@ -258,12 +263,7 @@ def test_a_consent_page_still_showing_the_older_form_cannot_record_consent(
     publish_consent_v2(app)
     ask_renewal(app)
     page.locator("#sync-now").click()
-    until(
-        page,
-        "id => import('/static/js/store.js').then(s => s.getRecord('interview', id))"
-        ".then(r => !!r && r.rev >= 2 && r.data.consent_renewal === 2)",
-        iid,
-    )
+    _heard_renewal(page, iid)
     _wait_status(page, ALL_SAVED["en"])
     # the page was kept again, but say keeping it failed (the network went at that moment):
     # the tablet holds the consent page as it was, with the older form
