@@ -49,6 +49,16 @@ def tablet_strings() -> dict[str, str | dict]:
             "%(n)s changes are not yet in the case store. If you log out now they stay on "
             "this tablet and are sent when you log in again. Log out?"
         ),
+        "logout_audio_waiting": _(
+            "%(n)s minutes of recording are not yet in the case store. If you log out now they "
+            "stay on this tablet, locked, and are sent when you log in again. Log out?"
+        ),
+        "logout_audio_waiting_one": _(
+            "1 minute of recording is not yet in the case store. If you log out now it stays on "
+            "this tablet, locked, and is sent when you log in again. Log out?"
+        ),
+        "logout_audio_too": _("%(n)s minutes of recording wait too, locked, in the same way."),
+        "logout_audio_too_one": _("1 minute of recording waits too, locked, in the same way."),
         "prepare_done": _("Ready offline: %(n)s interviews."),
         "prepare_done_one": _("Ready offline: 1 interview."),
         "offline_none": _("No network. Everything you wrote is saved on this tablet."),

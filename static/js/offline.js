@@ -16,8 +16,11 @@ import {
   PAGES,
   pageName,
   placeStatus,
+  recording,
   refreshStudyKey,
   request,
+  sendAudio,
+  sleep,
   showNotices,
   state,
   storageFailed,
@@ -115,7 +118,7 @@ async function showPrepared() {
 // Logging out signs the tablet out at once, with or without a network: the kept pages go,
 // nothing of the peer's is shown again before a login, and the session at the case store is
 // ended by the logout itself or, without a network, at the first contact (sw.js). Changes
-// still waiting stay, for the same peer's next login.
+// and recordings still waiting stay, for the same peer's next login.
 function guardLogout() {
   const form = document.getElementById("logout-form");
   if (!form) return;
@@ -126,10 +129,20 @@ function guardLogout() {
     form.dataset.busy = "1";
     try {
       await store.replayJournal(userId).catch(() => 0);
+      // a recording under way ends with its last chunk sealed and kept, like leaving the page
+      if (recording.leave) await recording.leave().catch(() => {});
+      // and does not start again by itself at the next login: a new one takes the peer's tap
+      forgetRecordingWishes();
       await syncBriefly(4000);
+      if (navigator.onLine) await Promise.race([sendAudio().catch(() => {}), sleep(4000)]);
       const waiting = (await store.outboxOf(userId)).length;
-      // the changes stay on the tablet and are sent after the next login
-      if (waiting > 0 && !window.confirm(count("logout_waiting", waiting))) return;
+      const audio = await store.audioWaiting(userId).catch(() => ({ ms: 0 }));
+      const minutes = Math.ceil(audio.ms / 60000);
+      // the changes and the recordings stay on the tablet and are sent after the next login
+      const told = [];
+      if (waiting > 0) told.push(count("logout_waiting", waiting));
+      if (minutes > 0) told.push(count(waiting > 0 ? "logout_audio_too" : "logout_audio_waiting", minutes));
+      if (told.length && !window.confirm(told.join("\n\n"))) return;
       try {
         await signOut();
       } catch (error) {
@@ -143,6 +156,14 @@ function guardLogout() {
       delete form.dataset.busy;
     }
   });
+}
+
+function forgetRecordingWishes() {
+  try {
+    Object.keys(sessionStorage).filter((k) => k.startsWith("fact-recording:")).forEach((k) => sessionStorage.removeItem(k));
+  } catch {
+    // no sessionStorage: no wish was kept
+  }
 }
 
 async function signOut() {

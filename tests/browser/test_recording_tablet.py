@@ -491,3 +491,62 @@ def test_a_full_storage_stops_the_recording_and_keeps_what_was_captured(
     (stored,) = _server_recordings(app, iid)
     assert [c.seq for c in stored.chunks] == kept
     assert stored.expected_chunks == len(kept) and stored.end_reason == "storage"
+
+
+def test_logging_out_with_a_recording_waiting_says_so_keeps_it_and_sends_it_after_login(
+    server, mic_browser, app, client, world
+):
+    """A peer logs out offline mid-recording: told of the minutes waiting; nothing is lost."""
+    iid = _consented(client, world)
+    base = server.url
+    context = mic_browser.new_context(viewport=TABLET, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    _watch_errors(page, errors)
+    dialogs: list[str] = []
+
+    def accept(dialog):
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    try:
+        _login(page, base, "peer_a")
+        # ready for work without a network, as a peer is before an interview
+        page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+        page.locator("#prepare-offline").click()
+        page.wait_for_function(
+            "() => document.getElementById('prepare-status').textContent.includes('Ready offline')",
+            timeout=30000,
+        )
+        _open_section(page, base, iid)
+        _start_recording(page)
+        (rid,) = [r["id"] for r in _held(page)["recordings"]]
+        # no network: the chunks wait on the tablet
+        context.set_offline(True)
+        page.wait_for_timeout((2 * CHUNK_S + 1) * 1000)
+        page.on("dialog", accept)
+        page.locator("#logout-form button").click()
+        page.wait_for_selector("text=You are logged out", timeout=20000)
+        assert dialogs and "of recording" in dialogs[0], dialogs
+        assert "log in again" in dialogs[0]
+        # what was recorded stays on the tablet, sealed, until the same peer is back
+        held = _held(page)
+        assert [r["id"] for r in held["recordings"]] == [rid]
+        assert len(held["chunks"]) >= 2
+        context.set_offline(False)
+        _login(page, base, "peer_a")
+        wait_server(
+            lambda: [r.ended_at is not None for r in _server_recordings(app, iid)] == [True],
+            timeout=40,
+        )
+        # the recording does not start again by itself on the interview's page
+        _open_section(page, base, iid)
+        page.wait_for_timeout(1500)
+        assert page.locator(".rec-live").count() == 0
+        assert page.locator("button[data-record]").is_visible()
+        assert errors == []
+    finally:
+        context.close()
+    (recording,) = _server_recordings(app, iid)
+    assert [c.seq for c in recording.chunks] == list(range(recording.expected_chunks))
+    assert sum(c.duration_ms for c in recording.chunks) >= 2 * CHUNK_S * 1000 - 1000
