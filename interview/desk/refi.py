@@ -4,6 +4,13 @@ selections, the codebook as codes (standards/ holds the schema), written piece b
 With the recordings (the coordinator's choice): each as an AudioSource whose file is the
 decrypted sound, and each note begun while it ran as an AudioSelection there, coded as its
 text is (docs/recordings.md).
+
+Who did what (docs/exports.md, "REFI-QDA"): each note's selection and codings belong to the
+peer who wrote and tagged it, a REFI-QDA User named by a pseudonymous label (`user_label`),
+never by a username; the project and its sources belong to the user who exported it.
+A FACT team is a Case: its variables are its own (never a source's), it lists its sources
+(SourceRef, the standard's way), and it is also a Code of the same GUID that codes the whole
+of each of its interview texts (the way NVivo writes cases and QualCoder reads them).
 """
 
 import json
@@ -53,6 +60,28 @@ class AudioRecording(Protocol):
         """The decrypted sound, a piece at a time."""
 
 
+# the per-source variables (each interview's text and recordings) and their REFI-QDA types;
+# the case's own variable is apart, so that no tool takes one variable for both
+SOURCE_VARIABLES = {
+    "team": "Text",
+    "participant": "Text",
+    "language": "Text",
+    "guide": "Text",
+    "date": "Date",
+}
+CASE_VARIABLES = {"case_team": "Text"}
+
+
+def user_label(user_id: int | str | None) -> str:
+    """Return the pseudonymous name of a user in the project: an id, never a username."""
+    return "user-unknown" if user_id is None else f"user-{user_id}"
+
+
+def user_guid(user_id: int | str | None) -> str:
+    """Return a user's REFI-QDA GUID (the same in every export)."""
+    return guid("user", "unknown" if user_id is None else user_id)
+
+
 def guid(*parts: Any) -> str:
     """Return the deterministic REFI-QDA GUID of one of our records."""
     return str(uuid.uuid5(GUID_NS, ":".join(str(p) for p in parts)))
@@ -94,16 +123,16 @@ def _el(parent: ET.Element, tag: str, **attrs: Any) -> ET.Element:
     return ET.SubElement(parent, tag, {k: str(v) for k, v in attrs.items()})
 
 
-def _coding(parent: ET.Element, note_guid: str, code_guid: str, user_guid: str) -> None:
+def _coding(parent: ET.Element, note_guid: str, code_guid: str, coder_guid: str) -> None:
     coding = _el(parent, "Coding", guid=guid("coding", note_guid, code_guid))
-    coding.set("creatingUser", user_guid)
+    coding.set("creatingUser", coder_guid)
     _el(coding, "CodeRef", targetGUID=code_guid)
 
 
-def _variable(parent: ET.Element, variable_guid: str, value: str) -> None:
+def _variable(parent: ET.Element, variable_guid: str, value: str, kind: str = "Text") -> None:
     holder = _el(parent, "VariableValue")
     _el(holder, "VariableRef", targetGUID=variable_guid)
-    _el(holder, "TextValue").text = value
+    _el(holder, f"{kind}Value").text = value
 
 
 def _xml(element: ET.Element) -> bytes:
@@ -132,6 +161,13 @@ def _qde_names(top: dict[str, Any], lang: str) -> dict[str, Any]:
             "participant": _("Participant"),
             "language": _("Interview language"),
             "guide": _("Guide version"),
+            "date": _("Interview date"),
+            "case_team": _("FACT team (case)"),
+            "case_code": _(
+                "This FACT team as a case: it codes the whole of each of the team's "
+                "interview texts, so that tools which link cases to texts through codes "
+                "see them."
+            ),
             "retired": _("retired"),
             "recording": _("audio recording"),
             "cut_short": _(
@@ -147,13 +183,25 @@ def _qde_names(top: dict[str, Any], lang: str) -> dict[str, Any]:
     return {
         "lang": lang,
         "words": words,
-        "user_guid": guid("user", exporter["id"] if exporter else "system"),
-        "user_name": exporter["username"] if exporter else "system",
+        "user_id": exporter["id"] if exporter else "system",
+        "user_guid": user_guid(exporter["id"] if exporter else "system"),
         "polarity_guids": {p: guid("code", "polarity", p) for p in POLARITIES},
         "theme_guids": {t["key"]: guid("code", "theme", t["key"]) for t in top["codebook"]},
         "quote_guid": guid("code", "possible_quote"),
-        "variables": {k: guid("variable", k) for k in ("team", "participant", "language", "guide")},
+        "variables": {
+            **{k: guid("variable", k) for k in SOURCE_VARIABLES},
+            "case_team": guid("variable", "case", "team"),
+        },
+        # a case is also a code of the same GUID (see the module's docstring)
+        "cases": {
+            c["code"]: (guid("case", c["code"]), f"{c['code']} – {c['name'].get(lang, c['code'])}")
+            for c in top["cases"]
+        },
     }
+
+
+def _interview_date(interview: dict) -> str:
+    return (interview["started_at"] or interview["planned_at"] or "")[:10]
 
 
 def _text_source(
@@ -161,21 +209,32 @@ def _text_source(
     participant: dict,
     interview: dict,
     spans: list[tuple[dict, int, int]],
+    length: int,
 ) -> ET.Element:
-    """Return an interview's TextSource: a selection per note, coded with its tags."""
-    user_guid = names["user_guid"]
+    """Return an interview's TextSource: a selection per note, coded with its tags.
+
+    First a selection of the whole text, coded with the team's case code (the module's
+    docstring says why): `length` is the text's length in characters.
+    """
+    exporter_guid = names["user_guid"]
     source_guid = guid("interview", interview["id"])
-    when = (interview["started_at"] or interview["planned_at"] or "")[:10]
     source = ET.Element(
         "TextSource",
         {
             "guid": source_guid,
-            "name": f"{participant['code']} {when}".strip(),
+            "name": f"{participant['code']} {_interview_date(interview)}".strip(),
             "plainTextPath": f"internal://{source_guid}.txt",
-            "creatingUser": user_guid,
+            "creatingUser": exporter_guid,
         },
     )
     _el(source, "Description").text = interview["id"]
+    case_guid, case_name = names["cases"][participant["case"]]
+    whole_guid = guid("case-text", source_guid)
+    whole = _el(source, "PlainTextSelection", guid=whole_guid, name=case_name)
+    whole.set("startPosition", "0")
+    whole.set("endPosition", str(length))
+    whole.set("creatingUser", exporter_guid)
+    _coding(whole, whole_guid, case_guid, exporter_guid)
     for note, start, end in spans:
         note_guid = guid("note", note["id"])
         selection = _el(
@@ -185,7 +244,7 @@ def _text_source(
             name=note["question_key"],
             startPosition=start,
             endPosition=end,
-            creatingUser=user_guid,
+            creatingUser=user_guid(note["author_id"]),
             creationDateTime=note["created_at"],
         )
         _code_note(selection, note_guid, note, names)
@@ -194,16 +253,20 @@ def _text_source(
 
 
 def _code_note(selection: ET.Element, selection_guid: str, note: dict, names: dict) -> None:
-    """Code a selection with its note's polarity, themes and possible-quote mark."""
-    user_guid = names["user_guid"]
+    """Code a selection with its note's polarity, themes and possible-quote mark.
+
+    The codings are the note's author's, as the selection is: QualCoder takes a coding's
+    coder from its selection, other tools from the coding.
+    """
+    coder = user_guid(note["author_id"])
     polarity_guids, theme_guids = names["polarity_guids"], names["theme_guids"]
     if note["polarity"] in polarity_guids:
-        _coding(selection, selection_guid, polarity_guids[note["polarity"]], user_guid)
+        _coding(selection, selection_guid, polarity_guids[note["polarity"]], coder)
     for key in note["themes"]:
         if key in theme_guids:
-            _coding(selection, selection_guid, theme_guids[key], user_guid)
+            _coding(selection, selection_guid, theme_guids[key], coder)
     if note["possible_quote"]:
-        _coding(selection, selection_guid, names["quote_guid"], user_guid)
+        _coding(selection, selection_guid, names["quote_guid"], coder)
 
 
 def _source_variables(source: ET.Element, names: dict, participant: dict, interview: dict) -> None:
@@ -213,8 +276,10 @@ def _source_variables(source: ET.Element, names: dict, participant: dict, interv
         ("participant", participant["code"]),
         ("language", interview["language"]),
         ("guide", f"{guide['key']} v{guide['version']}"),
+        ("date", _interview_date(interview)),
     ):
-        _variable(source, names["variables"][key], value)
+        if value:  # an interview never planned has no date
+            _variable(source, names["variables"][key], value, SOURCE_VARIABLES[key])
 
 
 def audio_selections(
@@ -244,7 +309,6 @@ def audio_selections(
 
 def _audio_source(names: dict, participant: dict, interview: dict, audio: dict) -> ET.Element:
     """Return a recording's AudioSource: an AudioSelection per note begun while it ran."""
-    user_guid = names["user_guid"]
     source_guid = guid("recording", audio["id"])
     started = audio["started_at"] or ""
     source = ET.Element(
@@ -254,7 +318,7 @@ def _audio_source(names: dict, participant: dict, interview: dict, audio: dict) 
             "name": f"{participant['code']} {started[:16].replace('T', ' ')} "
             f"({names['words']['recording']})",
             "path": f"internal://{source_guid}.{audio['ext']}",
-            "creatingUser": user_guid,
+            "creatingUser": names["user_guid"],
         },
     )
     if started:
@@ -272,7 +336,7 @@ def _audio_source(names: dict, participant: dict, interview: dict, audio: dict) 
             name=note["question_key"],
             begin=begin,
             end=end,
-            creatingUser=user_guid,
+            creatingUser=user_guid(note["author_id"]),
             creationDateTime=note["created_at"],
         )
         _code_note(selection, selection_guid, note, names)
@@ -281,12 +345,17 @@ def _audio_source(names: dict, participant: dict, interview: dict, audio: dict) 
 
 
 def _qde_around_sources(
-    top: dict[str, Any], names: dict[str, Any], case_sources: dict[str, list[str]]
+    top: dict[str, Any],
+    names: dict[str, Any],
+    case_sources: dict[str, list[str]],
+    authors: set[int | None],
+    coded_cases: set[str],
 ) -> tuple[bytes, bytes]:
     """Return `project.qde` around its sources: the XML before them and after them.
 
     Everything but the sources is small (the cases list their sources by GUID only), so it is
     built as one ElementTree; the Sources element holds a stand-in, and the XML is cut there.
+    `authors` are the users whose notes are in it, `coded_cases` the teams with a text.
     """
     study, words, lang = top["study"], names["words"], names["lang"]
     # ElementTree cannot put unprefixed attributes under a default namespace, so the elements
@@ -301,8 +370,14 @@ def _qde_around_sources(
             "creationDateTime": study["exported_at"],
         },
     )
+    # the exporter first: QualCoder makes the first user the coder of the imported project
     users = _el(project, "Users")
-    _el(users, "User", guid=names["user_guid"], name=names["user_name"])
+    exporter = names["user_id"]
+    _el(users, "User", guid=names["user_guid"], name=user_label(exporter), id=exporter)
+    for author in sorted(authors - {exporter}, key=lambda a: (a is None, a or 0)):
+        element = _el(users, "User", guid=user_guid(author), name=user_label(author))
+        if author is not None:
+            element.set("id", str(author))
 
     codes = _el(_el(project, "CodeBook"), "Codes")
     polarity = _el(codes, "Code", guid=guid("code", "polarity"), name=words["polarity"])
@@ -319,17 +394,25 @@ def _qde_around_sources(
         retired = f" ({words['retired']})" if t["retired"] else ""
         _el(code, "Description").text = f"{t['key']}{retired} – {t['name'][other]}"
     _el(codes, "Code", guid=names["quote_guid"], name=words["quote"], isCodable="true")
+    for case in top["cases"]:
+        if case["code"] in coded_cases:
+            case_guid, case_name = names["cases"][case["code"]]
+            code = _el(codes, "Code", guid=case_guid, name=case_name, isCodable="true")
+            _el(code, "Description").text = words["case_code"]
 
     holder = _el(project, "Variables")
-    for key, variable_guid in names["variables"].items():
-        _el(holder, "Variable", guid=variable_guid, name=words[key], typeOfVariable="Text")
+    for key, kind in {**SOURCE_VARIABLES, **CASE_VARIABLES}.items():
+        variable = _el(holder, "Variable", guid=names["variables"][key], name=words[key])
+        variable.set("typeOfVariable", kind)
 
     if top["cases"]:  # the schema wants at least one Case inside Cases
         cases = _el(project, "Cases")
         for case in top["cases"]:
-            element = _el(cases, "Case", guid=guid("case", case["code"]))
-            element.set("name", f"{case['code']} – {case['name'].get(lang, case['code'])}")
-            _variable(element, names["variables"]["team"], case["code"])
+            case_guid, case_name = names["cases"][case["code"]]
+            element = _el(cases, "Case", guid=case_guid, name=case_name)
+            if case["code"] in coded_cases:
+                _el(element, "CodeRef", targetGUID=case_guid)
+            _variable(element, names["variables"]["case_team"], case["code"])
             for source_guid in case_sources[case["code"]]:
                 _el(element, "SourceRef", targetGUID=source_guid)
     any_sources = any(case_sources.values())
@@ -377,7 +460,15 @@ def _entry(name: str, date_time: tuple) -> zipfile.ZipInfo:
 
 
 # what a TextSource needs of a note; its words are in the source text
-_OUTLINE_NOTE = ("id", "question_key", "created_at", "polarity", "themes", "possible_quote")
+_OUTLINE_NOTE = (
+    "id",
+    "question_key",
+    "created_at",
+    "polarity",
+    "themes",
+    "possible_quote",
+    "author_id",
+)
 
 
 def _outline(
@@ -385,6 +476,7 @@ def _outline(
     interview: dict,
     spans: list[tuple[dict, int, int]],
     audio: list[dict] | None = None,
+    length: int = 0,
 ) -> bytes:
     """Return what an interview's sources are made of, without the words: one JSON line."""
     outline = [
@@ -401,6 +493,7 @@ def _outline(
             }
             for a in audio or []
         ],
+        length,
     ]
     return json.dumps(outline, separators=(",", ":")).encode("ascii") + b"\n"
 
@@ -467,6 +560,8 @@ def qdpx_chunks(
     sink = _Sink()
     zf = zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED)
     case_sources: dict[str, list[str]] = {c["code"]: [] for c in top["cases"]}
+    authors: set[int | None] = set()
+    coded_cases: set[str] = set()
     deflate = zlib.compressobj()
     outlines: deque[bytes] = deque()
     for participant in people:
@@ -481,6 +576,8 @@ def qdpx_chunks(
                 with zf.open(_entry(f"sources/{source_guid}.txt", date_time), "w") as entry:
                     entry.write(text.encode("utf-8"))
                 case_sources[participant["case"]].append(source_guid)
+                coded_cases.add(participant["case"])
+                authors.update(note["author_id"] for note, _start, _end in spans)
             sounds = []
             for recording in audio:
                 source_guid = guid("recording", recording.id)
@@ -498,17 +595,19 @@ def qdpx_chunks(
                     }
                 )
                 case_sources[participant["case"]].append(source_guid)
-            outlines.append(deflate.compress(_outline(participant, interview, spans, sounds)))
+                authors.update(note["author_id"] for note, _b, _e in sounds[-1]["selections"])
+            outline = _outline(participant, interview, spans, sounds, len(text))
+            outlines.append(deflate.compress(outline))
         if sink.size >= exports.CHUNK_SIZE:
             yield sink.take()
     outlines.append(deflate.flush())
 
-    before, after = _qde_around_sources(top, names, case_sources)
+    before, after = _qde_around_sources(top, names, case_sources, authors, coded_cases)
     with zf.open(_entry("project.qde", date_time), "w") as entry:
         entry.write(before)
         n = 0
-        for participant, interview, spans, sounds in _outlines(outlines):
-            sources = [_text_source(names, participant, interview, spans)] if spans else []
+        for participant, interview, spans, sounds, length in _outlines(outlines):
+            sources = [_text_source(names, participant, interview, spans, length)] if spans else []
             sources += [_audio_source(names, participant, interview, a) for a in sounds]
             for source in sources:
                 ET.indent(source, level=2)
