@@ -5,7 +5,7 @@ With the recordings (the coordinator's choice): each as an AudioSource whose fil
 decrypted sound, and each note begun while it ran as an AudioSelection there, coded as its
 text is (docs/recordings.md).
 
-Who did what (docs/exports.md, "REFI-QDA"): each note's selection and codings belong to the
+Who did what (docs/refi-qda.md): each note's selection and codings belong to the
 peer who wrote and tagged it, a REFI-QDA User named by a pseudonymous label (`user_label`),
 never by a username; the project and its sources belong to the user who exported it.
 A FACT team is a Case: its variables are its own (never a source's), it lists its sources
