@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -31,12 +32,15 @@ DOCUMENT_ORIGIN = "https://documents.fact-interview.invalid"
 STATIC_PREFIX = DOCUMENT_ORIGIN + "/static/"
 # images a document carries from the store (a signature), handed to the fetcher by name
 INLINE_PREFIX = DOCUMENT_ORIGIN + "/inline/"
-# fonts that carry æ, ø and å; DejaVu is on every Debian machine, the rest are fallbacks
-FONT_STACK = '"DejaVu Sans", "Noto Sans", "Liberation Sans", Arial, sans-serif'
+# fonts that carry æ, ø and å; DejaVu is on every Debian machine, the rest are fallbacks. Noto
+# Emoji ships with the app (@font-face in the stylesheet): it comes after the text fonts so that
+# letters and digits never come from it, and before the system's fonts, which may have no emoji
+FONT_STACK = '"DejaVu Sans", "Noto Sans", "Liberation Sans", Arial, "Noto Emoji", sans-serif'
+EMOJI_FONT = "fonts/NotoEmoji-Regular.ttf"
 TEMPLATE_DIR = "documents"
 PDF_VARIANT = "pdf/ua-1"
 # raise when the rendering code changes what a cached document looks like
-DOCUMENT_FORMAT = 2
+DOCUMENT_FORMAT = 3
 STYLESHEET = "css/documents.css"
 STALE_AFTER_SECONDS = 24 * 3600
 
@@ -110,6 +114,31 @@ def page_counter_content(pattern: str) -> Markup:
     return Markup(" ".join(parts))
 
 
+def paragraphs(text: str | None) -> list[str]:
+    """Split a note into paragraphs at its blank lines; a single line break stays inside one."""
+    plain = str(text or "").replace("\r\n", "\n").replace("\r", "\n")
+    return [part.strip() for part in re.split(r"\n[ \t]*\n", plain) if part.strip()]
+
+
+# the PDF structure's names for what an HTML <th scope> says
+_SCOPES = {"row": "/Row", "rowgroup": "/Row", "col": "/Column", "colgroup": "/Column"}
+
+
+def scope_table_headers(document, pdf) -> None:
+    """Give each TH of the PDF's structure tree the scope of its <th> (PDF/UA, Matterhorn 15-003).
+
+    WeasyPrint links data cells to their headers by ID but writes no /Scope; it keeps each
+    cell's structure element on the cell's box, where this finisher finds it.
+    """
+    for page in document.pages:
+        for box in page._page_box.descendants():
+            element = getattr(box, "mark", None)
+            if element is None or box.element_tag != "th" or "A" not in element:
+                continue
+            scope = (box.element.get("scope") or "col").lower()
+            element["A"]["Scope"] = _SCOPES.get(scope, "/Column")
+
+
 @dataclass
 class RenderResult:
     """A rendered PDF and what the fetcher refused while making it."""
@@ -144,7 +173,9 @@ def render_pdf(
     fetcher = StaticOnlyFetcher(current_app.static_folder, inline)
     pdf = weasyprint.HTML(string=html, base_url=DOCUMENT_ORIGIN + "/", url_fetcher=fetcher)
     # PDF/UA: tagged, with the document's language and title, so a screen reader can read it
-    result = RenderResult(pdf.write_pdf(pdf_variant=variant), fetcher.refused)
+    result = RenderResult(
+        pdf.write_pdf(pdf_variant=variant, finisher=scope_table_headers), fetcher.refused
+    )
     if result.refused:
         # a count only: the addresses may come from content
         log.warning("document %s: %d outside addresses refused", template, len(result.refused))
@@ -158,7 +189,7 @@ def _fingerprint(template_folder: str, static_folder: str, translations: str) ->
         f"{weasyprint.__version__}|{PDF_VARIANT}|{FONT_STACK}|{DOCUMENT_FORMAT}".encode()
     )
     files = sorted(Path(template_folder, TEMPLATE_DIR).glob("*.html"))
-    files.append(Path(static_folder, STYLESHEET))
+    files += [Path(static_folder, STYLESHEET), Path(static_folder, EMOJI_FONT)]
     files += sorted(Path(translations).glob("*/LC_MESSAGES/messages.mo"))
     for path in files:
         digest.update(path.name.encode())
@@ -271,3 +302,4 @@ def init_app(app) -> None:
     directory = app.config.get("DOCUMENT_CACHE_DIR") or os.path.join(app.instance_path, "documents")
     app.extensions["document_cache"] = DocumentCache(directory)
     app.jinja_env.filters["css_string"] = css_string
+    app.jinja_env.filters["paragraphs"] = paragraphs

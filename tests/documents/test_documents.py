@@ -216,11 +216,12 @@ def test_the_cache_key_follows_content_language_and_templates(app, world, monkey
         assert cache.path_for("guide", {"checksum": "a", "lang": "nb"}) != base
 
 
-def test_the_fingerprint_changes_with_a_template_the_style_or_a_translation(app, tmp_path):
+def test_the_fingerprint_changes_with_a_template_the_style_a_font_or_a_translation(app, tmp_path):
     root = Path(app.root_path).parent
     templates, static, translations = tmp_path / "t", tmp_path / "s", tmp_path / "tr"
     shutil.copytree(root / "templates" / "documents", templates / "documents")
     shutil.copytree(root / "static" / "css", static / "css")
+    shutil.copytree(root / "static" / "fonts", static / "fonts")
     shutil.copytree(root / "translations", translations)
     mo = translations / "nb" / "LC_MESSAGES" / "messages.mo"
     if not mo.exists():
@@ -237,10 +238,13 @@ def test_the_fingerprint_changes_with_a_template_the_style_or_a_translation(app,
     with (static / documents.STYLESHEET).open("a") as fh:
         fh.write("p { color: red; }")
     seen.add(fingerprint())
+    with (static / documents.EMOJI_FONT).open("ab") as fh:
+        fh.write(b"\0")
+    seen.add(fingerprint())
     mo.write_bytes(mo.read_bytes() + b"x")
     seen.add(fingerprint())
     documents._fingerprint.cache_clear()
-    assert len(seen) == 4
+    assert len(seen) == 5
 
 
 def test_real_documents_fetch_nothing_from_outside(client, auth, world, ended, monkeypatch):
