@@ -21,6 +21,21 @@ from interview.store.models import (
 
 MAX_NAME = 200
 POLARITY_COLUMNS = ("inhibits", "promotes", "none")
+# the one set of signs the matrix's cells and its legend both use
+MARKS = {"inhibits": "−", "promotes": "+", "none": "○", "empty": "·", "staff": "★"}
+# Norwegian sorts æ, ø, å (and ä, ö with them) after z; these three follow "z" in ASCII
+_NB_LAST = str.maketrans({"æ": "{", "ä": "{", "ø": "|", "ö": "|", "å": "}"})
+# letters that no accent-stripping turns into a base letter, as English readers file them
+_EN_PLAIN = str.maketrans({"æ": "ae", "ø": "o", "đ": "d", "ł": "l", "œ": "oe"})
+
+
+def name_order(name: str, lang: str) -> tuple[str, str]:
+    """Sort key for a name as a reader of that language expects it: case and accents aside,
+    and in Norwegian æ, ø, å after z (Python's own order puts "Åpenhet" before "apati")."""
+    folded = unicodedata.normalize("NFC", name).casefold()
+    folded = folded.translate(_NB_LAST if lang == "nb" else _EN_PLAIN)
+    plain = "".join(c for c in unicodedata.normalize("NFD", folded) if not unicodedata.combining(c))
+    return plain, name
 
 
 class CodebookError(ValueError):
@@ -128,8 +143,9 @@ class Matrix:
         return self.counts.get((theme_id, case_id), dict.fromkeys(POLARITY_COLUMNS, 0))
 
 
-def theme_matrix(session: Session, cases: list[Case]) -> Matrix:
-    """Build the matrix for these cases with two aggregate queries, whatever the data size."""
+def theme_matrix(session: Session, cases: list[Case], lang: str = "en") -> Matrix:
+    """Build the matrix for these cases with two aggregate queries, whatever the data size;
+    themes in the order of their names in this language."""
     case_ids = {c.id for c in cases}
     rows = session.execute(
         select(
@@ -157,13 +173,46 @@ def theme_matrix(session: Session, cases: list[Case]) -> Matrix:
     used = {theme_id for theme_id, _ in counts} | {theme_id for theme_id, _ in staff}
     themes = [
         t
-        for t in session.scalars(select(Theme).order_by(Theme.key))
+        for t in session.scalars(select(Theme))
         if not t.retired or t.id in used  # a retired theme stays where notes carry it
     ]
     # the teams' staff themes first (the comparison the study exists for), then the rest
     named = {theme_id for theme_id, _ in staff}
-    themes.sort(key=lambda t: (t.id not in named, t.key))
+    themes.sort(key=lambda t: (t.id not in named, name_order(t.name(lang), lang)))
     return Matrix(themes=themes, cases=cases, counts=counts, staff=staff)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One theme of the codebook as a coordinator reads it."""
+
+    theme: Theme
+    notes: int
+    staff: list[tuple[Case, str]]  # the coordinator's teams whose staff named it, and how
+
+
+def codebook_entries(session: Session, cases: list[Case], lang: str) -> list[Entry]:
+    """The codebook in the order of the names in this language, themes in use first; notes
+    and staff namings are those of these cases."""
+    case_ids = {c.id for c in cases}
+    counts = note_counts(session, case_ids)
+    by_id = {c.id: c for c in cases}
+    staff: dict[int, list[tuple[Case, str]]] = {}
+    for st in session.scalars(
+        select(CaseStaffTheme).where(CaseStaffTheme.case_id.in_(case_ids or {-1}))
+    ):
+        staff.setdefault(st.theme_id, []).append((by_id[st.case_id], st.polarity))
+    themes = sorted(
+        session.scalars(select(Theme)), key=lambda t: (t.retired, name_order(t.name(lang), lang))
+    )
+    return [
+        Entry(
+            t,
+            counts.get(t.id, 0),
+            sorted(staff.get(t.id, []), key=lambda cp: name_order(cp[0].name(lang), lang)),
+        )
+        for t in themes
+    ]
 
 
 @dataclass(frozen=True)

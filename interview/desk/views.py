@@ -244,14 +244,13 @@ def _theme_or_404(theme_id: int) -> Theme:
 
 
 def _page(add_form: ThemeForm, status: int = 200, failed: int | None = None, message=None):
-    themes = list(db.session.scalars(select(Theme).order_by(Theme.retired, Theme.key)))
+    lang = ui_lang()
     return (
         render_template(
             "desk/codebook.html",
-            themes=themes,
-            counts=codebook.note_counts(
-                db.session, {c.id for c in cases_coordinated_by(current_user)}
-            ),
+            entries=codebook.codebook_entries(db.session, cases_coordinated_by(current_user), lang),
+            polarity={p: label("polarity", p) for p in POLARITIES},
+            lang=lang,
             form=add_form,
             failed=failed,
             message=message,
@@ -344,14 +343,20 @@ def matrix():
     def build() -> tuple[datetime, Markup]:
         table = render_template(
             "desk/_matrix_table.html",
-            matrix=codebook.theme_matrix(db.session, cases),
+            matrix=codebook.theme_matrix(db.session, cases, lang),
             words=_matrix_words(),
+            marks=codebook.MARKS,
             lang=lang,
         )
         return utcnow(), Markup(table)
 
     counted, table = kept(("matrix", tuple(c.id for c in cases), lang), build, db.session)
-    return render_template("desk/matrix.html", counted=counted if cases else None, table=table)
+    return render_template(
+        "desk/matrix.html",
+        counted=counted if cases else None,
+        table=table,
+        marks=codebook.MARKS,
+    )
 
 
 @roles_required(*COORDINATING)

@@ -1,5 +1,6 @@
 """The codebook (add, rename, retire) and the theme matrix, as coordinators use them."""
 
+import lxml.html
 import pytest
 from sqlalchemy import select
 
@@ -245,11 +246,124 @@ def test_a_too_long_new_name_says_so(client, auth, world, app):
     assert "A name can be at most 200 characters." in answer.text
 
 
-def test_codebook_counts_only_the_coordinators_own_teams(client, auth, tagged):
+def _row(html: str, theme_id: int):
+    """The codebook's row of one theme."""
+    (row,) = lxml.html.fromstring(html).xpath(f'//li[@id="theme-{theme_id}"]')
+    return row
+
+
+def test_codebook_counts_only_the_coordinators_own_teams(client, auth, tagged, app):
+    with app.app_context():
+        poor = _theme("poor_communication").id
     auth.login("coord_a")
-    row = client.get("/desk/themes/?lang=en").text.split("poor_communication</span>", 1)[1]
-    assert row.split("</p>", 1)[0].strip().endswith("4 notes")
+    facts = _row(client.get("/desk/themes/?lang=en").text, poor).find_class("codebook-theme-facts")
+    assert facts[0].text_content().split()[:2] == ["4", "notes"]
+    # team A's staff named it as inhibiting
+    assert "FACT team A: Named by the staff as inhibits" in " ".join(
+        facts[0].text_content().split()
+    )
     auth.logout()
     auth.login("coord_b")
-    row = client.get("/desk/themes/?lang=en").text.split("poor_communication</span>", 1)[1]
-    assert row.split("</p>", 1)[0].strip().endswith("1 note")
+    facts = _row(client.get("/desk/themes/?lang=en").text, poor).find_class("codebook-theme-facts")
+    assert facts[0].text_content().split()[:2] == ["1", "note"]
+    assert "FACT team A" not in facts[0].text_content()
+
+
+def test_names_sort_as_a_reader_of_the_language_expects():
+    names = ["Åpenhet", "apati", "Zebra", "Ærlighet", "Økonomi", "Bolig", "émigré"]
+    nb = sorted(names, key=lambda n: codebook.name_order(n, "nb"))
+    en = sorted(names, key=lambda n: codebook.name_order(n, "en"))
+    assert nb == ["apati", "Bolig", "émigré", "Zebra", "Ærlighet", "Økonomi", "Åpenhet"]
+    assert en == ["Ærlighet", "apati", "Åpenhet", "Bolig", "émigré", "Økonomi", "Zebra"]
+
+
+def test_the_codebook_reads_as_a_list_in_the_page_language(client, auth, world, app):
+    with app.app_context():
+        codebook.add_theme(db.session, "Åpenhet i teamet", "Openness in the team")
+        codebook.set_retired(_theme("housing"), True)
+        db.session.commit()
+        themes = list(db.session.scalars(select(Theme)))
+        housing = {lang: _theme("housing").name(lang) for lang in ("nb", "en")}
+    auth.login("coord_a")
+    for lang in ("nb", "en"):
+        doc = lxml.html.fromstring(client.get(f"/desk/themes/?lang={lang}").text)
+        in_use, retired = doc.find_class("codebook-list")
+        names = [h.text_content() for h in in_use.xpath(".//h3")]
+        expected = sorted(
+            (t.name(lang) for t in themes if not t.retired),
+            key=lambda n: codebook.name_order(n, lang),
+        )
+        assert names == expected
+        assert [h.text_content() for h in retired.xpath(".//h3")] == [housing[lang]]
+        # the name in the other language is there too, marked with its language
+        other = "en" if lang == "nb" else "nb"
+        assert len(in_use.xpath(f'.//span[@lang="{other}"]')) == len(expected)
+        # keys are small print, never a heading
+        headings = " ".join(h.text_content() for h in doc.xpath("//h1|//h2|//h3"))
+        assert not any(t.key in headings for t in themes if "_" in t.key)
+        assert "administration_management" in doc.xpath("//code/text()")
+    doc = lxml.html.fromstring(client.get("/desk/themes/?lang=nb").text)
+    assert doc.find_class("codebook-list")[0].xpath(".//h3")[-1].text_content() == (
+        "Åpenhet i teamet"
+    )
+
+
+def test_editing_is_on_demand_and_a_refusal_opens_that_theme_only(client, auth, world, app):
+    with app.app_context():
+        culture = _theme("culture_attitude").id
+    auth.login("coord_a")
+    doc = lxml.html.fromstring(client.get("/desk/themes/?lang=en").text)
+    # every rename and retire form sits in a closed disclosure; adding too
+    details = doc.xpath("//details")
+    assert details and all(d.get("open") is None for d in details)
+    assert all(
+        f.xpath("ancestor::details") for f in doc.xpath("//form[contains(@action, '/desk/themes')]")
+    )
+    assert len(doc.xpath("//input[@type='text' or not(@type)][@name]")) == 2 + 2 * len(
+        doc.xpath("//li[contains(@class, 'codebook-theme')]")
+    )
+    answer = client.post(
+        f"/desk/themes/{culture}?lang=en",
+        data={f"t{culture}-name_nb": "Ny kultur", f"t{culture}-name_en": "Housing"},
+    )
+    assert answer.status_code == 400
+    doc = lxml.html.fromstring(answer.text)
+    opened = doc.xpath("//details[@open]")
+    assert [d.xpath("ancestor::li/@id") for d in opened] == [[f"theme-{culture}"]]
+    assert "Another theme already has that name" in opened[0].text_content()
+    assert opened[0].xpath(".//input[@lang='nb']/@value") == ["Ny kultur"]
+    # a refused new theme opens the form for adding
+    answer = client.post("/desk/themes/?lang=en", data={"add-name_nb": "", "add-name_en": "X"})
+    opened = lxml.html.fromstring(answer.text).xpath("//details[@open]")
+    assert len(opened) == 1 and "codebook-add" in opened[0].get("class")
+
+
+def test_the_matrix_legend_shows_the_signs_the_cells_use(client, auth, tagged, app):
+    with app.app_context():
+        # a staff theme without notes, a cell with notes of every polarity, empty cells
+        assert codebook.MARKS["empty"] == "·"
+    auth.login("coord_a")
+    for lang in ("nb", "en"):
+        doc = lxml.html.fromstring(client.get(f"/desk/themes/matrix?lang={lang}").text)
+        (legend,) = doc.xpath('//*[@id="matrix-key"]')
+        shown = {s.text_content().strip() for s in legend.xpath(".//span[@aria-hidden='true']")}
+        cells = doc.xpath("//table[contains(@class, 'matrix')]//td")
+        used = set()
+        for td in cells:
+            used |= {s.text_content().strip() for s in td.xpath(".//a//span[@aria-hidden]")}
+            used |= {s.text_content().strip() for s in td.xpath("./span[@aria-label]")}
+            used |= {m.text.strip() for m in td.find_class("staff-mark")}
+        assert used == shown == set(codebook.MARKS.values())
+        assert "○" in legend.text_content() and "·" in legend.text_content()
+
+
+def test_the_matrix_orders_themes_by_their_names_in_the_page_language(app, tagged):
+    with app.app_context():
+        cases = list(db.session.scalars(select(Case).order_by(Case.code)))
+        for lang in ("nb", "en"):
+            m = codebook.theme_matrix(db.session, cases, lang)
+            named = {t for t, _ in m.staff}
+            first = [t.name(lang) for t in m.themes if t.id in named]
+            rest = [t.name(lang) for t in m.themes if t.id not in named]
+            assert first == sorted(first, key=lambda n: codebook.name_order(n, lang))
+            assert rest == sorted(rest, key=lambda n: codebook.name_order(n, lang))

@@ -33,7 +33,7 @@ FIXED = {
     "nb": [
         "Deltakerkode",
         "Dato",
-        "Intervjuerens navn",
+        "Medforskerens navn",
         "Oppfølgingsspørsmål",
         "Guideversjon",
         "Språk",
