@@ -65,7 +65,8 @@ CONTRAST_JS = r"""
     return colour;
   };
   const controls = document.querySelectorAll(
-    "button, input:not([type=hidden]):not([type=checkbox]):not([type=radio]), select, textarea, a.button"
+    "button, input:not([type=hidden]):not([type=checkbox]):not([type=radio]), select, textarea,"
+    + " a.button"
   );
   const failures = [];
   let measured = 0;
@@ -84,7 +85,8 @@ CONTRAST_JS = r"""
     if (!edged && !(fill && fill[3] > 0)) continue; // known by its text alone
     let best = ratio(own, outside);
     if (edged) {
-      const edge = sides.map((side) => ratio(over(parse(s[`border${side}Color`]), outside), outside));
+      const edge = sides.map(
+        (side) => ratio(over(parse(s[`border${side}Color`]), outside), outside));
       best = Math.max(best, Math.min(...edge));
     }
     measured += 1;
@@ -173,7 +175,9 @@ CLICK_RIGHT_EDGE_JS = r"""
   const row = input.closest(".check") || input.closest("label") || input.parentElement;
   row.scrollIntoView({ block: "center" });
   const r = row.getBoundingClientRect();
-  return { x: r.right - 3, y: r.top + r.height / 2, checked: input.checked, radio: input.type === "radio" };
+  return {
+    x: r.right - 3, y: r.top + r.height / 2, checked: input.checked, radio: input.type === "radio",
+  };
 }
 """
 
@@ -305,8 +309,10 @@ def test_tablet_pages_meet_contrast_focus_and_target_size(
 
 @pytest.mark.parametrize(("shape", "lang"), CASES)
 def test_desk_forms_meet_contrast_focus_and_target_size(
-    server, browser, app, world, shape, lang, tmp_path
+    server, browser, app, client, world, shape, lang, tmp_path
 ):
+    consented_interview(client, world)  # consent items to withdraw: checkboxes on that page
+    client.post("/logout")
     context = browser.new_context(viewport=VIEWPORTS[shape])
     page = context.new_page()
     page.goto(f"{server.url}/login?lang={lang}")
@@ -319,6 +325,7 @@ def test_desk_forms_meet_contrast_focus_and_target_size(
         "new-participant": "/participants/new",
         "participant": f"/participants/{world.participants['pa']}",
         "withdraw-items": f"/participants/{world.participants['pa']}/withdraw-items",
+        "codebook": "/desk/themes/",
     }
     for name, path in urls.items():
         problems += _check_page(page, server.url + path)
@@ -338,7 +345,8 @@ def test_polarity_choices_never_split_two_and_one(server, browser, app, client, 
         rows = page.evaluate(
             """() => [...document.querySelectorAll('.polarity')].filter((f) => f.checkVisibility())
               .map((f) => [...f.querySelectorAll('label')].map((l) => {
-                 const r = l.getBoundingClientRect(); return [Math.round(r.top), Math.round(r.bottom)];
+                 const r = l.getBoundingClientRect();
+                 return [Math.round(r.top), Math.round(r.bottom)];
               }))"""
         )
         assert rows
