@@ -130,7 +130,9 @@ FOCUS_JS = r"""
       if (!cover || cover === own || cover.contains(el)) seen += 1;
     }
   }
-  return { done: false, name, hidden: seen === 0 };
+  const style = getComputedStyle(el);
+  const ring = style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2;
+  return { done: false, name, hidden: seen === 0, ring };
 }
 """
 
@@ -247,17 +249,24 @@ def _contrast_failures(page) -> list[str]:
 
 
 def _hidden_focus(page) -> list[str]:
-    """Tab through the page once; the focused elements wholly under a sticky bar."""
-    page.evaluate("() => { window.__seen = new Set(); document.activeElement?.blur(); }")
-    page.evaluate("() => window.scrollTo(0, 0)")
+    """Tab through the page down and back up; focused elements wholly under a sticky bar or
+    without a focus ring."""
+    page.evaluate("() => { document.activeElement?.blur(); window.scrollTo(0, 0); }")
     hidden = []
-    for _step in range(600):
-        page.keyboard.press("Tab")
-        state = page.evaluate(FOCUS_JS)
-        if state["done"]:
-            break
-        if state["hidden"]:
-            hidden.append(state["name"])
+    for key in ("Tab", "Shift+Tab"):
+        page.evaluate("() => { window.__seen = new Set(); }")
+        steps = 0
+        for _ in range(600):
+            page.keyboard.press(key)
+            state = page.evaluate(FOCUS_JS)
+            if state["done"]:
+                break
+            steps += 1
+            if state["hidden"]:
+                hidden.append(f"{state['name']} ({key})")
+            if not state["ring"]:
+                hidden.append(f"{state['name']} shows no focus ring")
+        assert steps > 3, f"{key} went through only {steps} elements"
     return hidden
 
 
