@@ -9,7 +9,7 @@ import pytest
 
 from interview.store.extensions import db
 from interview.store.models import Interview, Participant, Theme, User, utcnow
-from tests.browser.helpers import _login, until
+from tests.browser.helpers import _login
 from tests.conftest import PASSWORD
 from tests.helpers import (
     consented_interview,
@@ -236,10 +236,11 @@ def _pages_setup(app, client, world):
     }
 
 
-def _open(page, url):
+def _open(page, url, tablet):
     page.goto(url)
     page.wait_for_load_state("load")
-    until(page, "() => document.readyState === 'complete'")
+    if tablet:  # the status line has moved into the safety bar: the bars have their heights
+        page.wait_for_selector("html.tablet-ready", state="attached")
 
 
 def _contrast_failures(page) -> list[str]:
@@ -290,8 +291,8 @@ def _target_failures(page) -> list[str]:
     return failures
 
 
-def _check_page(page, url) -> list[str]:
-    _open(page, url)
+def _check_page(page, url, tablet=False) -> list[str]:
+    _open(page, url, tablet)
     problems = [f"contrast {f}" for f in _contrast_failures(page)]
     problems += [f"focus hidden: {f}" for f in _hidden_focus(page)]
     problems += [f"target {f}" for f in _target_failures(page)]
@@ -308,7 +309,7 @@ def test_tablet_pages_meet_contrast_focus_and_target_size(
     _login(page, server.url, "peer_a", lang)
     problems = []
     for name, path in urls.items():
-        problems += _check_page(page, server.url + path)
+        problems += _check_page(page, server.url + path, tablet=True)
         page.screenshot(path=str(tmp_path / f"{name}-{shape}-{lang}.png"))
     context.close()
     assert not problems, "\n".join(problems)
@@ -349,7 +350,7 @@ def test_polarity_choices_never_split_two_and_one(server, browser, app, client, 
         context = browser.new_context(viewport=VIEWPORTS[shape], has_touch=True)
         page = context.new_page()
         _login(page, server.url, "peer_a", lang)
-        _open(page, server.url + urls["section"])
+        _open(page, server.url + urls["section"], tablet=True)
         rows = page.evaluate(
             """() => [...document.querySelectorAll('.polarity')].filter((f) => f.checkVisibility())
               .map((f) => [...f.querySelectorAll('label')].map((l) => {
