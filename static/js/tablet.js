@@ -90,14 +90,20 @@ export function placeStatus() {
     safety.appendChild(bar);
   }
   if (bar) bar.hidden = false;
-  // the sticky bar grows (a recording's indicator, a long status): whatever takes focus is
-  // scrolled into view below it, never under it
-  if (safety && window.ResizeObserver) {
-    new ResizeObserver(() => {
-      const sticky = getComputedStyle(safety).position === "sticky";
-      document.documentElement.style.scrollPaddingTop = sticky ? `${safety.offsetHeight + 8}px` : "";
-    }).observe(safety);
-  }
+  keepFocusClearOfBars(safety, document.querySelector(".sticky-actions"));
+}
+
+// The sticky bars grow (a recording's indicator, a long status, buttons on two lines):
+// whatever takes focus is scrolled into view between them, never under one (WCAG 2.4.11).
+function keepFocusClearOfBars(top, bottom) {
+  if (!window.ResizeObserver) return;
+  const room = (el) => (el && getComputedStyle(el).position === "sticky" ? `${el.offsetHeight + 8}px` : "");
+  const style = document.documentElement.style;
+  const observer = new ResizeObserver(() => {
+    if (top) style.scrollPaddingTop = room(top);
+    if (bottom) style.scrollPaddingBottom = room(bottom);
+  });
+  for (const el of [top, bottom]) if (el) observer.observe(el);
 }
 
 function showStatus(kind, text, href) {
