@@ -137,23 +137,26 @@ def test_counts_per_case_and_together(app):
         result = case_progress(db.session, [ids["A"], ids["B"]], NOW)
     a, b = result.cases
     assert (a.code, b.code) == ("A", "B")
-    assert a.participants == {"invited": 2, "consented": 2, "interviewed": 1, "withdrawn": 1}
+    # the withdrawn participant and their two interviews are not counted, only shown beside
+    assert a.participants == {"invited": 2, "consented": 2, "interviewed": 1}
+    assert (a.withdrawn, a.withdrawn_interviews) == (1, 2)
     assert a.interviews == {
-        "planned": 4,
+        "planned": 3,
         "in_progress": 1,
         "paused": 1,
         "completed": 1,
-        "stopped": 1,
+        "stopped": 0,
     }
     assert a.by_interviewer == {
-        "peer1": {"planned": 4, "in_progress": 1, "paused": 0, "completed": 0, "stopped": 1},
+        "peer1": {"planned": 3, "in_progress": 1, "paused": 0, "completed": 0, "stopped": 0},
         "peer2": {"planned": 0, "in_progress": 1, "paused": 1, "completed": 1, "stopped": 0},
     }
     assert (a.planned_this_week, a.overdue) == (2, 2)
     assert a.consent_items.consents == 3
     assert a.consent_items.given == {"audio": 1, "quotes": 1, "recontact": 2}
 
-    assert b.participants == {"invited": 0, "consented": 1, "interviewed": 0, "withdrawn": 0}
+    assert b.participants == {"invited": 0, "consented": 1, "interviewed": 0}
+    assert (b.withdrawn, b.withdrawn_interviews) == (0, 0)
     assert b.interviews["planned"] == 1 and b.interview_total == 1
     assert b.by_interviewer == {
         "peerb": {"planned": 1, "in_progress": 0, "paused": 0, "completed": 0, "stopped": 0}
@@ -163,8 +166,9 @@ def test_counts_per_case_and_together(app):
 
     total = result.total
     assert total.code is None
-    assert total.participants == {"invited": 2, "consented": 3, "interviewed": 1, "withdrawn": 1}
-    assert total.participant_total == 7 and total.interview_total == 9
+    assert total.participants == {"invited": 2, "consented": 3, "interviewed": 1}
+    assert total.participant_total == 6 and total.interview_total == 7
+    assert (total.withdrawn, total.withdrawn_interviews) == (1, 2)
     assert (total.planned_this_week, total.overdue) == (3, 2)
     assert total.consent_items.consents == 4
     assert total.consent_items.given == {"audio": 2, "quotes": 2, "recontact": 3}
@@ -340,8 +344,6 @@ def test_coordinator_sees_own_case_figures_only(client, auth, world, app):
         "0",
         "Interviewed",
         "0",
-        "Withdrawn",
-        "0",
     ]
     assert _svg_texts(html, "all-interviews")[:2] == ["Planned", "2"]
     with app.app_context():
@@ -367,7 +369,7 @@ def test_admin_sees_every_case(client, auth, world, app):
     _add_to_b(app, 7)
     auth.login("admin")
     html = client.get("/desk/?lang=en").text
-    # A: 2 invited; B: 1 invited + 7 withdrawn
+    # A: 2 invited; B: 1 invited + 7 withdrawn, who are not counted but said beside
     assert _svg_texts(html, "all-participants") == [
         "Invited",
         "3",
@@ -375,12 +377,11 @@ def test_admin_sees_every_case(client, auth, world, app):
         "0",
         "Interviewed",
         "0",
-        "Withdrawn",
-        "7",
     ]
+    assert "7 participants have withdrawn, with 7 interviews." in " ".join(html.split())
     for code in ("A", "B", "C"):
         assert f"/desk/cases/{code}" in html
-    assert _svg_texts(html, "case-B-participants")[-2:] == ["Withdrawn", "7"]
+    assert _svg_texts(html, "case-B-participants")[-2:] == ["Interviewed", "0"]
     assert re.search(r'<title id="case-B-participants-title">FACT team B: Participants by', html)
     assert client.get("/desk/cases/C").status_code == 200
 
@@ -399,7 +400,8 @@ def test_page_in_norwegian_with_tables_and_svg(client, auth, world):
     assert '<html lang="nb">' in html
     assert re.search(r"<h2[^>]*>Deltakere</h2>", html)
     assert re.search(r"<h2[^>]*>Intervjuer</h2>", html)
-    assert "Trukket seg" in html and "Planlagt" in html
+    assert "Planlagt" in html
+    assert "Deltakere som har trukket seg, telles ikke" in " ".join(html.split())
     assert _svg_texts(html, "all-participants")[:2] == ["Invitert", "2"]
     assert html.count('role="img"') == 3
     assert '<th scope="row">Invitert</th>' in html
