@@ -40,10 +40,7 @@ def charts_for(
 
     return {
         "participants": bar_chart(
-            [
-                Bar(s, label("participant", s), progress.participants[s])
-                for s in COUNTED_STATUSES
-            ],
+            [Bar(s, label("participant", s), progress.participants[s]) for s in COUNTED_STATUSES],
             title=title(_("Participants by status")),
             id_prefix=f"{prefix}-participants",
             scale_max=scale[0],
