@@ -64,6 +64,11 @@ def _theme_id(key: str) -> int:
 @pytest.fixture
 def data(app, client, auth, world):
     """Notes in case A through the peer's real forms; a deleted note; a withdrawn participant."""
+    return build_data(app, client, auth, world)
+
+
+def build_data(app, client, auth, world):
+    """Write the `data` fixture's notes (also used by test_exports_formats.py)."""
     with app.app_context():
         communication = _theme_id("communication")
         attitudes = _theme_id("attitudes")
@@ -780,6 +785,11 @@ def many(app, world):
     with every kind of tag, blank and deleted notes, notes under a question the guide does not
     know, conflicts, events with comments, debriefs and consents.
     """
+    return build_many(app, world)
+
+
+def build_many(app, world):
+    """Write the `many` fixture's records (also used by test_exports_formats.py)."""
     with app.app_context():
         cases = {c.code: c for c in db.session.scalars(select(Case))}
         users = {u.username: u for u in db.session.scalars(select(User))}
@@ -834,7 +844,7 @@ def many(app, world):
                         planned_at=planned,
                         first_planned_at=planned,
                         started_at=planned + timedelta(minutes=5) if j != 1 else None,
-                        status="ended" if j != 1 else "planned",
+                        status="completed" if j != 1 else "planned",
                     )
                     db.session.add(iv)
                     db.session.flush()
