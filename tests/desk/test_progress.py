@@ -1,13 +1,17 @@
 """Progress per case: exact counts from aggregate queries, the SVG charts, the desk pages."""
 
+import io
+import json
 import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 
+import pypdf
 import pytest
 from sqlalchemy import event, select
 
 from devdata.demo import seed_cases
+from interview.desk import exports
 from interview.desk.charts import Bar, bar_chart, share_chart
 from interview.desk.progress import case_progress, oslo_week
 from interview.participants.registry import register
@@ -495,3 +499,52 @@ def test_a_one_team_coordinator_sees_this_week_and_overdue_with_the_interview(
     assert "Planned this week" in week and "Overdue" in week
     assert code in week
     assert '<span class="badge badge-overdue">Overdue</span>' in week
+
+
+# --- one definition of who is counted, across the desk, the report and the exports ----------
+
+
+def _totals(text: str) -> list[int]:
+    """Return the numbers after "Total" in the participants' and interviews' tables."""
+    return [int(n) for n in re.findall(r"Total\s*(\d+)", text)[:2]]
+
+
+@pytest.mark.parametrize("path", ["/desk/", "/desk/cases/A"])
+def test_desk_report_and_exports_count_the_same(client, auth, world, app, path):
+    with app.app_context():
+        case_a = db.session.scalars(select(Case).where(Case.code == "A")).one()
+        guide = db.session.scalars(select(GuideVersion)).first()
+        for n in range(2):
+            p = register(case_a, "nb", [], None)
+            p.status = "withdrawn"
+            for _ in range(n + 1):
+                db.session.add(
+                    Interview(participant=p, guide_version=guide, language="nb", planned_at=NOW)
+                )
+        db.session.commit()
+        counted = exports.store_counts(db.session, [case_a.id])
+    # the world's case A: two participants (pa, pa2) with one interview each are counted
+    assert (counted["participants"], counted["interviews"]) == (2, 2)
+    withdrawn = "2 participants have withdrawn, with 3 interviews."
+
+    auth.login("coord_a")
+    page = client.get(f"{path}?lang=en").text
+    words = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert _totals(words) == [2, 2]
+    assert "Participants who have withdrawn are not counted" in words and withdrawn in words
+
+    report = path.rstrip("/") + "/report/en.pdf"
+    pdf = client.get(report)
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    text = " ".join(
+        " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.data)).pages).split()
+    )
+    assert _totals(text) == [2, 2]
+    assert "Participants who have withdrawn are not counted" in text and withdrawn in text
+    # the withdrawn are never inside a total: no "Withdrawn" row in the status tables
+    assert not re.search(r"Withdrawn \d", text.replace("Withdrawn, not counted", ""))
+
+    body = json.loads(client.get("/desk/exports/export.json?case=A").data)
+    (case,) = body["cases"]
+    interviews = sum(len(p["interviews"]) for p in case["participants"])
+    assert (len(case["participants"]), interviews) == (2, 2)
