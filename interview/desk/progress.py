@@ -31,8 +31,9 @@ from interview.web.i18n import oslo_to_utc, utc_to_oslo
 
 CONSENT_ITEMS = ("audio", "quotes", "recontact")
 
-# the participant statuses that are counted: every status but "withdrawn"
-COUNTED_STATUSES = tuple(s for s in PARTICIPANT_STATUSES if s != "withdrawn")
+# the status of a participant who is not counted, and the statuses that are
+WITHDRAWN = "withdrawn"
+COUNTED_STATUSES = tuple(s for s in PARTICIPANT_STATUSES if s != WITHDRAWN)
 
 
 def counted():
@@ -41,7 +42,7 @@ def counted():
     The one definition of who is counted, used by the progress figures and the exports (a
     participant's interviews, notes and consents are counted only with the participant).
     """
-    return Participant.status != "withdrawn"
+    return Participant.status != WITHDRAWN
 
 
 @dataclass
@@ -224,19 +225,22 @@ def case_progress(session: Session, case_ids, now: datetime, list_limit: int = 5
         .where(Participant.case_id.in_(ids))
         .group_by(Participant.case_id, Participant.status)
     ):
-        if status in COUNTED_STATUSES:
+        if status != WITHDRAWN:
             by_id[case_id].participants[status] = n
         else:
             by_id[case_id].withdrawn += n
 
-    for case_id, is_counted, status, n in session.execute(
-        select(Participant.case_id, counted(), Interview.status, func.count())
+    # grouped by the participant's status too (PostgreSQL would not group by `counted()`, a
+    # condition with its own bound parameter), then sorted into counted and withdrawn
+    for case_id, participant_status, status, n in session.execute(
+        select(Participant.case_id, Participant.status, Interview.status, func.count())
         .join(Participant, Participant.id == Interview.participant_id)
         .where(Participant.case_id.in_(ids))
-        .group_by(Participant.case_id, counted(), Interview.status)
+        .group_by(Participant.case_id, Participant.status, Interview.status)
     ):
-        if is_counted:
-            by_id[case_id].interviews[status] = n
+        if participant_status != WITHDRAWN:
+            counts = by_id[case_id].interviews
+            counts[status] = counts.get(status, 0) + n
         else:
             by_id[case_id].withdrawn_interviews += n
 
