@@ -590,7 +590,7 @@ def audit_csv():
     audit.record("audit_log_exported", **audit_log.view_detail(db.session, scope, filters, rows))
     db.session.commit()
     body = audit_log.csv_chunks(db.session, scope, filters)
-    response = Response(stream_with_context(body), mimetype="text/csv; charset=utf-8")
+    response = Response(stream_with_context(body), content_type="text/csv; charset=utf-8")
     filename = f"audit-log-{utcnow():%Y%m%d-%H%M%S}.csv"
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "no-store"

@@ -360,3 +360,14 @@ def _one_note_xlsx(app, text: str):
     top = {"study": {"exported_at": WHEN.isoformat() + "Z", "name": "INNOFACT"}, "codebook": []}
     with app.test_request_context():
         return list(exports_xlsx.xlsx_chunks(top, people, "en"))
+
+
+@pytest.mark.parametrize(
+    "path", ["/desk/exports/notes.csv", "/desk/exports/export.json", "/desk/audit/audit-log.csv"]
+)
+def test_text_downloads_name_their_charset_once(client, auth, world, path):
+    auth.login("coord_a")
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].endswith("; charset=utf-8")
+    assert response.headers["Content-Type"].count("charset") == 1
