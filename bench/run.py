@@ -395,6 +395,7 @@ class Bench:
             before[pid] = self.memory(pid)[0]
         for fmt, path in (
             ("csv", "/desk/exports/notes.csv"),
+            ("xlsx", "/desk/exports/notes.xlsx"),
             ("json", "/desk/exports/export.json"),
             ("qdpx", "/desk/exports/project.qdpx"),
         ):

@@ -106,7 +106,7 @@ SAFE_DETAIL: dict[str, frozenset[str]] = {
     "recording_ended": frozenset({"recording", "chunks", "stored", "complete", "reason"}),
     "sync_batch": frozenset(_SYNC_COUNTS),
     "rescue_import": frozenset({"store", "changes", "interrupted", "other_store", *_SYNC_COUNTS}),
-    "export": frozenset({"format", "cases", "counts", "audio", "recordings"}),
+    "export": frozenset({"format", "cases", "counts", "audio", "recordings", "debriefs"}),
     "recording_listened": frozenset({"recording", "via"}),
     "interview_record_printed": frozenset({"language", "notes"}),
     "progress_report_printed": frozenset({"language"}),

@@ -1,4 +1,6 @@
-"""Analysis-ready exports of the case store: CSV, JSON and a REFI-QDA project (.qdpx).
+"""Analysis-ready exports of the case store: CSV, JSON, a spreadsheet (.xlsx) and a REFI-QDA
+project (.qdpx). The JSON is described by a JSON Schema (2020-12), static/export.schema.json
+(docs/exports.md); the spreadsheet is written by exports_xlsx.py.
 
 An export is written while it is read, so that the server's memory does not grow with the
 number of notes: `head` reads the small part (study, codebook, cases, guide versions),
@@ -11,8 +13,11 @@ project, `refi.py`, alone keeps something per note until its end: see `qdpx_chun
 tests; they give the same bytes as the streamed writers.
 
 What never leaves the store through an export:
-- participants whose status is "withdrawn" (and so all their interviews, notes, consents,
-  events and debriefs);
+- participants who are not counted (progress.counted: those who have withdrawn), and so all
+  their interviews, notes, consents, events and debriefs;
+- the peers' debriefs (their wellbeing and reflections: personal data about the peers, not
+  the participants), unless the coordinator asks for them in the JSON (audited);
+- who wrote a note by name: a note carries its author's pseudonymous id (`author_pseudonym`);
 - identity data: the identity key store (names, contact details, signed-consent names and
   signature images) is never read here, and paper-form numbers and who obtained a consent are
   left out because they lead back to a person;
@@ -20,15 +25,18 @@ What never leaves the store through an export:
 - a "possible quote" mark of a participant whose consent in force does not cover quotes
   (never given, or withdrawn since: store/consents.py): such a note is never a possible quote.
 
-CSV formula injection: a spreadsheet runs a cell that starts with `=`, `+`, `-` or `@` (and,
-in some programs, a tab or carriage return) as a formula. Every CSV cell that starts with one
-of these characters gets a leading apostrophe, which spreadsheets show as plain text; an
-analyst reading the file with a CSV library sees the apostrophe and can strip it.
+CSV formula injection: a spreadsheet runs a cell that starts with `=` or `@` (and, in some
+programs, a tab or carriage return) as a formula, and one that starts with `+` or `-` when the
+rest reads as a formula too. Only such cells get a leading apostrophe (`safe_cell`), so a note
+such as "-5 points" or "- a list item" stays as written; an analyst reading the file with a CSV
+library sees the apostrophe and can strip it. The .xlsx needs no guard: its text cells are
+text, never formulas.
 """
 
 import csv
 import io
 import json
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -37,12 +45,14 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
+from interview.desk.progress import counted
 from interview.store.consents import ConsentInForce, consent_in_force
 from interview.store.content import guide_of
 from interview.store.models import (
     Case,
     CaseStaffTheme,
     Consent,
+    Debrief,
     GuideVersion,
     Interview,
     Note,
@@ -52,7 +62,12 @@ from interview.store.models import (
     utcnow,
 )
 
-FORMAT_VERSION = 1
+# 2: debriefs only on request, notes carry their author's pseudonymous id, "$schema"
+FORMAT_VERSION = 2
+
+# the JSON export's schema: its stable id, which the file names in "$schema"; the schema is
+# static/export.schema.json, served by the app at /static/export.schema.json (docs/exports.md)
+SCHEMA_ID = "urn:innofact:fact-interview-companion:export:2"
 
 STUDY = "INNOFACT"
 
@@ -64,8 +79,15 @@ QDA_NS = "urn:QDA-XML:project:1.0"
 # same data twice gives the same GUIDs and an analyst can merge or compare projects
 GUID_NS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:innofact:fact-interview-companion")
 
-# the characters a spreadsheet reads as the start of a formula (OWASP: CSV injection)
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# a cell starting with one of these is always read as a formula (OWASP: CSV injection)
+FORMULA_STARTS = ("=", "@", "\t", "\r")
+
+# a cell starting with + or - is a formula when the rest calls, links or compares something
+# (brackets, | for DDE, ! for another sheet, =, @, a quote), or when it is one word of
+# arithmetic or a cell reference ("-1+2", "+A1"); "-5 points" and "- a list item" are text
+SIGNED_FORMULA = re.compile(
+    r"""[+-](?:.*[()|!=@"]|\S*[+\-*/^&]|\s*\$?[A-Za-z]{1,3}\$?[0-9]+\s*$)""", re.S
+)
 
 # participants read per query: their interviews, notes and tags are held only while the batch
 # is turned into plain data (measured: about 0.2 MB a participant of 30-odd notes)
@@ -84,8 +106,10 @@ CSV_COLUMNS = (
     "question_text",
     "note_id",
     "note",
+    "author",
     "polarity",
     "themes",
+    "theme_names",
     "possible_quote",
     "created_at",
     "updated_at",
@@ -97,6 +121,16 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC, microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def author_pseudonym(user_id: int | None) -> str | None:
+    """Return a peer's pseudonymous id in the exports: stable, and never their name."""
+    return None if user_id is None else str(uuid.uuid5(GUID_NS, f"user:{user_id}"))
+
+
+def theme_names(top: dict[str, Any], lang: str) -> dict[str, str]:
+    """Return each theme key's name in the given language, from `head`'s codebook."""
+    return {t["key"]: t["name"].get(lang) or t["key"] for t in top["codebook"]}
 
 
 def guide_label(guide: dict) -> str:
@@ -121,6 +155,7 @@ def _note(note: Note, texts: dict[str, dict], lang: str, quotes: bool) -> dict[s
         "question_key": note.question_key,
         "question_text": (texts.get(note.question_key) or {}).get(lang, ""),
         "text": note.text or "",
+        "author": author_pseudonym(note.author_id),
         "polarity": note.polarity,
         "themes": sorted(t.key for t in note.themes),
         # only where the participant's consent in force allows quotes (store/consents.py)
@@ -135,7 +170,11 @@ def _note(note: Note, texts: dict[str, dict], lang: str, quotes: bool) -> dict[s
 
 
 def _interview(
-    interview: Interview, guide: dict, notes_only: bool = False, quotes: bool = True
+    interview: Interview,
+    guide: dict,
+    notes_only: bool = False,
+    quotes: bool = True,
+    debriefs: bool = False,
 ) -> dict[str, Any]:
     order, texts = guide["order"], guide["texts"]
     live = [n for n in interview.notes if n.deleted_at is None]
@@ -162,8 +201,11 @@ def _interview(
         {"kind": e.kind, "recorded_at": iso(e.recorded_at), "data": e.details}
         for e in sorted(interview.events, key=lambda e: (e.recorded_at, e.id))
     ]
+    if not debriefs:
+        return data
     data["debriefs"] = [
         {
+            "author": author_pseudonym(d.author_id),
             "wellbeing": d.wellbeing,
             "reflection": d.reflection or "",
             "wants_debrief_talk": bool(d.wants_debrief_talk),
@@ -202,7 +244,11 @@ def _in_force(state: ConsentInForce | None) -> dict[str, Any] | None:
 
 
 def _participant(
-    participant: Participant, case_code: str, guides: dict[int, dict], notes_only: bool
+    participant: Participant,
+    case_code: str,
+    guides: dict[int, dict],
+    notes_only: bool,
+    debriefs: bool = False,
 ) -> dict[str, Any]:
     interviews = sorted(participant.interviews, key=lambda i: (i.planned_at, i.id))
     state = consent_in_force(participant.consents)
@@ -220,7 +266,7 @@ def _participant(
         ]
         data["consent_in_force"] = _in_force(state)
     data["interviews"] = [
-        _interview(i, guides[i.guide_version_id], notes_only, quotes) for i in interviews
+        _interview(i, guides[i.guide_version_id], notes_only, quotes, debriefs) for i in interviews
     ]
     return data
 
@@ -231,8 +277,8 @@ def _in_cases(column, case_ids: Iterable[int] | None):
 
 
 def _exported(case_ids: Iterable[int] | None):
-    """Return the SQL condition a participant is in the export: in the cases, not withdrawn."""
-    return and_(_in_cases(Participant.case_id, case_ids), Participant.status != "withdrawn")
+    """Return the SQL condition a participant is in the export: in the cases, and counted."""
+    return and_(_in_cases(Participant.case_id, case_ids), counted())
 
 
 def head(
@@ -240,6 +286,7 @@ def head(
     case_ids: Iterable[int] | None,
     user: User | None = None,
     now: datetime | None = None,
+    debriefs: bool = False,
 ) -> dict[str, Any]:
     """Read everything an export holds apart from its participants: all of it small.
 
@@ -264,6 +311,7 @@ def head(
             "exported_at": iso(now or utcnow()),
             "exported_by": None if user is None else {"id": user.id, "username": user.username},
             "cases": [c.code for c in cases],
+            "debriefs_included": debriefs,
         },
         "codebook": [
             {
@@ -303,6 +351,7 @@ def participants(
     case_ids: Iterable[int] | None,
     *,
     notes_only: bool = False,
+    debriefs: bool = False,
     batch_size: int = BATCH_SIZE,
 ) -> Iterator[dict[str, Any]]:
     """Yield each exported participant as plain data, by case code and then participant code.
@@ -310,9 +359,11 @@ def participants(
     The store is read `batch_size` participants at a time, with their interviews, notes and
     tags (and, unless `notes_only`, consents, events and debriefs); the rows a batch loaded
     leave the session before its participants are yielded, so the session never holds more
-    than one batch. `notes_only` leaves out "consents", "events" and "debriefs" (the CSV and
-    the REFI-QDA project do not need them).
+    than one batch. `notes_only` leaves out "consents" and "events" (the CSV, the spreadsheet
+    and the REFI-QDA project do not need them); the peers' "debriefs" are read only when
+    `debriefs` is asked for (and never with `notes_only`).
     """
+    debriefs = debriefs and not notes_only
     case_ids = None if case_ids is None else list(case_ids)
     guides = {}
     for version in session.scalars(select(GuideVersion)):
@@ -332,9 +383,10 @@ def participants(
     else:
         options += [
             interviews.selectinload(Interview.events),
-            interviews.selectinload(Interview.debriefs),
             consents.selectinload(Consent.form_version),
         ]
+        if debriefs:
+            options.append(interviews.selectinload(Interview.debriefs))
     after: tuple[str, str] | None = None
     while True:
         stmt = (
@@ -352,7 +404,7 @@ def participants(
             )
         held = set(session.identity_map.keys())
         rows = session.execute(stmt).all()
-        batch = [_participant(p, code, guides, notes_only) for p, code in rows]
+        batch = [_participant(p, code, guides, notes_only, debriefs) for p, code in rows]
         if rows:
             after = (rows[-1][1], rows[-1][0].code)
         del rows
@@ -371,11 +423,14 @@ def _forget_since(session: Session, held: set) -> None:
                 session.expunge(row)
 
 
-def store_counts(session: Session, case_ids: Iterable[int] | None) -> dict[str, int]:
+def store_counts(
+    session: Session, case_ids: Iterable[int] | None, debriefs: bool = False
+) -> dict[str, int]:
     """Count what an export of these cases holds, in SQL (for the audit log, before writing).
 
-    The same figures as `counts(collect(...))`: participants not withdrawn, their interviews,
-    and their interviews' notes that were not deleted (blank ones too).
+    The same figures as `counts(collect(...))`: participants counted (progress.counted), their
+    interviews, and their interviews' notes that were not deleted (blank ones too); with
+    `debriefs`, their interviews' debriefs too.
     """
     case_ids = None if case_ids is None else list(case_ids)
     exported = _exported(case_ids)
@@ -387,11 +442,19 @@ def store_counts(session: Session, case_ids: Iterable[int] | None) -> dict[str, 
         .join(Interview, Interview.id == Note.interview_id)
         .join(Participant, Participant.id == Interview.participant_id)
     )
-    return {
+    result = {
         "participants": session.scalar(select(func.count(Participant.id)).where(exported)),
         "interviews": session.scalar(in_interviews.where(exported)),
         "notes": session.scalar(in_notes.where(exported, Note.deleted_at.is_(None))),
     }
+    if debriefs:
+        result["debriefs"] = session.scalar(
+            select(func.count(Debrief.id))
+            .join(Interview, Interview.id == Debrief.interview_id)
+            .join(Participant, Participant.id == Interview.participant_id)
+            .where(exported)
+        )
+    return result
 
 
 def assemble(top: dict[str, Any], people: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -402,6 +465,7 @@ def assemble(top: dict[str, Any], people: Iterable[dict[str, Any]]) -> dict[str,
         by_case[participant["case"]].append(participant)
         used.update(_guide_key(i) for i in participant["interviews"])
     return {
+        "$schema": SCHEMA_ID,
         "study": top["study"],
         "codebook": top["codebook"],
         "guides": [g for g in top["guides"] if (g["key"], g["version"]) in used],
@@ -429,13 +493,14 @@ def collect(
     case_ids: Iterable[int] | None,
     user: User | None = None,
     now: datetime | None = None,
+    debriefs: bool = False,
 ) -> dict[str, Any]:
-    """Read the given cases (None: all) into plain data, without withdrawn participants.
+    """Read the given cases (None: all) into plain data, counted participants only.
 
     Everything at once: for small exports and tests. The downloads stream instead.
     """
-    top = head(session, case_ids, user=user, now=now)
-    return assemble(top, participants(session, case_ids))
+    top = head(session, case_ids, user=user, now=now, debriefs=debriefs)
+    return assemble(top, participants(session, case_ids, debriefs=debriefs))
 
 
 def iter_interviews(data: dict) -> Iterable[tuple[dict, dict, dict]]:
@@ -478,13 +543,19 @@ def safe_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value)
-    if text.startswith(FORMULA_STARTS):
+    if text.startswith(FORMULA_STARTS) or SIGNED_FORMULA.match(text):
         return "'" + text
     return text
 
 
-def csv_chunks(people: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    """Yield one row per note as UTF-8 CSV with a BOM (so Excel reads æøå right)."""
+def csv_chunks(
+    people: Iterable[dict[str, Any]], names: dict[str, str] | None = None
+) -> Iterator[bytes]:
+    """Yield one row per note as UTF-8 CSV with a BOM (so Excel reads æøå right).
+
+    `names` gives each theme key's name (`theme_names`) for the "theme_names" column.
+    """
+    names = names or {}
     buf = io.StringIO()
     writer = csv.writer(buf, quoting=csv.QUOTE_MINIMAL)
     buf.write("\ufeff")
@@ -502,8 +573,10 @@ def csv_chunks(people: Iterable[dict[str, Any]]) -> Iterator[bytes]:
                     note["question_text"],
                     note["id"],
                     note["text"],
+                    note["author"],
                     note["polarity"],
                     ";".join(note["themes"]),
+                    ";".join(names.get(k, k) for k in note["themes"]),
                     note["possible_quote"],
                     note["created_at"],
                     note["updated_at"],
@@ -516,9 +589,10 @@ def csv_chunks(people: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     yield buf.getvalue().encode("utf-8")
 
 
-def to_csv(data: dict) -> bytes:
-    """Return `csv_chunks` of collected data in one piece."""
-    return b"".join(csv_chunks(_split(data)[1]))
+def to_csv(data: dict, lang: str = "en") -> bytes:
+    """Return `csv_chunks` of collected data in one piece, theme names in `lang`."""
+    top, people = _split(data)
+    return b"".join(csv_chunks(people, theme_names(top, lang)))
 
 
 def _json(value: Any, level: int) -> Iterator[str]:
@@ -587,6 +661,7 @@ def json_chunks(top: dict[str, Any], people: Iterable[dict[str, Any]]) -> Iterat
             yield participant
 
     document = {
+        "$schema": SCHEMA_ID,
         "study": top["study"],
         "codebook": top["codebook"],
         "guides": lambda: [g for g in top["guides"] if (g["key"], g["version"]) in used],

@@ -1,5 +1,11 @@
 """Progress per case for the coordinator's desk: counts from aggregate queries, no HTTP.
 
+Who is counted is defined once, here (`counted`), and the progress page, the printed progress
+report and the exports all go by it: a participant who has withdrawn is not counted, and
+neither are their interviews (a withdrawal keeps the interview rows but deletes or sets aside
+what they held: participants/withdrawal.py). The withdrawn are shown beside the figures as a
+number of their own, never inside a total.
+
 Every figure family is one GROUP BY query across all the asked cases, so the number of
 statements stays the same however many participants, interviews and consents there are.
 """
@@ -25,6 +31,19 @@ from interview.web.i18n import oslo_to_utc, utc_to_oslo
 
 CONSENT_ITEMS = ("audio", "quotes", "recontact")
 
+# the status of a participant who is not counted, and the statuses that are
+WITHDRAWN = "withdrawn"
+COUNTED_STATUSES = tuple(s for s in PARTICIPANT_STATUSES if s != WITHDRAWN)
+
+
+def counted():
+    """Return the SQL condition a participant is counted: not withdrawn.
+
+    The one definition of who is counted, used by the progress figures and the exports (a
+    participant's interviews, notes and consents are counted only with the participant).
+    """
+    return Participant.status != WITHDRAWN
+
 
 @dataclass
 class ConsentItems:
@@ -47,11 +66,14 @@ class CaseProgress:
     code: str | None = None
     name_nb: str = ""
     name_en: str = ""
-    participants: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(PARTICIPANT_STATUSES, 0)
-    )
+    # counted participants by status (the withdrawn are in `withdrawn`, never here)
+    participants: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTED_STATUSES, 0))
+    # the interviews of counted participants, by status
     interviews: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INTERVIEW_STATUSES, 0))
-    # interviewer username -> interview status -> count
+    # participants who have withdrawn, and their interviews: not counted, shown beside
+    withdrawn: int = 0
+    withdrawn_interviews: int = 0
+    # interviewer username -> interview status -> count (counted participants only)
     by_interviewer: dict[str, dict[str, int]] = field(default_factory=dict)
     planned_this_week: int = 0
     overdue: int = 0
@@ -63,12 +85,12 @@ class CaseProgress:
 
     @property
     def participant_total(self) -> int:
-        """Return the number of participants."""
+        """Return the number of counted participants (the withdrawn are not among them)."""
         return sum(self.participants.values())
 
     @property
     def interview_total(self) -> int:
-        """Return the number of interviews."""
+        """Return the number of interviews of counted participants."""
         return sum(self.interviews.values())
 
     def add(self, other: "CaseProgress") -> None:
@@ -77,6 +99,8 @@ class CaseProgress:
             self.participants[status] = self.participants.get(status, 0) + n
         for status, n in other.interviews.items():
             self.interviews[status] = self.interviews.get(status, 0) + n
+        self.withdrawn += other.withdrawn
+        self.withdrawn_interviews += other.withdrawn_interviews
         for username, counts in other.by_interviewer.items():
             mine = self.by_interviewer.setdefault(username, dict.fromkeys(INTERVIEW_STATUSES, 0))
             for status, n in counts.items():
@@ -157,7 +181,7 @@ def _valid_consent_condition():
     return and_(
         Consent.kind == "consent",
         Consent.answers["participate"].as_boolean(),
-        Participant.status != "withdrawn",
+        counted(),
         ~exists().where(
             later.participant_id == Consent.participant_id,
             later.obtained_at > Consent.obtained_at,
@@ -201,15 +225,24 @@ def case_progress(session: Session, case_ids, now: datetime, list_limit: int = 5
         .where(Participant.case_id.in_(ids))
         .group_by(Participant.case_id, Participant.status)
     ):
-        by_id[case_id].participants[status] = n
+        if status != WITHDRAWN:
+            by_id[case_id].participants[status] = n
+        else:
+            by_id[case_id].withdrawn += n
 
-    for case_id, status, n in session.execute(
-        select(Participant.case_id, Interview.status, func.count())
+    # grouped by the participant's status too (PostgreSQL would not group by `counted()`, a
+    # condition with its own bound parameter), then sorted into counted and withdrawn
+    for case_id, participant_status, status, n in session.execute(
+        select(Participant.case_id, Participant.status, Interview.status, func.count())
         .join(Participant, Participant.id == Interview.participant_id)
         .where(Participant.case_id.in_(ids))
-        .group_by(Participant.case_id, Interview.status)
+        .group_by(Participant.case_id, Participant.status, Interview.status)
     ):
-        by_id[case_id].interviews[status] = n
+        if participant_status != WITHDRAWN:
+            counts = by_id[case_id].interviews
+            counts[status] = counts.get(status, 0) + n
+        else:
+            by_id[case_id].withdrawn_interviews += n
 
     # an interview counts for every peer assigned to its participant (two may share one)
     for case_id, username, status, n in session.execute(
@@ -220,7 +253,7 @@ def case_progress(session: Session, case_ids, now: datetime, list_limit: int = 5
             participant_interviewers.c.participant_id == Participant.id,
         )
         .join(User, User.id == participant_interviewers.c.user_id)
-        .where(Participant.case_id.in_(ids))
+        .where(Participant.case_id.in_(ids), counted())
         .group_by(Participant.case_id, User.username, Interview.status)
     ):
         counts = by_id[case_id].by_interviewer.setdefault(
@@ -239,7 +272,7 @@ def case_progress(session: Session, case_ids, now: datetime, list_limit: int = 5
         .join(Participant, Participant.id == Interview.participant_id)
         .where(
             Participant.case_id.in_(ids),
-            Participant.status != "withdrawn",
+            counted(),
             or_(this_week, overdue),
         )
         .group_by(Participant.case_id)
@@ -279,7 +312,7 @@ def case_progress(session: Session, case_ids, now: datetime, list_limit: int = 5
             .join(Case, Case.id == Participant.case_id)
             .where(
                 Participant.case_id.in_(ids),
-                Participant.status != "withdrawn",
+                counted(),
                 or_(this_week, overdue),
             )
             .order_by(Interview.planned_at, Participant.code)

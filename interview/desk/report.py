@@ -6,9 +6,14 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 
 from interview.desk.charts import Bar, bar_chart, share_chart
-from interview.desk.progress import CONSENT_ITEMS, CaseProgress, case_progress
+from interview.desk.progress import (
+    CONSENT_ITEMS,
+    COUNTED_STATUSES,
+    CaseProgress,
+    case_progress,
+)
 from interview.store.extensions import db
-from interview.store.models import INTERVIEW_STATUSES, PARTICIPANT_STATUSES, Case, utcnow
+from interview.store.models import INTERVIEW_STATUSES, Case, utcnow
 from interview.web.i18n import ui_lang
 from interview.web.labels import label
 
@@ -35,10 +40,7 @@ def charts_for(
 
     return {
         "participants": bar_chart(
-            [
-                Bar(s, label("participant", s), progress.participants[s])
-                for s in PARTICIPANT_STATUSES
-            ],
+            [Bar(s, label("participant", s), progress.participants[s]) for s in COUNTED_STATUSES],
             title=title(_("Participants by status")),
             id_prefix=f"{prefix}-participants",
             scale_max=scale[0],
@@ -79,7 +81,7 @@ def progress_context(cases: list[Case], current: Case | None) -> dict:
         }
         if len(progress.cases) <= TEAM_CHARTS_MAX
         else {},
-        participant_statuses=PARTICIPANT_STATUSES,
+        participant_statuses=COUNTED_STATUSES,
         interview_statuses=INTERVIEW_STATUSES,
         consent_items=CONSENT_ITEMS,
     )

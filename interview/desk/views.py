@@ -28,7 +28,7 @@ from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from interview.desk import alerts, audit_log, codebook, exports, listen, refi
+from interview.desk import alerts, audit_log, codebook, exports, exports_xlsx, listen, refi
 from interview.desk.report import progress_context
 from interview.store.extensions import db
 from interview.store.kept import kept
@@ -384,8 +384,10 @@ codebook_bp.add_url_rule("/matrix/<case_code>/<int:theme_id>", view_func=cell)
 
 exports_bp = Blueprint("exports", __name__, url_prefix="/desk/exports")
 
+# full Content-Type values (given as content_type, so Flask adds no second charset)
 FORMATS = {
     "csv": ("text/csv; charset=utf-8", "csv"),
+    "xlsx": (exports_xlsx.MIMETYPE, "xlsx"),
     "json": ("application/json; charset=utf-8", "json"),
     "qdpx": ("application/zip", "qdpx"),
 }
@@ -412,6 +414,7 @@ def exports_index():
         cases=cases,
         case_code=code,
         recordings=listen.count_exported(db.session, chosen),
+        debriefs=exports.store_counts(db.session, chosen, debriefs=True)["debriefs"],
     )
 
 
@@ -420,9 +423,13 @@ def _download(fmt: str):
     now = utcnow()
     case_ids = [c.id for c in cases]
     codes = [c.code for c in cases]
-    top = exports.head(db.session, case_ids, user=current_user, now=now)
-    counts = exports.store_counts(db.session, case_ids)
-    detail = {}
+    # the peers' debriefs only in the JSON, and only when the coordinator ticks the box
+    debriefs = fmt == "json" and request.args.get("debriefs") == "1"
+    lang = request.args.get("language") or ui_lang()
+    lang = lang if lang in ("nb", "en") else ui_lang()
+    top = exports.head(db.session, case_ids, user=current_user, now=now, debriefs=debriefs)
+    counts = exports.store_counts(db.session, case_ids, debriefs=debriefs)
+    detail = {"debriefs": debriefs} if fmt == "json" else {}
     # the recordings go into the REFI-QDA project only when the coordinator asks for them
     audio = fmt == "qdpx" and request.args.get("audio") == "1"
     if fmt == "qdpx":
@@ -432,9 +439,11 @@ def _download(fmt: str):
     audit.record("export", format=fmt, cases=codes, counts=counts, **detail)
     db.session.commit()
     # read while the response is sent; the CSV and the project need no consents or events
-    people = exports.participants(db.session, case_ids, notes_only=fmt != "json")
+    people = exports.participants(db.session, case_ids, notes_only=fmt != "json", debriefs=debriefs)
     if fmt == "csv":
-        body = exports.csv_chunks(people)
+        body = exports.csv_chunks(people, exports.theme_names(top, lang))
+    elif fmt == "xlsx":
+        body = exports_xlsx.xlsx_chunks(top, people, lang)
     elif fmt == "json":
         body = exports.json_chunks(top, people)
     else:
@@ -445,7 +454,7 @@ def _download(fmt: str):
     scope = "".join(ch for ch in "-".join(codes) if ch.isalnum() or ch == "-")
     scope = scope if request.args.get("case") and scope else "all"
     filename = f"innofact-{scope}-{now:%Y%m%d-%H%M%S}.{ext}"
-    response = Response(stream_with_context(body), mimetype=mimetype)
+    response = Response(stream_with_context(body), content_type=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -455,6 +464,12 @@ def _download(fmt: str):
 def csv_export():
     """Download one row per note as CSV."""
     return _download("csv")
+
+
+@roles_required(*COORDINATING)
+def xlsx_export():
+    """Download one row per note as a spreadsheet, with a sheet that explains the columns."""
+    return _download("xlsx")
 
 
 @roles_required(*COORDINATING)
@@ -471,6 +486,7 @@ def qdpx_export():
 
 exports_bp.add_url_rule("/", endpoint="index", view_func=exports_index)
 exports_bp.add_url_rule("/notes.csv", view_func=csv_export)
+exports_bp.add_url_rule("/notes.xlsx", view_func=xlsx_export)
 exports_bp.add_url_rule("/export.json", view_func=json_export)
 exports_bp.add_url_rule("/project.qdpx", view_func=qdpx_export)
 
@@ -579,7 +595,7 @@ def audit_csv():
     audit.record("audit_log_exported", **audit_log.view_detail(db.session, scope, filters, rows))
     db.session.commit()
     body = audit_log.csv_chunks(db.session, scope, filters)
-    response = Response(stream_with_context(body), mimetype="text/csv; charset=utf-8")
+    response = Response(stream_with_context(body), content_type="text/csv; charset=utf-8")
     filename = f"audit-log-{utcnow():%Y%m%d-%H%M%S}.csv"
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "no-store"

@@ -150,6 +150,7 @@ ROUTES = (
     _route("codebook.cell", GET, COORDINATING, CASE_IN_URL, "note texts behind one cell"),
     _route("exports.index", GET, COORDINATING, OWN_CASES_FILTER, "choice of team and format"),
     _route("exports.csv_export", GET, COORDINATING, OWN_CASES_FILTER, "note texts, audited"),
+    _route("exports.xlsx_export", GET, COORDINATING, OWN_CASES_FILTER, "note texts, audited"),
     _route("exports.json_export", GET, COORDINATING, OWN_CASES_FILTER, "all research data"),
     _route("exports.qdpx_export", GET, COORDINATING, OWN_CASES_FILTER, "all research data"),
     _route("audit.index", GET, COORDINATING, OWN_CASES,

@@ -60,6 +60,11 @@ def _theme_id(key: str) -> int:
 @pytest.fixture
 def data(app, client, auth, world):
     """Notes in case A through the peer's real forms; a deleted note; a withdrawn participant."""
+    return build_data(app, client, auth, world)
+
+
+def build_data(app, client, auth, world):
+    """Write the `data` fixture's notes (also used by test_exports_formats.py)."""
     with app.app_context():
         communication = _theme_id("communication")
         attitudes = _theme_id("attitudes")
@@ -211,6 +216,7 @@ def test_csv_has_every_note_once_with_its_fields(app, client, auth, world, data)
             assert _uncell(row["note"]) == note.text
             assert row["polarity"] == (note.polarity or "")
             assert row["themes"] == ";".join(sorted(t.key for t in note.themes))
+            assert row["author"] == exports.author_pseudonym(note.author_id)
             assert row["possible_quote"] == ("true" if note.possible_quote else "false")
             for column, value in (("created_at", note.created_at), ("updated_at", note.updated_at)):
                 assert row[column].endswith("Z")
@@ -226,8 +232,11 @@ def test_csv_has_every_note_once_with_its_fields(app, client, auth, world, data)
 
 
 def test_safe_cell_guards_formulas_and_leaves_text_alone():
-    for risky in ("=1+1", "+47 000", "-2", "@SUM(A1)", "\tx", "\rx"):
+    for risky in ("=1+1", "+1+2", "-1+2", "-A1", "-cmd|' /C calc'!A0", "@SUM(A1)", "\tx", "\rx"):
         assert exports.safe_cell(risky) == "'" + risky
+    # what a spreadsheet shows as text stays as written: no apostrophe to see
+    for text in ("-5 points", "- a list item\n- another", "-2", "+47 000", "-"):
+        assert exports.safe_cell(text) == text
     assert exports.safe_cell("Får hjelp 🙂") == "Får hjelp 🙂"
     assert exports.safe_cell(None) == ""
     assert exports.safe_cell(True) == "true"
@@ -281,6 +290,9 @@ def test_json_holds_everything_in_order_without_identity(app, client, auth, worl
         assert "paper_form_number" not in consent and "signature" not in json.dumps(consent)
         (guide,) = body["guides"]
         assert guide["content"]["sections"][0]["questions"][0]["key"] == "context.services"
+        # the peers' debriefs stay out unless asked for (test_exports_formats.py)
+        assert all("debriefs" not in i for p in case["participants"] for i in p["interviews"])
+        assert body["study"]["debriefs_included"] is False
 
     # the same store gives the same bytes, apart from the export's own time
     again = json.loads(_download(client, "/desk/exports/export.json").data)
@@ -344,6 +356,7 @@ def test_each_export_is_audited_without_content(app, client, auth, world, data):
             assert row.user_id == world.users["coord_a"]
             assert row.detail["cases"] == ["A"]
             assert row.detail["counts"] == {"participants": 1, "interviews": 1, "notes": 4}
+            assert row.detail.get("debriefs", False) is False
             assert "Får" not in json.dumps(row.detail, ensure_ascii=False)
 
 
@@ -382,9 +395,9 @@ def test_exports_page_offers_formats_with_a_labelled_case_filter(client, auth, w
     assert page.headers["Cache-Control"] == "no-store"
     assert '<label for="export-case">' in page.text and 'id="export-case" name="case"' in page.text
     assert 'value="A"' in page.text and 'value="B"' not in page.text
-    for endpoint in ("notes.csv", "export.json", "project.qdpx"):
+    for endpoint in ("notes.xlsx", "notes.csv", "export.json", "project.qdpx"):
         assert f'formaction="/desk/exports/{endpoint}"' in page.text
-    assert page.text.count('class="button primary"') == 3
+    assert page.text.count('class="button primary"') == 4
     assert client.get("/desk/exports/?case=A").status_code == 200
     assert client.get("/desk/exports/?case=B").status_code == 404
 
@@ -421,17 +434,7 @@ def _reference_interview(interview: Interview, quotes: bool) -> dict[str, Any]:
             {"kind": e.kind, "recorded_at": exports.iso(e.recorded_at), "data": e.details}
             for e in sorted(interview.events, key=lambda e: (e.recorded_at, e.id))
         ],
-        "debriefs": [
-            {
-                "wellbeing": d.wellbeing,
-                "reflection": d.reflection or "",
-                "wants_debrief_talk": bool(d.wants_debrief_talk),
-                "participant_follow_up": bool(d.participant_follow_up),
-                "created_at": exports.iso(d.created_at),
-                "updated_at": exports.iso(d.updated_at),
-            }
-            for d in sorted(interview.debriefs, key=lambda d: (d.created_at, d.id))
-        ],
+        # since format 2 the peers' debriefs are left out unless asked for
     }
 
 
@@ -488,6 +491,7 @@ def _reference_collect(session, case_ids, user=None, now=None) -> dict[str, Any]
             }
         )
     return {
+        "$schema": exports.SCHEMA_ID,
         "study": {
             "name": exports.STUDY,
             "origin": exports.ORIGIN,
@@ -495,6 +499,7 @@ def _reference_collect(session, case_ids, user=None, now=None) -> dict[str, Any]
             "exported_at": exports.iso(now or utcnow()),
             "exported_by": None if user is None else {"id": user.id, "username": user.username},
             "cases": [c.code for c in cases],
+            "debriefs_included": False,
         },
         "codebook": [
             {
@@ -530,7 +535,8 @@ def _reference_collect(session, case_ids, user=None, now=None) -> dict[str, Any]
     }
 
 
-def _reference_csv(data: dict) -> bytes:
+def _reference_csv(data: dict, lang: str = "en") -> bytes:
+    names = {t["key"]: t["name"][lang] for t in data["codebook"]}
     buf = io.StringIO()
     writer = csv.writer(buf, quoting=csv.QUOTE_MINIMAL)
     writer.writerow(exports.CSV_COLUMNS)
@@ -548,8 +554,10 @@ def _reference_csv(data: dict) -> bytes:
                 note["question_text"],
                 note["id"],
                 note["text"],
+                note["author"],
                 note["polarity"],
                 ";".join(note["themes"]),
+                ";".join(names[k] for k in note["themes"]),
                 note["possible_quote"],
                 note["created_at"],
                 note["updated_at"],
@@ -589,6 +597,11 @@ def many(app, world):
     with every kind of tag, blank and deleted notes, notes under a question the guide does not
     know, conflicts, events with comments, debriefs and consents.
     """
+    return build_many(app, world)
+
+
+def build_many(app, world):
+    """Write the `many` fixture's records (also used by test_exports_formats.py)."""
     with app.app_context():
         cases = {c.code: c for c in db.session.scalars(select(Case))}
         users = {u.username: u for u in db.session.scalars(select(User))}
@@ -643,7 +656,7 @@ def many(app, world):
                         planned_at=planned,
                         first_planned_at=planned,
                         started_at=planned + timedelta(minutes=5) if j != 1 else None,
-                        status="ended" if j != 1 else "planned",
+                        status="completed" if j != 1 else "planned",
                     )
                     db.session.add(iv)
                     db.session.flush()
@@ -697,7 +710,7 @@ def _streamed(session, fmt: str, case_ids, user, *, batch_size: int, lang: str =
         session, case_ids, notes_only=fmt != "json", batch_size=batch_size
     )
     if fmt == "csv":
-        chunks = exports.csv_chunks(people)
+        chunks = exports.csv_chunks(people, exports.theme_names(top, lang))
     elif fmt == "json":
         chunks = exports.json_chunks(top, people)
     else:
@@ -805,6 +818,8 @@ def test_downloads_are_streamed_and_match_the_reference(
     auth.login("admin")
     response = client.get(f"/desk/exports/{path}?lang=en")
     assert response.status_code == 200
+    # one charset, never two (Flask adds one to a bare text mimetype)
+    assert response.headers["Content-Type"].count("charset") <= 1
     assert sent[-1] == (True, None)
     assert "Content-Length" not in response.headers
     assert response.headers["Cache-Control"] == "no-store"

@@ -1,13 +1,17 @@
 """Progress per case: exact counts from aggregate queries, the SVG charts, the desk pages."""
 
+import io
+import json
 import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 
+import pypdf
 import pytest
 from sqlalchemy import event, select
 
 from devdata.demo import seed_cases
+from interview.desk import exports
 from interview.desk.charts import Bar, bar_chart, share_chart
 from interview.desk.progress import case_progress, oslo_week
 from interview.participants.registry import register
@@ -137,23 +141,26 @@ def test_counts_per_case_and_together(app):
         result = case_progress(db.session, [ids["A"], ids["B"]], NOW)
     a, b = result.cases
     assert (a.code, b.code) == ("A", "B")
-    assert a.participants == {"invited": 2, "consented": 2, "interviewed": 1, "withdrawn": 1}
+    # the withdrawn participant and their two interviews are not counted, only shown beside
+    assert a.participants == {"invited": 2, "consented": 2, "interviewed": 1}
+    assert (a.withdrawn, a.withdrawn_interviews) == (1, 2)
     assert a.interviews == {
-        "planned": 4,
+        "planned": 3,
         "in_progress": 1,
         "paused": 1,
         "completed": 1,
-        "stopped": 1,
+        "stopped": 0,
     }
     assert a.by_interviewer == {
-        "peer1": {"planned": 4, "in_progress": 1, "paused": 0, "completed": 0, "stopped": 1},
+        "peer1": {"planned": 3, "in_progress": 1, "paused": 0, "completed": 0, "stopped": 0},
         "peer2": {"planned": 0, "in_progress": 1, "paused": 1, "completed": 1, "stopped": 0},
     }
     assert (a.planned_this_week, a.overdue) == (2, 2)
     assert a.consent_items.consents == 3
     assert a.consent_items.given == {"audio": 1, "quotes": 1, "recontact": 2}
 
-    assert b.participants == {"invited": 0, "consented": 1, "interviewed": 0, "withdrawn": 0}
+    assert b.participants == {"invited": 0, "consented": 1, "interviewed": 0}
+    assert (b.withdrawn, b.withdrawn_interviews) == (0, 0)
     assert b.interviews["planned"] == 1 and b.interview_total == 1
     assert b.by_interviewer == {
         "peerb": {"planned": 1, "in_progress": 0, "paused": 0, "completed": 0, "stopped": 0}
@@ -163,8 +170,9 @@ def test_counts_per_case_and_together(app):
 
     total = result.total
     assert total.code is None
-    assert total.participants == {"invited": 2, "consented": 3, "interviewed": 1, "withdrawn": 1}
-    assert total.participant_total == 7 and total.interview_total == 9
+    assert total.participants == {"invited": 2, "consented": 3, "interviewed": 1}
+    assert total.participant_total == 6 and total.interview_total == 7
+    assert (total.withdrawn, total.withdrawn_interviews) == (1, 2)
     assert (total.planned_this_week, total.overdue) == (3, 2)
     assert total.consent_items.consents == 4
     assert total.consent_items.given == {"audio": 2, "quotes": 2, "recontact": 3}
@@ -340,8 +348,6 @@ def test_coordinator_sees_own_case_figures_only(client, auth, world, app):
         "0",
         "Interviewed",
         "0",
-        "Withdrawn",
-        "0",
     ]
     assert _svg_texts(html, "all-interviews")[:2] == ["Planned", "2"]
     with app.app_context():
@@ -367,7 +373,7 @@ def test_admin_sees_every_case(client, auth, world, app):
     _add_to_b(app, 7)
     auth.login("admin")
     html = client.get("/desk/?lang=en").text
-    # A: 2 invited; B: 1 invited + 7 withdrawn
+    # A: 2 invited; B: 1 invited + 7 withdrawn, who are not counted but said beside
     assert _svg_texts(html, "all-participants") == [
         "Invited",
         "3",
@@ -375,12 +381,11 @@ def test_admin_sees_every_case(client, auth, world, app):
         "0",
         "Interviewed",
         "0",
-        "Withdrawn",
-        "7",
     ]
+    assert "7 participants have withdrawn, with 7 interviews." in " ".join(html.split())
     for code in ("A", "B", "C"):
         assert f"/desk/cases/{code}" in html
-    assert _svg_texts(html, "case-B-participants")[-2:] == ["Withdrawn", "7"]
+    assert _svg_texts(html, "case-B-participants")[-2:] == ["Interviewed", "0"]
     assert re.search(r'<title id="case-B-participants-title">FACT team B: Participants by', html)
     assert client.get("/desk/cases/C").status_code == 200
 
@@ -399,7 +404,8 @@ def test_page_in_norwegian_with_tables_and_svg(client, auth, world):
     assert '<html lang="nb">' in html
     assert re.search(r"<h2[^>]*>Deltakere</h2>", html)
     assert re.search(r"<h2[^>]*>Intervjuer</h2>", html)
-    assert "Trukket seg" in html and "Planlagt" in html
+    assert "Planlagt" in html
+    assert "Deltakere som har trukket seg, telles ikke" in " ".join(html.split())
     assert _svg_texts(html, "all-participants")[:2] == ["Invitert", "2"]
     assert html.count('role="img"') == 3
     assert '<th scope="row">Invitert</th>' in html
@@ -493,3 +499,52 @@ def test_a_one_team_coordinator_sees_this_week_and_overdue_with_the_interview(
     assert "Planned this week" in week and "Overdue" in week
     assert code in week
     assert '<span class="badge badge-overdue">Overdue</span>' in week
+
+
+# --- one definition of who is counted, across the desk, the report and the exports ----------
+
+
+def _totals(text: str) -> list[int]:
+    """Return the numbers after "Total" in the participants' and interviews' tables."""
+    return [int(n) for n in re.findall(r"Total\s*(\d+)", text)[:2]]
+
+
+@pytest.mark.parametrize("path", ["/desk/", "/desk/cases/A"])
+def test_desk_report_and_exports_count_the_same(client, auth, world, app, path):
+    with app.app_context():
+        case_a = db.session.scalars(select(Case).where(Case.code == "A")).one()
+        guide = db.session.scalars(select(GuideVersion)).first()
+        for n in range(2):
+            p = register(case_a, "nb", [], None)
+            p.status = "withdrawn"
+            for _ in range(n + 1):
+                db.session.add(
+                    Interview(participant=p, guide_version=guide, language="nb", planned_at=NOW)
+                )
+        db.session.commit()
+        counted = exports.store_counts(db.session, [case_a.id])
+    # the world's case A: two participants (pa, pa2) with one interview each are counted
+    assert (counted["participants"], counted["interviews"]) == (2, 2)
+    withdrawn = "2 participants have withdrawn, with 3 interviews."
+
+    auth.login("coord_a")
+    page = client.get(f"{path}?lang=en").text
+    words = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert _totals(words) == [2, 2]
+    assert "Participants who have withdrawn are not counted" in words and withdrawn in words
+
+    report = path.rstrip("/") + "/report/en.pdf"
+    pdf = client.get(report)
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    text = " ".join(
+        " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.data)).pages).split()
+    )
+    assert _totals(text) == [2, 2]
+    assert "Participants who have withdrawn are not counted" in text and withdrawn in text
+    # the withdrawn are never inside a total: no "Withdrawn" row in the status tables
+    assert not re.search(r"Withdrawn \d", text.replace("Withdrawn, not counted", ""))
+
+    body = json.loads(client.get("/desk/exports/export.json?case=A").data)
+    (case,) = body["cases"]
+    interviews = sum(len(p["interviews"]) for p in case["participants"])
+    assert (len(case["participants"]), interviews) == (2, 2)

@@ -305,6 +305,7 @@ CALLS: dict[str, Call] = {
     "codebook.cell": _case("/desk/themes/matrix/{case}/{theme}"),
     "exports.index": _case("/desk/exports/?case={case}"),
     "exports.csv_export": _case("/desk/exports/notes.csv?case={case}"),
+    "exports.xlsx_export": _case("/desk/exports/notes.xlsx?case={case}"),
     "exports.json_export": _case("/desk/exports/export.json?case={case}"),
     "exports.qdpx_export": _case("/desk/exports/project.qdpx?case={case}"),
     "audit.index": _plain("/desk/audit/"),

@@ -119,6 +119,7 @@ def pages(app, client, world) -> dict[str, Page]:
         "codebook.cell": Page("coord_a", f"/desk/themes/matrix/A/{theme}"),
         "exports.index": Page("coord_a", "/desk/exports/"),
         "exports.csv_export": Page("coord_a", "/desk/exports/notes.csv"),
+        "exports.xlsx_export": Page("coord_a", "/desk/exports/notes.xlsx"),
         "exports.json_export": Page("coord_a", "/desk/exports/export.json"),
         "exports.qdpx_export": Page("coord_a", "/desk/exports/project.qdpx"),
         "audit.index": Page("coord_a", "/desk/audit/"),
