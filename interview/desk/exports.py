@@ -160,8 +160,6 @@ def _note(note: Note, texts: dict[str, dict], lang: str, quotes: bool) -> dict[s
         "themes": sorted(t.key for t in note.themes),
         # only where the participant's consent in force allows quotes (store/consents.py)
         "possible_quote": bool(note.possible_quote) and quotes,
-        # the peer who wrote and tagged it, by user id only (refi.py: the coder of its codings)
-        "author_id": note.author_id,
         # the other tablet's words, kept while a conflict waits to be resolved
         "conflict_text": note.conflict_text,
         "created_at": iso(note.created_at),

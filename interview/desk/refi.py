@@ -73,13 +73,27 @@ CASE_VARIABLES = {"case_team": "Text"}
 
 
 def user_label(user_id: int | str | None) -> str:
-    """Return the pseudonymous name of a user in the project: an id, never a username."""
-    return "user-unknown" if user_id is None else f"user-{user_id}"
+    """Return the pseudonymous name of a user in the project, never a username."""
+    return pseudonym_label(_pseudonym(user_id))
 
 
 def user_guid(user_id: int | str | None) -> str:
-    """Return a user's REFI-QDA GUID (the same in every export)."""
-    return guid("user", "unknown" if user_id is None else user_id)
+    """Return a user's REFI-QDA GUID: their pseudonymous id, as in the JSON and CSV exports."""
+    return pseudonym_guid(_pseudonym(user_id))
+
+
+def _pseudonym(user_id: int | str | None) -> str | None:
+    return None if user_id is None else exports.author_pseudonym(user_id)
+
+
+def pseudonym_label(pseudonym: str | None) -> str:
+    """Return the User name for an author's pseudonymous id (the export's `author`)."""
+    return "user-unknown" if pseudonym is None else f"user-{pseudonym[:8]}"
+
+
+def pseudonym_guid(pseudonym: str | None) -> str:
+    """Return the User GUID for an author's pseudonymous id (the export's `author`)."""
+    return guid("user", "unknown") if pseudonym is None else pseudonym
 
 
 def guid(*parts: Any) -> str:
@@ -183,7 +197,7 @@ def _qde_names(top: dict[str, Any], lang: str) -> dict[str, Any]:
     return {
         "lang": lang,
         "words": words,
-        "user_id": exporter["id"] if exporter else "system",
+        "user_pseudonym": _pseudonym(exporter["id"] if exporter else "system"),
         "user_guid": user_guid(exporter["id"] if exporter else "system"),
         "polarity_guids": {p: guid("code", "polarity", p) for p in POLARITIES},
         "theme_guids": {t["key"]: guid("code", "theme", t["key"]) for t in top["codebook"]},
@@ -244,7 +258,7 @@ def _text_source(
             name=note["question_key"],
             startPosition=start,
             endPosition=end,
-            creatingUser=user_guid(note["author_id"]),
+            creatingUser=pseudonym_guid(note["author"]),
             creationDateTime=note["created_at"],
         )
         _code_note(selection, note_guid, note, names)
@@ -258,7 +272,7 @@ def _code_note(selection: ET.Element, selection_guid: str, note: dict, names: di
     The codings are the note's author's, as the selection is: QualCoder takes a coding's
     coder from its selection, other tools from the coding.
     """
-    coder = user_guid(note["author_id"])
+    coder = pseudonym_guid(note["author"])
     polarity_guids, theme_guids = names["polarity_guids"], names["theme_guids"]
     if note["polarity"] in polarity_guids:
         _coding(selection, selection_guid, polarity_guids[note["polarity"]], coder)
@@ -336,7 +350,7 @@ def _audio_source(names: dict, participant: dict, interview: dict, audio: dict) 
             name=note["question_key"],
             begin=begin,
             end=end,
-            creatingUser=user_guid(note["author_id"]),
+            creatingUser=pseudonym_guid(note["author"]),
             creationDateTime=note["created_at"],
         )
         _code_note(selection, selection_guid, note, names)
@@ -372,12 +386,10 @@ def _qde_around_sources(
     )
     # the exporter first: QualCoder makes the first user the coder of the imported project
     users = _el(project, "Users")
-    exporter = names["user_id"]
-    _el(users, "User", guid=names["user_guid"], name=user_label(exporter), id=exporter)
-    for author in sorted(authors - {exporter}, key=lambda a: (a is None, a or 0)):
-        element = _el(users, "User", guid=user_guid(author), name=user_label(author))
-        if author is not None:
-            element.set("id", str(author))
+    exporter = names["user_pseudonym"]
+    _el(users, "User", guid=names["user_guid"], name=pseudonym_label(exporter))
+    for author in sorted(authors - {exporter}, key=lambda a: (a is None, a or "")):
+        _el(users, "User", guid=pseudonym_guid(author), name=pseudonym_label(author))
 
     codes = _el(_el(project, "CodeBook"), "Codes")
     polarity = _el(codes, "Code", guid=guid("code", "polarity"), name=words["polarity"])
@@ -467,7 +479,7 @@ _OUTLINE_NOTE = (
     "polarity",
     "themes",
     "possible_quote",
-    "author_id",
+    "author",
 )
 
 
@@ -577,7 +589,7 @@ def qdpx_chunks(
                     entry.write(text.encode("utf-8"))
                 case_sources[participant["case"]].append(source_guid)
                 coded_cases.add(participant["case"])
-                authors.update(note["author_id"] for note, _start, _end in spans)
+                authors.update(note["author"] for note, _start, _end in spans)
             sounds = []
             for recording in audio:
                 source_guid = guid("recording", recording.id)
@@ -595,7 +607,7 @@ def qdpx_chunks(
                     }
                 )
                 case_sources[participant["case"]].append(source_guid)
-                authors.update(note["author_id"] for note, _b, _e in sounds[-1]["selections"])
+                authors.update(note["author"] for note, _b, _e in sounds[-1]["selections"])
             outline = _outline(participant, interview, spans, sounds, len(text))
             outlines.append(deflate.compress(outline))
         if sink.size >= exports.CHUNK_SIZE:

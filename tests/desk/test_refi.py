@@ -177,7 +177,7 @@ def test_each_selection_is_its_notes_exact_words_coded_by_its_author(
         refi.user_label(world.users["coord_a"]),
         *sorted(
             (refi.user_label(world.users[p]) for p in ("peer_a", "peer_a2")),
-            key=lambda label: int(label.split("-")[1]),
+            # in the order of their pseudonymous ids, which the label begins with
         ),
     ]
     assert not set(reading.users.values()) & usernames
