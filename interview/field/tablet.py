@@ -351,6 +351,7 @@ def chrome() -> dict:
             }
             | {
                 "css": url_for("static", filename="css/app.css"),
+                "desk_css": url_for("static", filename="css/desk.css"),
                 # in the page itself: a first visit makes one request fewer (the icon is tiny)
                 "icon": _icon_data_url(),
                 "touch_icon": url_for("static", filename="icons/icon-180.png"),
