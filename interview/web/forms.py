@@ -1,10 +1,13 @@
 """Flask-WTF forms with translated labels; dynamic note fields are parsed in notes.py."""
 
+from datetime import date
+
+from flask_babel import LazyString
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
-    DateField,
     IntegerField,
     PasswordField,
     RadioField,
@@ -12,7 +15,6 @@ from wtforms import (
     SelectMultipleField,
     StringField,
     TextAreaField,
-    TimeField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
@@ -25,33 +27,85 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from interview.web.i18n import day_format, day_text, parse_clock, parse_day, time_format
 from interview.web.labels import FORM_MESSAGES, LABELS
 
 
-class LocalDateField(DateField):
-    """A date field whose parse error is ours (translated) and which keeps years sensible."""
+def date_hint() -> str:
+    """The hint under a date field: how to write it in the UI language, with an example."""
+    return _(
+        "Format: %(format)s (for example %(example)s)",
+        format=day_format(),
+        example=day_text(date(2026, 11, 23)),
+    )
+
+
+def time_hint() -> str:
+    """The hint under a time field: the 24-hour clock, with an example."""
+    return _("Format: %(format)s (for example %(example)s)", format=time_format(), example="13:30")
+
+
+class LocalDateField(StringField):
+    """A date written as text in the UI language's order, never the browser's date picker.
+
+    A date input shows the date in the browser's language (12/05/2026 on an English browser
+    showing a Norwegian page); this one shows 23.11.2026 on nb and 2026-11-23 on en, and reads
+    both on either, with a message in the user's language for anything else.
+    """
+
+    def __init__(self, label=None, validators=None, **kwargs):
+        kwargs.setdefault("description", LazyString(date_hint))
+        kwargs.setdefault("render_kw", {"spellcheck": "false", "size": 10})
+        super().__init__(label, validators, **kwargs)
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return day_text(self.data) if self.data else ""
 
     def process_formdata(self, valuelist):
         """Parse the date; a malformed or far-off date gets a message in the user's language."""
+        self.data = None
+        if not valuelist or not valuelist[0].strip():
+            self.raw_data = []  # blank: InputRequired and Optional see no input
+            return
         try:
-            super().process_formdata(valuelist)
+            self.data = parse_day(valuelist[0])
         except ValueError:
-            self.data = None
-            raise ValueError(_l("Write a date like 2026-11-23.")) from None
-        if self.data is not None and not 2000 <= self.data.year <= 2100:
+            raise ValueError(
+                _(
+                    "Write the date as %(format)s, for example %(example)s.",
+                    format=day_format(),
+                    example=day_text(date(2026, 11, 23)),
+                )
+            ) from None
+        if not 2000 <= self.data.year <= 2100:
             self.data = None
             raise ValueError(_l("Choose a date between the years 2000 and 2100."))
 
 
-class LocalTimeField(TimeField):
-    """A time field whose parse error is translated."""
+class LocalTimeField(StringField):
+    """A 24-hour time written as text (13:30), never the browser's (maybe 12-hour) picker."""
+
+    def __init__(self, label=None, validators=None, **kwargs):
+        kwargs.setdefault("description", LazyString(time_hint))
+        kwargs.setdefault("render_kw", {"spellcheck": "false", "size": 5})
+        super().__init__(label, validators, **kwargs)
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return self.data.strftime("%H:%M") if self.data else ""
 
     def process_formdata(self, valuelist):
         """Parse the time; a malformed one gets a message in the user's language."""
+        self.data = None
+        if not valuelist or not valuelist[0].strip():
+            self.raw_data = []
+            return
         try:
-            super().process_formdata(valuelist)
+            self.data = parse_clock(valuelist[0])
         except ValueError:
-            self.data = None
             raise ValueError(_l("Write a time like 13:30.")) from None
 
 

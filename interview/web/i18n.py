@@ -1,6 +1,7 @@
 """Language choice for the UI, and helpers for bilingual content and Oslo times."""
 
 import os
+import re
 from datetime import date, datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -74,6 +75,54 @@ def lang_url(lang: str) -> str:
         args = {k: v for k, v in request.args.items() if k != "lang"}
         return url_for(request.endpoint, **(request.view_args or {}), **args, lang=lang)
     return f"?lang={lang}"
+
+
+# How dates and times are written in the forms, per UI language: never the browser's own date
+# picker, whose order follows the browser's language (12/05/2026 on an English browser showing
+# a Norwegian page). The Norwegian way on nb, ISO 8601 on en; either is read on both.
+DAY_FORMATS = {"nb": ("%d.%m.%Y", "dd.mm.åååå"), "en": ("%Y-%m-%d", "yyyy-mm-dd")}
+TIME_FORMATS = {"nb": "tt:mm", "en": "hh:mm"}
+_ISO_DAY = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})", re.ASCII)
+_NORWEGIAN_DAY = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", re.ASCII)
+_CLOCK = re.compile(r"(\d{1,2})[:.](\d{2})", re.ASCII)
+
+
+def parse_day(value: str) -> date:
+    """Read a date written as dd.mm.yyyy or yyyy-mm-dd; ValueError for anything else.
+
+    Slashes are refused: 12/05/2026 is 12 May to a Norwegian and 5 December to an American.
+    """
+    value = value.strip()
+    if match := _ISO_DAY.fullmatch(value):
+        year, month, day = match.groups()
+    elif match := _NORWEGIAN_DAY.fullmatch(value):
+        day, month, year = match.groups()
+    else:
+        raise ValueError(value)
+    return date(int(year), int(month), int(day))
+
+
+def parse_clock(value: str) -> time:
+    """Read a 24-hour time written as 13:30 or 13.30; ValueError for anything else."""
+    match = _CLOCK.fullmatch(value.strip())
+    if not match:
+        raise ValueError(value)
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def day_text(value: date) -> str:
+    """Return a date as the forms of the UI language write it (23.11.2026 or 2026-11-23)."""
+    return value.strftime(DAY_FORMATS.get(ui_lang(), DAY_FORMATS["nb"])[0])
+
+
+def day_format() -> str:
+    """Return how a date is written in the UI language, for hints: dd.mm.åååå or yyyy-mm-dd."""
+    return DAY_FORMATS.get(ui_lang(), DAY_FORMATS["nb"])[1]
+
+
+def time_format() -> str:
+    """Return how a time is written in the UI language, for hints: tt:mm or hh:mm."""
+    return TIME_FORMATS.get(ui_lang(), TIME_FORMATS["nb"])
 
 
 def oslo_to_utc(day: date, at: time) -> datetime:
