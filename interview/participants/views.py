@@ -56,7 +56,7 @@ from interview.web.forms import (
     language_choices,
     place_choices,
 )
-from interview.web.i18n import oslo_to_utc, ui_lang
+from interview.web.i18n import keeps_form_on_language_switch, oslo_to_utc, ui_lang
 from interview.web.labels import label
 
 bp = Blueprint("coordinator", __name__, url_prefix="/participants")
@@ -142,6 +142,7 @@ def _chosen_case(cases: list[Case], form: ParticipantForm) -> Case | None:
     return cases[0] if len(cases) == 1 else None
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def new_participant():
     """Register a participant under a fresh pseudonymous code: the team first, then its peers."""
@@ -220,6 +221,7 @@ def _recordings_by_interview(participant_id: str) -> dict[str, list[Recording]]:
     return by_interview
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def assign(participant_id: str):
     """Change who interviews a participant."""
@@ -254,6 +256,7 @@ def assign(participant_id: str):
     )
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def plan_interview(participant_id: str):
     """Plan an interview with the newest guide version."""
@@ -300,6 +303,7 @@ def plan_interview(participant_id: str):
     )
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def identity(participant_id: str):
     """Show who a code belongs to; every look is audited."""
@@ -310,6 +314,7 @@ def identity(participant_id: str):
     return render_template("coordinator/identity.html", participant=participant, person=person)
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def withdraw_participant(participant_id: str):
     """Record a participant's withdrawal, after a page that says plainly what will happen."""
@@ -389,6 +394,7 @@ def withdraw_participant(participant_id: str):
     )
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def withdraw_consent_items(participant_id: str):
     """Record the withdrawal of single consent items, after a page that says what will happen."""

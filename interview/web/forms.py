@@ -27,7 +27,14 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from interview.web.i18n import day_format, day_text, parse_clock, parse_day, time_format
+from interview.web.i18n import (
+    day_format,
+    day_text,
+    language_switch_requested,
+    parse_clock,
+    parse_day,
+    time_format,
+)
 from interview.web.labels import FORM_MESSAGES, LABELS
 
 
@@ -109,7 +116,16 @@ class LocalTimeField(StringField):
             raise ValueError(_l("Write a time like 13:30.")) from None
 
 
-class LoginForm(FlaskForm):
+class Form(FlaskForm):
+    """A form that is never valid when its page is only asked again in another language."""
+
+    def validate_on_submit(self, extra_validators=None):
+        """Validate a submitted form (errors in the UI language); False for a language switch."""
+        valid = super().validate_on_submit(extra_validators)
+        return valid and not language_switch_requested()
+
+
+class LoginForm(Form):
     """Username and password."""
 
     username = StringField(_l("Username"), validators=[DataRequired(), Length(max=80)])
@@ -129,7 +145,7 @@ def language_choices():
     return list(LABELS["language"].items())
 
 
-class ParticipantForm(FlaskForm):
+class ParticipantForm(Form):
     """Register a participant; name and phone go only to the identity key store."""
 
     case_id = SelectField(_l("FACT team"), coerce=int, validators=[InputRequired()])
@@ -157,7 +173,7 @@ class ParticipantForm(FlaskForm):
         _check_interviewers(field)
 
 
-class AssignForm(FlaskForm):
+class AssignForm(Form):
     """Change who interviews a participant."""
 
     interviewers = SelectMultipleField(
@@ -174,7 +190,7 @@ def place_choices():
     return list(LABELS["place"].items())
 
 
-class PlanInterviewForm(FlaskForm):
+class PlanInterviewForm(Form):
     """Plan an interview: date, time, place and language."""
 
     day = LocalDateField(_l("Date"), validators=[InputRequired(message=_l("Choose a date."))])
@@ -183,7 +199,7 @@ class PlanInterviewForm(FlaskForm):
     language = SelectField(_l("Interview language"), validators=[InputRequired()])
 
 
-class CapacityForm(FlaskForm):
+class CapacityForm(Form):
     """The capacity check before consent."""
 
     understands = BooleanField(_l("The participant understands what the study is about"))
@@ -210,7 +226,7 @@ def reschedule_reason_choices():
     ]
 
 
-class RescheduleForm(FlaskForm):
+class RescheduleForm(Form):
     """Move a planned interview to another day."""
 
     reason = SelectField(_l("Why"), validators=[InputRequired()])
@@ -218,7 +234,7 @@ class RescheduleForm(FlaskForm):
     at = LocalTimeField(_l("New time"), validators=[Optional()])
 
 
-class ConsentForm(FlaskForm):
+class ConsentForm(Form):
     """Consent on the tablet; items are added per form version in the view."""
 
     # chosen first: the form then shows only what that way of consenting needs
@@ -256,7 +272,7 @@ def one_kind_of_line_break(value: str | None) -> str | None:
     return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
 
 
-class StopForm(FlaskForm):
+class StopForm(Form):
     """Stop an interview, with a reason."""
 
     reason = SelectField(
@@ -270,7 +286,7 @@ class StopForm(FlaskForm):
     )
 
 
-class DistressTwoForm(FlaskForm):
+class DistressTwoForm(Form):
     """Distress protocol stage 2: stop, and with consent contact the team."""
 
     contact_team = BooleanField(_l("The participant agrees that we contact their FACT team now"))
@@ -292,7 +308,7 @@ def wellbeing_choices():
     ]
 
 
-class DebriefForm(FlaskForm):
+class DebriefForm(Form):
     """The peer's debrief after the interview."""
 
     wellbeing = RadioField(
@@ -308,7 +324,7 @@ class DebriefForm(FlaskForm):
     participant_follow_up = BooleanField(_l("The participant needs follow-up from the team"))
 
 
-class WithdrawForm(FlaskForm):
+class WithdrawForm(Form):
     """Record a participant's withdrawal: the date, and what happens to data and identity."""
 
     withdrawn_on = LocalDateField(
@@ -333,7 +349,7 @@ class WithdrawForm(FlaskForm):
     )
 
 
-class ConsentRenewalForm(FlaskForm):
+class ConsentRenewalForm(Form):
     """Ask every participant who consented on an older form to consent on the newest."""
 
     confirm = BooleanField(
@@ -345,7 +361,7 @@ class ConsentRenewalForm(FlaskForm):
     )
 
 
-class WithdrawItemsForm(FlaskForm):
+class WithdrawItemsForm(Form):
     """Record the withdrawal of single consent items (a partial withdrawal)."""
 
     # the choices are the items in force, set by the view; it checks what is sent itself

@@ -4,6 +4,7 @@ import os
 import re
 from datetime import date, datetime, time
 from functools import lru_cache
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from babel import Locale
@@ -125,6 +126,59 @@ def time_format() -> str:
     return TIME_FORMATS.get(ui_lang(), TIME_FORMATS["nb"])
 
 
+# the button that asks a refused form's page again in another language sends this field
+SWITCH_FIELD = "switch_language"
+
+
+def keeps_form_on_language_switch(view):
+    """Mark a view whose refused form may be posted again only to switch the page's language.
+
+    Such a post (`language_switch_requested()`) shows the form again, with what was typed and
+    its errors in the new language, and does nothing else: the view's forms are then never
+    valid (forms.Form). Every other page switches language with a plain link.
+    """
+    view.keeps_form_on_language_switch = True
+    return view
+
+
+def language_switch_requested() -> bool:
+    """True when this POST only asks for its form again in another language."""
+    return (
+        request.method == "POST"
+        and request.form.get(SWITCH_FIELD) in (current_app.config["LANGUAGES"])
+    )
+
+
+def lang_switch(lang: str) -> dict:
+    """How this page switches to `lang`: {"href": …} for a link, or {"action", "fields"}.
+
+    A page answered to a POST has no address of its own: a link to it asked for it with GET,
+    which the form's address refuses (405), and what was typed was lost. A refused form's page
+    of a marked view therefore posts what was sent again, with `SWITCH_FIELD`; other pages
+    link to the same address where it answers GET, else to the page the form was sent from.
+    """
+    if request.method == "GET" or not request.endpoint:
+        return {"href": lang_url(lang)}
+    view = current_app.view_functions.get(request.endpoint)
+    args = {k: v for k, v in request.args.items() if k != "lang"}
+    if getattr(view, "keeps_form_on_language_switch", False):
+        fields = [
+            (name, value)
+            for name, values in request.form.lists()
+            if name not in ("csrf_token", SWITCH_FIELD)
+            for value in values
+        ]
+        action = url_for(request.endpoint, **(request.view_args or {}), **args, lang=lang)
+        return {"action": action, "fields": fields}
+    if request.url_rule is not None and "GET" in (request.url_rule.methods or ()):
+        return {"href": url_for(request.endpoint, **(request.view_args or {}), **args, lang=lang)}
+    referrer = urlsplit(request.referrer or "")
+    if referrer.netloc == request.host and referrer.path:
+        query = [(k, v) for k, v in parse_qsl(referrer.query) if k != "lang"] + [("lang", lang)]
+        return {"href": referrer.path + "?" + urlencode(query)}
+    return {"href": url_for("main.home", lang=lang)}
+
+
 def oslo_to_utc(day: date, at: time) -> datetime:
     """Turn a wall-clock date and time in Oslo into a naive UTC datetime for the store."""
     local = datetime.combine(day, at).replace(tzinfo=OSLO)
@@ -166,6 +220,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(
         ui_lang=ui_lang,
         lang_url=lang_url,
+        lang_switch=lang_switch,
         tr=text,
         when_text=when_text,
         format_datetime=format_datetime,
