@@ -28,28 +28,15 @@ from wtforms.validators import (
 )
 
 from interview.web.i18n import (
+    date_hint,
     day_format,
     day_text,
     language_switch_requested,
     parse_clock,
     parse_day,
-    time_format,
+    time_hint,
 )
 from interview.web.labels import FORM_MESSAGES, LABELS
-
-
-def date_hint() -> str:
-    """The hint under a date field: how to write it in the UI language, with an example."""
-    return _(
-        "Format: %(format)s (for example %(example)s)",
-        format=day_format(),
-        example=day_text(date(2026, 11, 23)),
-    )
-
-
-def time_hint() -> str:
-    """The hint under a time field: the 24-hour clock, with an example."""
-    return _("Format: %(format)s (for example %(example)s)", format=time_format(), example="13:30")
 
 
 class LocalDateField(StringField):

@@ -11,6 +11,7 @@ from babel import Locale
 from babel.dates import DateTimePattern, parse_pattern
 from flask import Flask, current_app, g, request, session, url_for
 from flask_babel import format_date, format_datetime, format_time, get_locale
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from interview.store.extensions import babel, db
@@ -179,6 +180,20 @@ def lang_switch(lang: str) -> dict:
     return {"href": url_for("main.home", lang=lang)}
 
 
+def date_hint() -> str:
+    """The hint under a date field: how to write it in the UI language, with an example."""
+    return _(
+        "Format: %(format)s (for example %(example)s)",
+        format=day_format(),
+        example=day_text(date(2026, 11, 23)),
+    )
+
+
+def time_hint() -> str:
+    """The hint under a time field: the 24-hour clock, with an example."""
+    return _("Format: %(format)s (for example %(example)s)", format=time_format(), example="13:30")
+
+
 def oslo_to_utc(day: date, at: time) -> datetime:
     """Turn a wall-clock date and time in Oslo into a naive UTC datetime for the store."""
     local = datetime.combine(day, at).replace(tzinfo=OSLO)
@@ -221,6 +236,8 @@ def init_app(app: Flask) -> None:
         ui_lang=ui_lang,
         lang_url=lang_url,
         lang_switch=lang_switch,
+        day_text=day_text,
+        date_hint=date_hint,
         tr=text,
         when_text=when_text,
         format_datetime=format_datetime,

@@ -2,13 +2,14 @@
 the Norwegian way, and the language link after a refused form keeps what was typed."""
 
 from datetime import date, time
+from time import monotonic
 
 from sqlalchemy import select
 
 from interview.store.extensions import db
 from interview.store.models import Interview
 from interview.web.i18n import oslo_to_utc
-from tests.browser.helpers import TABLET, _watch_errors
+from tests.browser.helpers import TABLET, _login, _watch_errors
 from tests.conftest import PASSWORD
 
 
@@ -97,6 +98,47 @@ def test_the_language_link_after_a_refused_plan_keeps_what_was_typed(server, bro
                 select(Interview.id).where(Interview.participant_id == pid)
             ).all()
         assert planned == [world.interviews["pa"]]
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_the_tablet_moves_an_interview_to_a_date_written_the_norwegian_way(
+    live_server, browser, app, world
+):
+    # the peer's reschedule form is saved by the tablet's script, which reads the text date
+    iid = world.interviews["pa"]
+    context = browser.new_context(viewport=TABLET, has_touch=True, locale="en-US")
+    page = context.new_page()
+    errors: list[str] = []
+    _watch_errors(page, errors)
+    try:
+        _login(page, live_server, "peer_a", lang="nb")
+        page.goto(f"{live_server}/interviews/{iid}/capacity")
+        page.wait_for_selector("html.tablet-ready", state="attached")
+        page.locator("button[value=reschedule]").click()
+        page.wait_for_url(f"**/interviews/{iid}/reschedule")
+        page.wait_for_selector("html.tablet-ready", state="attached")
+        assert page.locator("#day").get_attribute("type") == "text"
+        page.locator("#reason").select_option("participant_asked")
+        page.locator("#day").fill("11/24/2030")
+        page.locator("#at").fill("10:00")
+        page.locator("form[data-offline=reschedule] button[type=submit]").click()
+        alert = page.locator("form[data-offline=reschedule] .form-alert")
+        alert.wait_for()
+        assert "dd.mm.åååå" in alert.inner_text()
+        page.locator("#day").fill("24.11.2030")
+        page.locator("form[data-offline=reschedule] button[type=submit]").click()
+        page.wait_for_url(f"**/interviews/{iid}")
+        wanted = oslo_to_utc(date(2030, 11, 24), time(10, 0))
+        with app.app_context():
+            deadline = monotonic() + 20
+            while monotonic() < deadline:
+                db.session.rollback()
+                if db.session.get(Interview, iid).planned_at == wanted:
+                    break
+                page.wait_for_timeout(200)  # the store is polled, not the page
+            assert db.session.get(Interview, iid).planned_at == wanted
         assert errors == []
     finally:
         context.close()
