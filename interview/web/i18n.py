@@ -13,6 +13,7 @@ from flask import Flask, current_app, g, request, session, url_for
 from flask_babel import format_date, format_datetime, format_time, get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
+from werkzeug.exceptions import HTTPException
 
 from interview.store.extensions import babel, db
 from interview.store.models import utcnow
@@ -161,11 +162,19 @@ def lang_switch(lang: str) -> dict:
     if request.method == "GET" or not request.endpoint:
         return {"href": lang_url(lang)}
     view = current_app.view_functions.get(request.endpoint)
-    args = {k: v for k, v in request.args.items() if k != "lang"}
+    # url_for reads arguments starting with "_" as its own options (_scheme, _external…)
+    args = {k: v for k, v in request.args.items() if k != "lang" and not k.startswith("_")}
+    sent = None
     if getattr(view, "keeps_form_on_language_switch", False):
+        try:
+            sent = request.form.lists()
+        except HTTPException:
+            # the page says the form could not be read (too large): nothing to send again
+            sent = None
+    if sent is not None:
         fields = [
             (name, value)
-            for name, values in request.form.lists()
+            for name, values in sent
             if name not in ("csrf_token", SWITCH_FIELD)
             for value in values
         ]
