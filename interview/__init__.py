@@ -100,6 +100,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     kept.init_app(app)
     app.add_template_global(page_load)
     app.add_template_global(study_end.desk_reminder, "study_end_reminder")
+    app.add_template_global(desk.open_alert_count)
     cli.init_app(app)
     sync_log.init_update_log()
 

@@ -49,7 +49,7 @@ from interview.store.models import (
     User,
     user_cases,
 )
-from interview.web.i18n import oslo_to_utc
+from interview.web.i18n import day_format, day_text, oslo_to_utc, parse_day
 
 PAGE_SIZE = 50
 # a filter value longer than this is refused (usernames are at most 80 characters)
@@ -60,7 +60,6 @@ EXPORT_BATCH = 500
 ACTION_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,59}")
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,80}")
 CODE_PATTERN = re.compile(r"[A-Za-z0-9]{1,8}-[A-Za-z0-9]{1,7}")
-DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # object types whose rows belong to a team by the object itself (rules 1 and 2 above)
 TEAM_OBJECTS = ("participant", "interview", "consent", "case", "user", "device")
@@ -224,12 +223,11 @@ def _plain(value: str) -> str:
 
 
 def _day(value: str, message: str) -> date | None:
+    # 23.11.2026 or 2026-11-23, as every date field of the app reads it (never 11/23/2026)
     if not value:
         return None
-    if not DAY_PATTERN.fullmatch(value):
-        raise FilterError(message)
     try:
-        day = date.fromisoformat(value)
+        day = parse_day(value)
     except ValueError:
         raise FilterError(message) from None
     if not 2000 <= day.year <= 2100:
@@ -254,8 +252,13 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
         raise FilterError(_("Choose an action from the list."))
     if code and not CODE_PATTERN.fullmatch(code):
         raise FilterError(_("Write a participant code like A-7K3Q."))
-    date_from = _day(values["from"], _("Write the from date like 2026-11-23."))
-    date_to = _day(values["to"], _("Write the to date like 2026-11-23."))
+    how = {"format": day_format(), "example": day_text(date(2026, 11, 23))}
+    date_from = _day(
+        values["from"], _("Write the from date as %(format)s, for example %(example)s.", **how)
+    )
+    date_to = _day(
+        values["to"], _("Write the to date as %(format)s, for example %(example)s.", **how)
+    )
     if date_from and date_to and date_from > date_to:
         raise FilterError(_("The from date must come before the to date."))
     page = 1

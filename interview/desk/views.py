@@ -11,6 +11,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -25,6 +26,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
@@ -117,6 +119,22 @@ def open_alerts(
     )
 
 
+def open_alert_count() -> int | None:
+    """How many open alerts the current user's teams have, for the nav; once a request.
+
+    The same alerts as the Alerts page (one definition, `alerts.collect`): a fixed handful of
+    indexed statements whatever the data. None where it cannot be counted (an error page).
+    """
+    if "open_alert_count" not in g:
+        try:
+            g.open_alert_count = len(open_alerts())
+        except SQLAlchemyError:
+            # the page is an error page already: it shows without the count
+            db.session.rollback()
+            g.open_alert_count = None
+    return g.open_alert_count
+
+
 def _alert_words() -> Words:
     """The alerts page's fixed words, translated once per page (a day may hold hundreds)."""
     return Words(
@@ -161,6 +179,8 @@ def alerts_index():
     scope = _scope()
     under = alerts.under_way(db.session, *scope)
     items = open_alerts(include_acknowledged=show_all, under=under)
+    if not show_all:
+        g.open_alert_count = len(items)  # the nav's count, without collecting twice
     acks = {}
     if show_all:
         rows = db.session.execute(

@@ -1,6 +1,6 @@
 """What the tablet's scripts need from the server: translated strings and an interview's state."""
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,7 +17,7 @@ from interview.store.content import guide_of
 from interview.store.extensions import db
 from interview.store.models import Interview, InterviewEvent
 from interview.sync.envelope import NO_QUOTES_REASON, OLD_FORM_REASON
-from interview.web.i18n import ui_lang
+from interview.web.i18n import day_format, day_text, ui_lang
 from interview.web.labels import FORM_MESSAGES, LABELS
 
 
@@ -155,6 +155,12 @@ def tablet_strings() -> dict[str, str | dict]:
         "minutes_range": _("Give a number of minutes between 15 and 240."),
         "need_reason": _("Choose a reason."),
         "need_both": _("Give both a date and a time, or neither."),
+        "bad_date": _(
+            "Write the date as %(format)s, for example %(example)s.",
+            format=day_format(),
+            example=day_text(date(2026, 11, 23)),
+        ),
+        "bad_time": _("Write a time like 13:30."),
         "need_wellbeing": _("Choose how you are doing."),
         "too_long": _(
             "This note is too long (at most %(n)d characters). Split it into two notes.",

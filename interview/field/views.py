@@ -91,7 +91,8 @@ def _mine_page() -> str:
             .order_by(Interview.planned_at)
         )
     )
-    today = utc_to_oslo(utcnow()).date()
+    now = utcnow()
+    today = utc_to_oslo(now).date()
     groups = {"today": [], "coming": [], "earlier": [], "done": []}
     for iv in rows:
         if iv.status in ("completed", "stopped") or iv.participant.status == "withdrawn":
@@ -107,7 +108,7 @@ def _mine_page() -> str:
             else:
                 groups["earlier"].append(iv)
     groups["done"].reverse()
-    return render_template("interviews/mine.html", groups=groups)
+    return render_template("interviews/mine.html", groups=groups, now=now)
 
 
 @login_required

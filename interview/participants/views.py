@@ -56,7 +56,7 @@ from interview.web.forms import (
     language_choices,
     place_choices,
 )
-from interview.web.i18n import oslo_to_utc, ui_lang
+from interview.web.i18n import keeps_form_on_language_switch, oslo_to_utc, ui_lang
 from interview.web.labels import label
 
 bp = Blueprint("coordinator", __name__, url_prefix="/participants")
@@ -132,16 +132,30 @@ def _page_number(value: str | None, pages: int) -> int:
     return int(value)
 
 
+def _chosen_case(cases: list[Case], form: ParticipantForm) -> Case | None:
+    """The team a participant is registered in: the posted one, the asked one, or the only one."""
+    if request.method == "POST":
+        return next((c for c in cases if c.id == form.case_id.data), None)
+    asked = request.args.get("case")
+    if asked:
+        return next((c for c in cases if c.code == asked), None)
+    return cases[0] if len(cases) == 1 else None
+
+
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def new_participant():
-    """Register a participant under a fresh pseudonymous code."""
+    """Register a participant under a fresh pseudonymous code: the team first, then its peers."""
     cases = cases_coordinated_by(current_user)
     form = ParticipantForm()
     form.case_id.choices = [(c.id, f"{c.code} – {c.name(ui_lang())}") for c in cases]
     form.preferred_language.choices = language_choices()
-    form.interviewers.choices = _peer_choices({c.id for c in cases})
+    case = _chosen_case(cases, form)
+    # only the chosen team's peers are offered: a peer of another team would be refused
+    form.interviewers.choices = _peer_choices({case.id}) if case else []
+    if case is not None and request.method == "GET":
+        form.case_id.data = case.id
     if form.validate_on_submit():
-        case = next((c for c in cases if c.id == form.case_id.data), None)
         interviewers = _valid_interviewers(form.interviewers.data, form.case_id.data)
         if case is None:
             abort(404)
@@ -166,7 +180,7 @@ def new_participant():
             )
             return redirect(url_for("coordinator.detail", participant_id=participant.id))
     status = 400 if request.method == "POST" else 200
-    return render_template("coordinator/new.html", form=form), status
+    return render_template("coordinator/new.html", form=form, case=case, cases=cases), status
 
 
 @roles_required(*COORDINATING)
@@ -207,10 +221,14 @@ def _recordings_by_interview(participant_id: str) -> dict[str, list[Recording]]:
     return by_interview
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def assign(participant_id: str):
     """Change who interviews a participant."""
     participant = participant_or_404(participant_id)
+    if participant.status == "withdrawn":
+        # the page of a withdrawn participant has no interviewer form to show an error on
+        abort(409, _("This participant has withdrawn; the interviewers cannot be changed."))
     form = AssignForm(prefix="assign")
     form.interviewers.choices = _peer_choices({participant.case_id})
     if form.validate_on_submit():
@@ -238,6 +256,7 @@ def assign(participant_id: str):
     )
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def plan_interview(participant_id: str):
     """Plan an interview with the newest guide version."""
@@ -284,6 +303,7 @@ def plan_interview(participant_id: str):
     )
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def identity(participant_id: str):
     """Show who a code belongs to; every look is audited."""
@@ -294,6 +314,7 @@ def identity(participant_id: str):
     return render_template("coordinator/identity.html", participant=participant, person=person)
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def withdraw_participant(participant_id: str):
     """Record a participant's withdrawal, after a page that says plainly what will happen."""
@@ -373,6 +394,7 @@ def withdraw_participant(participant_id: str):
     )
 
 
+@keeps_form_on_language_switch
 @roles_required(*COORDINATING)
 def withdraw_consent_items(participant_id: str):
     """Record the withdrawal of single consent items, after a page that says what will happen."""

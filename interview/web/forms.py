@@ -1,10 +1,13 @@
 """Flask-WTF forms with translated labels; dynamic note fields are parsed in notes.py."""
 
+from datetime import date
+
+from flask_babel import LazyString
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
-    DateField,
     IntegerField,
     PasswordField,
     RadioField,
@@ -12,7 +15,6 @@ from wtforms import (
     SelectMultipleField,
     StringField,
     TextAreaField,
-    TimeField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
@@ -25,37 +27,92 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from interview.web.i18n import (
+    date_hint,
+    day_format,
+    day_text,
+    language_switch_requested,
+    parse_clock,
+    parse_day,
+    time_hint,
+)
 from interview.web.labels import FORM_MESSAGES, LABELS
 
 
-class LocalDateField(DateField):
-    """A date field whose parse error is ours (translated) and which keeps years sensible."""
+class LocalDateField(StringField):
+    """A date written as text in the UI language's order, never the browser's date picker.
+
+    A date input shows the date in the browser's language (12/05/2026 on an English browser
+    showing a Norwegian page); this one shows 23.11.2026 on nb and 2026-11-23 on en, and reads
+    both on either, with a message in the user's language for anything else.
+    """
+
+    def __init__(self, label=None, validators=None, **kwargs):
+        kwargs.setdefault("description", LazyString(date_hint))
+        kwargs.setdefault("render_kw", {"spellcheck": "false", "size": 10})
+        super().__init__(label, validators, **kwargs)
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return day_text(self.data) if self.data else ""
 
     def process_formdata(self, valuelist):
         """Parse the date; a malformed or far-off date gets a message in the user's language."""
+        self.data = None
+        if not valuelist or not valuelist[0].strip():
+            self.raw_data = []  # blank: InputRequired and Optional see no input
+            return
         try:
-            super().process_formdata(valuelist)
+            self.data = parse_day(valuelist[0])
         except ValueError:
-            self.data = None
-            raise ValueError(_l("Write a date like 2026-11-23.")) from None
-        if self.data is not None and not 2000 <= self.data.year <= 2100:
+            raise ValueError(
+                _(
+                    "Write the date as %(format)s, for example %(example)s.",
+                    format=day_format(),
+                    example=day_text(date(2026, 11, 23)),
+                )
+            ) from None
+        if not 2000 <= self.data.year <= 2100:
             self.data = None
             raise ValueError(_l("Choose a date between the years 2000 and 2100."))
 
 
-class LocalTimeField(TimeField):
-    """A time field whose parse error is translated."""
+class LocalTimeField(StringField):
+    """A 24-hour time written as text (13:30), never the browser's (maybe 12-hour) picker."""
+
+    def __init__(self, label=None, validators=None, **kwargs):
+        kwargs.setdefault("description", LazyString(time_hint))
+        kwargs.setdefault("render_kw", {"spellcheck": "false", "size": 5})
+        super().__init__(label, validators, **kwargs)
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return self.data.strftime("%H:%M") if self.data else ""
 
     def process_formdata(self, valuelist):
         """Parse the time; a malformed one gets a message in the user's language."""
+        self.data = None
+        if not valuelist or not valuelist[0].strip():
+            self.raw_data = []
+            return
         try:
-            super().process_formdata(valuelist)
+            self.data = parse_clock(valuelist[0])
         except ValueError:
-            self.data = None
             raise ValueError(_l("Write a time like 13:30.")) from None
 
 
-class LoginForm(FlaskForm):
+class Form(FlaskForm):
+    """A form that is never valid when its page is only asked again in another language."""
+
+    def validate_on_submit(self, extra_validators=None):
+        """Validate a submitted form (errors in the UI language); False for a language switch."""
+        valid = super().validate_on_submit(extra_validators)
+        return valid and not language_switch_requested()
+
+
+class LoginForm(Form):
     """Username and password."""
 
     username = StringField(_l("Username"), validators=[DataRequired(), Length(max=80)])
@@ -75,7 +132,7 @@ def language_choices():
     return list(LABELS["language"].items())
 
 
-class ParticipantForm(FlaskForm):
+class ParticipantForm(Form):
     """Register a participant; name and phone go only to the identity key store."""
 
     case_id = SelectField(_l("FACT team"), coerce=int, validators=[InputRequired()])
@@ -103,7 +160,7 @@ class ParticipantForm(FlaskForm):
         _check_interviewers(field)
 
 
-class AssignForm(FlaskForm):
+class AssignForm(Form):
     """Change who interviews a participant."""
 
     interviewers = SelectMultipleField(
@@ -120,7 +177,7 @@ def place_choices():
     return list(LABELS["place"].items())
 
 
-class PlanInterviewForm(FlaskForm):
+class PlanInterviewForm(Form):
     """Plan an interview: date, time, place and language."""
 
     day = LocalDateField(_l("Date"), validators=[InputRequired(message=_l("Choose a date."))])
@@ -129,7 +186,7 @@ class PlanInterviewForm(FlaskForm):
     language = SelectField(_l("Interview language"), validators=[InputRequired()])
 
 
-class CapacityForm(FlaskForm):
+class CapacityForm(Form):
     """The capacity check before consent."""
 
     understands = BooleanField(_l("The participant understands what the study is about"))
@@ -156,7 +213,7 @@ def reschedule_reason_choices():
     ]
 
 
-class RescheduleForm(FlaskForm):
+class RescheduleForm(Form):
     """Move a planned interview to another day."""
 
     reason = SelectField(_l("Why"), validators=[InputRequired()])
@@ -164,7 +221,7 @@ class RescheduleForm(FlaskForm):
     at = LocalTimeField(_l("New time"), validators=[Optional()])
 
 
-class ConsentForm(FlaskForm):
+class ConsentForm(Form):
     """Consent on the tablet; items are added per form version in the view."""
 
     # chosen first: the form then shows only what that way of consenting needs
@@ -202,7 +259,7 @@ def one_kind_of_line_break(value: str | None) -> str | None:
     return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
 
 
-class StopForm(FlaskForm):
+class StopForm(Form):
     """Stop an interview, with a reason."""
 
     reason = SelectField(
@@ -216,7 +273,7 @@ class StopForm(FlaskForm):
     )
 
 
-class DistressTwoForm(FlaskForm):
+class DistressTwoForm(Form):
     """Distress protocol stage 2: stop, and with consent contact the team."""
 
     contact_team = BooleanField(_l("The participant agrees that we contact their FACT team now"))
@@ -238,7 +295,7 @@ def wellbeing_choices():
     ]
 
 
-class DebriefForm(FlaskForm):
+class DebriefForm(Form):
     """The peer's debrief after the interview."""
 
     wellbeing = RadioField(
@@ -254,7 +311,7 @@ class DebriefForm(FlaskForm):
     participant_follow_up = BooleanField(_l("The participant needs follow-up from the team"))
 
 
-class WithdrawForm(FlaskForm):
+class WithdrawForm(Form):
     """Record a participant's withdrawal: the date, and what happens to data and identity."""
 
     withdrawn_on = LocalDateField(
@@ -279,7 +336,7 @@ class WithdrawForm(FlaskForm):
     )
 
 
-class ConsentRenewalForm(FlaskForm):
+class ConsentRenewalForm(Form):
     """Ask every participant who consented on an older form to consent on the newest."""
 
     confirm = BooleanField(
@@ -291,7 +348,7 @@ class ConsentRenewalForm(FlaskForm):
     )
 
 
-class WithdrawItemsForm(FlaskForm):
+class WithdrawItemsForm(Form):
     """Record the withdrawal of single consent items (a partial withdrawal)."""
 
     # the choices are the items in force, set by the view; it checks what is sent itself

@@ -80,10 +80,13 @@ def label(kind: str, code: str | None) -> str:
 
 
 def error_attrs(field, **attrs) -> dict:
-    """Return a form field's HTML attributes, pointing at its error list when it has errors."""
+    """Return a form field's HTML attributes, pointing at its hint and its error list."""
+    described = [f"{field.id}-hint"] if field.description else []
     if field.errors:
-        attrs["aria-describedby"] = f"{field.id}-errors"
+        described.append(f"{field.id}-errors")
         attrs["aria-invalid"] = "true"
+    if described:
+        attrs["aria-describedby"] = " ".join(described)
     return attrs
 
 

@@ -298,10 +298,29 @@ export function saveSection(index) {
 
 // --- the other interview forms ----------------------------------------------------------------
 
+// The form's date is text in the page language's order (never the browser's date picker):
+// 23.11.2026 or 2026-11-23 on either page, as the case store reads it; slashes are ambiguous.
+function dayParts(text) {
+  const t = String(text || "").trim();
+  let m = t.match(/^(\d{4})-(\d{1,2})-(\d{1,2})$/);
+  const ymd = m ? [m[1], m[2], m[3]] : (m = t.match(/^(\d{1,2})\.(\d{1,2})\.(\d{4})$/)) && [m[3], m[2], m[1]];
+  if (!ymd) return null;
+  const [y, mo, d] = ymd.map(Number);
+  const check = new Date(Date.UTC(y, mo - 1, d));
+  const real = check.getUTCFullYear() === y && check.getUTCMonth() === mo - 1 && check.getUTCDate() === d;
+  return real && y >= 2000 && y <= 2100 ? [y, mo, d] : null;
+}
+
+function clockParts(text) {
+  const m = String(text || "").trim().match(/^(\d{1,2})[:.](\d{2})$/);
+  if (!m || Number(m[1]) > 23 || Number(m[2]) > 59) return null;
+  return [Number(m[1]), Number(m[2])];
+}
+
 function osloToUtc(day, time) {
   // the form's date and time are Oslo wall-clock time; find the UTC instant that shows them
-  const [y, m, d] = day.split("-").map(Number);
-  const [hh, mm] = time.split(":").map(Number);
+  const [y, m, d] = day;
+  const [hh, mm] = time;
   const wanted = Date.UTC(y, m - 1, d, hh, mm);
   const parts = (t) => {
     const p = Object.fromEntries(
@@ -350,7 +369,11 @@ export const handlers = {
     const at = data.get("at");
     if (!reason) return formAlert(form, strings.need_reason);
     if (!!day !== !!at) return formAlert(form, strings.need_both);
-    await recordEvent("reschedule", { reason, new_time: day ? osloToUtc(day, at) : null });
+    const ymd = day ? dayParts(day) : null;
+    const hm = at ? clockParts(at) : null;
+    if (day && !ymd) return formAlert(form, strings.bad_date);
+    if (at && !hm) return formAlert(form, strings.bad_time);
+    await recordEvent("reschedule", { reason, new_time: ymd ? osloToUtc(ymd, hm) : null });
     return go(ctx.base, { sent: "moved_sent", kept: "moved_kept" });
   },
   async consent(form) {

@@ -175,6 +175,12 @@ def test_pages_are_newest_first_stable_and_bounded(app, world):
             audit_log.page_of(db.session, None, Filters(action="login", page=4))
 
 
+def test_the_dates_are_read_in_both_orders(app):
+    with app.test_request_context():
+        filters = parse_filters({"from": "20.11.2026", "to": "2026-11-21"})
+    assert (filters.date_from, filters.date_to) == (date(2026, 11, 20), date(2026, 11, 21))
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -182,6 +188,7 @@ def test_pages_are_newest_first_stable_and_bounded(app, world):
         {"from": "20261101"},
         {"to": "2026-02-30"},
         {"from": "1999-12-31"},
+        {"from": "11/20/2026"},  # slashes: 20 November or 11 February?
         {"from": "2026-11-20", "to": "2026-11-19"},
         {"page": "0"},
         {"page": "-1"},
@@ -284,8 +291,8 @@ def test_audit_filters_by_participant_and_records_it(client, auth, app, world, l
 @pytest.mark.parametrize(
     ("query", "lang", "words"),
     [
-        ("from=2026-02-30", "en", "Write the from date like 2026-11-23."),
-        ("from=2026-02-30", "nb", "Skriv fra-datoen slik: 2026-11-23."),
+        ("from=2026-02-30", "en", "Write the from date as yyyy-mm-dd, for example 2026-11-23."),
+        ("from=2026-02-30", "nb", "Skriv fra-datoen som dd.mm.åååå, for eksempel 23.11.2026."),
         ("page=99", "en", "There is no such page."),
         ("page=99", "nb", "Den siden finnes ikke."),
         ("who=" + "x" * 5000, "en", "A filter is too long."),

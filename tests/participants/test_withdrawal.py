@@ -377,7 +377,7 @@ def test_access_rules(app, world, client, auth):
         # a date taken at collection would be today by the time it is sent
         ({"withdrawn_on": TOMORROW}, "in the future"),
         ({"withdrawn_on": "2999-01-01"}, "between the years"),
-        ({"withdrawn_on": "yesterday"}, "Write a date like"),
+        ({"withdrawn_on": "yesterday"}, "Write the date as"),
         ({"withdrawn_on": ""}, "Choose a date."),
         ({"withdrawn_on": "2001-01-01"}, "cannot be earlier than"),
         ({"keep_identity": ""}, "identity key entry"),
