@@ -546,6 +546,35 @@ def safe_cell(value: Any) -> str:
     return text
 
 
+def participant_rows(
+    participant: dict[str, Any], names: dict[str, str], joiner: str
+) -> Iterator[tuple[Any, ...]]:
+    """Yield one participant's notes as rows in the order of CSV_COLUMNS (the CSV, the xlsx).
+
+    Theme names are joined with `joiner`; a value not known is None.
+    """
+    for interview in participant["interviews"]:
+        for note in interview["notes"]:
+            yield (
+                participant["case"],
+                participant["code"],
+                interview["id"],
+                guide_label(interview["guide"]),
+                interview["language"],
+                note["question_key"],
+                note["question_text"],
+                note["id"],
+                note["text"],
+                note["author"],
+                note["polarity"],
+                ";".join(note["themes"]),
+                joiner.join(names.get(k, k) for k in note["themes"]),
+                bool(note["possible_quote"]),
+                note["created_at"],
+                note["updated_at"],
+            )
+
+
 def csv_chunks(
     people: Iterable[dict[str, Any]], names: dict[str, str] | None = None
 ) -> Iterator[bytes]:
@@ -559,27 +588,8 @@ def csv_chunks(
     buf.write("\ufeff")
     writer.writerow(CSV_COLUMNS)
     for participant in people:
-        for interview in participant["interviews"]:
-            for note in interview["notes"]:
-                row = (
-                    participant["case"],
-                    participant["code"],
-                    interview["id"],
-                    guide_label(interview["guide"]),
-                    interview["language"],
-                    note["question_key"],
-                    note["question_text"],
-                    note["id"],
-                    note["text"],
-                    note["author"],
-                    note["polarity"],
-                    ";".join(note["themes"]),
-                    ";".join(names.get(k, k) for k in note["themes"]),
-                    note["possible_quote"],
-                    note["created_at"],
-                    note["updated_at"],
-                )
-                writer.writerow([safe_cell(v) for v in row])
+        for row in participant_rows(participant, names, ";"):
+            writer.writerow([safe_cell(v) for v in row])
         if buf.tell() >= CHUNK_SIZE:
             yield buf.getvalue().encode("utf-8")
             buf.seek(0)

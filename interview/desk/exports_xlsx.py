@@ -20,8 +20,9 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
 
-from interview.desk.exports import CHUNK_SIZE, CSV_COLUMNS, _split, guide_label, theme_names
+from interview.desk.exports import CHUNK_SIZE, CSV_COLUMNS, _split, participant_rows, theme_names
 
 MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -117,37 +118,10 @@ def _cell(sheet, value: Any, bold: bool = False) -> WriteOnlyCell:
 def _note_rows(
     people: Iterable[dict[str, Any]], names: dict[str, str]
 ) -> Iterator[tuple[Any, ...]]:
-    """Yield each note's values in the order of CSV_COLUMNS."""
+    """Yield each note's values in the order of CSV_COLUMNS, an empty cell for a value not known."""
     for participant in people:
-        for interview in participant["interviews"]:
-            for note in interview["notes"]:
-                yield (
-                    participant["case"],
-                    participant["code"],
-                    interview["id"],
-                    guide_label(interview["guide"]),
-                    interview["language"],
-                    note["question_key"],
-                    note["question_text"],
-                    note["id"],
-                    note["text"],
-                    note["author"] or "",
-                    note["polarity"] or "",
-                    ";".join(note["themes"]),
-                    "; ".join(names.get(k, k) for k in note["themes"]),
-                    bool(note["possible_quote"]),
-                    note["created_at"] or "",
-                    note["updated_at"] or "",
-                )
-
-
-def _column_letter(n: int) -> str:
-    """Return the spreadsheet letter of column n (1: A)."""
-    letters = ""
-    while n:
-        n, rest = divmod(n - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
+        for row in participant_rows(participant, names, "; "):
+            yield tuple("" if v is None else v for v in row)
 
 
 def write_workbook(
@@ -169,7 +143,7 @@ def write_workbook(
     book = Workbook(write_only=True)
     notes = book.create_sheet(notes_title)
     for n, key in enumerate(CSV_COLUMNS, start=1):
-        notes.column_dimensions[_column_letter(n)].width = WIDTHS.get(key, 16)
+        notes.column_dimensions[get_column_letter(n)].width = WIDTHS.get(key, 16)
     notes.freeze_panes = "A2"
     notes.append([_cell(notes, headings[key][0], bold=True) for key in CSV_COLUMNS])
     wrap = Alignment(wrap_text=True, vertical="top")
@@ -179,7 +153,7 @@ def write_workbook(
         cells[CSV_COLUMNS.index("note")].alignment = wrap
         notes.append(cells)
         rows += 1
-    notes.auto_filter.ref = f"A1:{_column_letter(len(CSV_COLUMNS))}{rows + 1}"
+    notes.auto_filter.ref = f"A1:{get_column_letter(len(CSV_COLUMNS))}{rows + 1}"
 
     about = book.create_sheet(about_title)
     for letter, width in zip("ABC", (22, 18, 90), strict=True):
