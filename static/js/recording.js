@@ -6,6 +6,7 @@
 // recordings wait to be sent: a first visit to an interview page never carries it.
 
 import * as store from "./store.js";
+import { b64, unb64 } from "./seal.js";
 import { localState, recordEvent, wishKey } from "./interview.js";
 import { ctx, recording, refreshSession, request, say, state, Stop, storageFailed, strings, studyKey, syncSoon, updateStatus, userId } from "./tablet.js";
 
@@ -34,20 +35,6 @@ const IV_BYTES = 12;
 const API = "/api/v1/recordings";
 
 // --- small helpers --------------------------------------------------------------------------
-
-function b64(bytes) {
-  let text = "";
-  const view = new Uint8Array(bytes);
-  for (let i = 0; i < view.length; i += 0x8000) text += String.fromCharCode(...view.subarray(i, i + 0x8000));
-  return btoa(text);
-}
-
-function unb64(text) {
-  const raw = atob(text);
-  const out = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i += 1) out[i] = raw.charCodeAt(i);
-  return out;
-}
 
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 

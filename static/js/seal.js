@@ -5,14 +5,14 @@
 // The box: a fresh AES-256-GCM key encrypts the JSON; RSA-OAEP with SHA-256 wraps that key
 // (docs/sync.md, "Sealed boxes"); {"v": 1, "kid", "key", "iv", "data"}, each part base64.
 
-function b64(bytes) {
+export function b64(bytes) {
   let text = "";
   const view = new Uint8Array(bytes);
   for (let i = 0; i < view.length; i += 0x8000) text += String.fromCharCode(...view.subarray(i, i + 0x8000));
   return btoa(text);
 }
 
-function unb64(text) {
+export function unb64(text) {
   const raw = atob(text);
   const out = new Uint8Array(raw.length);
   for (let i = 0; i < raw.length; i += 1) out[i] = raw.charCodeAt(i);

@@ -254,7 +254,10 @@ def _check_pages(app, urls, headers=None, roles=ROLES) -> tuple[list[str], int]:
                         break
                     answer = client.get(answer.headers["Location"], headers=headers or {})
                 if answer.mimetype != "text/html":
-                    continue  # a file or data (health check, API), not a page a person reads
+                    # a file or data (health check, API), not a page a person reads; a streamed
+                    # download holds its request open until it is read or closed, as a server does
+                    answer.close()
+                    continue
                 seen += 1
                 for problem in problems_on(answer.get_data(as_text=True), lang):
                     failures.append(f"{username or 'anonymous'} {lang} {url}: {problem}")
