@@ -27,6 +27,8 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
+from interview.web.forms import one_kind_of_line_break
+
 # the origin the document HTML is resolved against; it exists only inside the fetcher
 DOCUMENT_ORIGIN = "https://documents.fact-interview.invalid"
 STATIC_PREFIX = DOCUMENT_ORIGIN + "/static/"
@@ -116,7 +118,7 @@ def page_counter_content(pattern: str) -> Markup:
 
 def paragraphs(text: str | None) -> list[str]:
     """Split a note into paragraphs at its blank lines; a single line break stays inside one."""
-    plain = str(text or "").replace("\r\n", "\n").replace("\r", "\n")
+    plain = one_kind_of_line_break(str(text or ""))
     return [part.strip() for part in re.split(r"\n[ \t]*\n", plain) if part.strip()]
 
 

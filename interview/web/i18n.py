@@ -101,7 +101,8 @@ def parse_day(value: str) -> date:
     elif match := _NORWEGIAN_DAY.fullmatch(value):
         day, month, year = match.groups()
     else:
-        raise ValueError(value)
+        # what was typed stays out of the exception (it may end up in a log)
+        raise ValueError("not a date")
     return date(int(year), int(month), int(day))
 
 
@@ -109,7 +110,7 @@ def parse_clock(value: str) -> time:
     """Read a 24-hour time written as 13:30 or 13.30; ValueError for anything else."""
     match = _CLOCK.fullmatch(value.strip())
     if not match:
-        raise ValueError(value)
+        raise ValueError("not a time")
     return time(int(match.group(1)), int(match.group(2)))
 
 
